@@ -1,0 +1,97 @@
+"""The sampling-pattern container shared by every mask generator, and argument checks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SamplingPattern:
+    """A Cartesian sampling pattern on the phase-encode plane.
+
+    Attributes:
+        mask: bool array of the plane's shape; True where k-space is sampled.
+            Centred convention: the k-space centre is at ``(ny // 2, nz // 2)``.
+        order: int array ``(n, 2)``: the (row, col) of every sampled point, each once,
+            in the order a scanner plays them.
+        kind: generator name (``"vdrad"``, ``"poisson"``, ``"lines"``).
+        accel: the requested acceleration (the rate asked for is ``1 / accel``).
+        params: the generator's options, as used (for provenance, e.g. in checkpoints).
+    """
+
+    mask: np.ndarray
+    order: np.ndarray
+    kind: str
+    accel: float
+    params: dict = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        """Achieved sampling rate: sampled points / all points."""
+        return float(self.mask.sum()) / self.mask.size
+
+    @property
+    def target_count(self) -> int:
+        """Number of points the requested rate asks for."""
+        return target_count(self.mask.size, self.accel)
+
+
+def target_count(size: int, accel: float) -> int:
+    """Number of samples that realises rate ``1 / accel`` on ``size`` points."""
+    return int(round(size / accel))
+
+
+def check_shape(shape: tuple[int, ...], ndim: int = 2) -> tuple[int, ...]:
+    """Validate a mask shape; return it as a tuple of ints."""
+    try:
+        shape = tuple(int(s) for s in shape)
+    except TypeError:
+        raise ValueError(f"shape must be a tuple of {ndim} sizes, got {shape!r}") from None
+    if len(shape) != ndim:
+        raise ValueError(
+            f"shape must have {ndim} dimensions (phase-encode plane), got {shape}; "
+            "give e.g. (200, 100)"
+        )
+    if min(shape) < 4:
+        raise ValueError(f"every dimension of shape must be at least 4, got {shape}")
+    return shape
+
+
+def check_accel(accel: float) -> float:
+    """Validate an acceleration factor (finite, >= 1)."""
+    accel = float(accel)
+    if not np.isfinite(accel) or accel < 1:
+        raise ValueError(f"accel must be a finite number >= 1, got {accel}")
+    return accel
+
+
+def check_calib(calib: tuple[int, ...], shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Validate a calibration-region size against the mask shape."""
+    calib = tuple(int(c) for c in calib)
+    if len(calib) != len(shape) or any(c < 0 or c > s for c, s in zip(calib, shape)):
+        raise ValueError(f"calib {calib} must have one size per dimension, each in [0, shape]")
+    return calib
+
+
+def calib_box(shape: tuple[int, ...], calib: tuple[int, ...]) -> np.ndarray:
+    """Bool array of ``shape``, True on the centred calibration box of size ``calib``."""
+    box = np.zeros(shape, dtype=bool)
+    index = tuple(slice(s // 2 - c // 2, s // 2 - c // 2 + c) for s, c in zip(shape, calib))
+    box[index] = True
+    return box
+
+
+def check_feasible(n_target: int, n_calib: int, n_max: int, accel: float, what: str) -> None:
+    """Raise ValueError when the requested count cannot be met."""
+    if n_calib > n_target:
+        raise ValueError(
+            f"accel={accel:g} asks for {n_target} samples but the calibration region alone "
+            f"holds {n_calib}; lower accel or shrink calib"
+        )
+    if n_target > n_max:
+        raise ValueError(
+            f"accel={accel:g} asks for {n_target} samples but {what} holds only {n_max}; "
+            "raise accel"
+        )
