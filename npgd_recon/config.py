@@ -1,0 +1,68 @@
+"""Training configuration: TOML validated against the defaults, which live here and only here."""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from pathlib import Path
+
+DEFAULTS: dict = {
+    "model": {
+        "iterations": 10,
+        "blocks": 1,
+        "features": 128,
+        "data_consistency": "gradient",
+        "global_skip": True,
+    },
+    "data": {
+        "train": [{"kind": "phantom", "count": 1000}],
+        "validation": [{"kind": "phantom", "count": 16, "seed": 12345}],
+        "validation_slices": 16,
+        "shape": [128, 128],
+        "mask": "vdrad",
+        "accel": 5.0,
+        "noise": [0.0, 0.02],
+        "validation_noise": 0.01,
+    },
+    "train": {
+        "steps": 10000,
+        "batch_size": 4,
+        "lr": 1e-4,
+        "lr_halve_every": 10000,
+        "beta": 0.75,
+        "seed": 0,
+        "checkpoint_every": 200,
+        "validate_every": 200,
+        "amp": True,
+        "threads": 0,
+    },
+}
+
+
+def _merge(defaults: dict, given: dict, where: str) -> dict:
+    merged = copy.deepcopy(defaults)
+    for key, value in given.items():
+        if key not in defaults:
+            raise ValueError(f"unknown config key {where}{key!r}; known: {', '.join(defaults)}")
+        if isinstance(defaults[key], dict):
+            if not isinstance(value, dict):
+                raise ValueError(f"config {where}{key!r} must be a table")
+            merged[key] = _merge(defaults[key], value, f"{where}{key}.")
+        else:
+            if isinstance(defaults[key], (int, float)) and not isinstance(value, (int, float)):
+                raise ValueError(f"config {where}{key!r} must be a number, got {value!r}")
+            merged[key] = value
+    return merged
+
+
+def load_config(path: str | Path | None) -> dict:
+    """Read a TOML config (or ``None`` for the defaults) and fill in every default."""
+    if path is None:
+        return copy.deepcopy(DEFAULTS)
+    try:
+        given = tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ValueError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ValueError(f"{path}: invalid TOML ({error})") from None
+    return _merge(DEFAULTS, given, "")
