@@ -104,3 +104,8 @@ class BlockAverageOp(Operator):
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
         up = y.repeat_interleave(2, dim=-2).repeat_interleave(2, dim=-1)
         return up / 4
+
+
+def operator_for(mask, maps=None) -> Operator:
+    """The MRI operator for a problem: :class:`CartesianOp` without maps, :class:`SenseOp` with."""
+    return CartesianOp(mask) if maps is None else SenseOp(mask, maps)

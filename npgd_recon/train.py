@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from npgd_recon.checkpoint import load_checkpoint, save_checkpoint
 from npgd_recon.data import Augment, UndersampledSet, build_source
+from npgd_recon.device import pick_device
 from npgd_recon.metrics import snr_db_magnitude, ssim_magnitude
 from npgd_recon.model import NeuralPGD
 from npgd_recon.operators import CartesianOp
@@ -70,17 +71,6 @@ def _distributed() -> tuple[int, int]:
         torch.distributed.init_process_group(backend)
     rank = torch.distributed.get_rank() if world > 1 else 0
     return rank, world
-
-
-def pick_device(name: str = "auto", rank: int = 0) -> torch.device:
-    """``auto`` means CUDA when present, else CPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError("--device cuda asked for, but no CUDA GPU is available")
-        return torch.device("cuda", rank % torch.cuda.device_count())
-    return torch.device(name)
 
 
 def train(config: dict, out: Path, *, resume: bool = False, device: str = "auto",

@@ -1,0 +1,22 @@
+"""Choosing the torch device: ``auto`` is CUDA when a GPU is present, else the CPU."""
+
+from __future__ import annotations
+
+import torch
+
+
+def pick_device(name: str = "auto", rank: int = 0) -> torch.device:
+    """Resolve ``auto|cpu|cuda``; ``rank`` picks the GPU under torchrun.
+
+    Raises:
+        ValueError: an unknown name, or ``cuda`` without a GPU.
+    """
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("--device cuda asked for, but no CUDA GPU is available")
+        return torch.device("cuda", rank % torch.cuda.device_count())
+    if name != "cpu":
+        raise ValueError(f"unknown device {name!r}; use auto, cpu or cuda")
+    return torch.device("cpu")
