@@ -1,0 +1,117 @@
+"""The main job: ISMRMRD raw data -> reconstruction -> DICOM series (and optional extras).
+
+Shared by ``npgd-recon`` and the streaming server. Steps per volume (contrast, repetition, ...):
+optional retrospective undersampling of fully sampled data, ESPIRiT maps for multi-coil data
+(``bart ecalib`` on the calibration region), the reconstructor on batches of 2-D problems, and
+magnitude images placed by the acquisition geometry.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import ismrmrd.xsd
+import numpy as np
+from tqdm import tqdm
+
+from bart_baselines.cs import espirit_maps
+from npgd_recon.dicom_writer import study_info_from_header, write_series
+from npgd_recon.figures import save_montage
+from npgd_recon.ismrmrd_images import to_ismrmrd_image, write_ismrmrd_images
+from npgd_recon.ismrmrd_reader import RawStudy, RawVolume
+from npgd_recon.reconstruct import Reconstructor
+from sampling import make_mask
+
+
+@dataclass
+class Reconstruction:
+    """Images of one study: ``images`` complex ``[n, y, x]`` over all volumes, their geometry,
+    and the (contrast, repetition) of each image."""
+
+    images: np.ndarray
+    geometry: list
+    counters: list[tuple[int, int]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def undersample(volume: RawVolume, accel: float, kind: str = "vdrad",
+                seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Retrospectively undersample a fully sampled volume with one mask for every problem."""
+    if not volume.fully_sampled:
+        rate = float(volume.mask.mean())
+        raise ValueError(f"--undersample needs fully sampled data, but this volume is already "
+                         f"undersampled (rate {rate:.1%})")
+    pattern = make_mask(kind, volume.mask.shape[1:], accel, seed=seed).mask
+    mask = volume.mask & pattern[None]
+    return volume.kspace * mask[:, None], mask
+
+
+def coil_maps(kspace: np.ndarray) -> np.ndarray | None:
+    """ESPIRiT maps ``[n, coil, y, x]`` for multi-coil k-space, None for a single coil."""
+    if kspace.shape[1] == 1:
+        return None
+    return espirit_maps(kspace, stack=True)
+
+
+def reconstruct_study(study: RawStudy, recon: Reconstructor, *, accel: float | None = None,
+                      mask_kind: str = "vdrad", seed: int = 0,
+                      progress: bool = True) -> Reconstruction:
+    """Reconstruct every volume of a study with ``recon``."""
+    total = sum(len(v.kspace) for v in study.volumes)
+    images, geometry, counters = [], [], []
+    start = time.perf_counter()
+    with tqdm(total=total, desc=recon.method, unit="slice", disable=not progress) as bar:
+        for volume in study.volumes:
+            if accel is None:
+                kspace, mask = volume.kspace, np.ascontiguousarray(volume.mask)
+            else:
+                kspace, mask = undersample(volume, accel, mask_kind, seed)
+            maps = coil_maps(kspace)
+            chunk = len(kspace) if recon.method in ("cswv", "cstv") else recon.batch
+            for i in range(0, len(kspace), chunk):
+                part = slice(i, i + chunk)
+                images.append(recon(kspace[part], mask[part],
+                                    None if maps is None else maps[part]))
+                bar.update(len(images[-1]))
+            geometry += volume.geometry
+            counters += [(volume.contrast, volume.repetition)] * len(kspace)
+    return Reconstruction(np.concatenate(images), geometry, counters,
+                          time.perf_counter() - start)
+
+
+def series_description(recon: Reconstructor) -> str:
+    """DICOM SeriesDescription naming method and model (at most 64 characters)."""
+    text = f"{recon.method.upper()} {recon.model_name}".strip()
+    return text[:64]
+
+
+def preview_path(out: Path) -> Path:
+    """Where ``--png`` writes its preview: beside the series folder, ``OUT.png``."""
+    return out.with_name(out.name + ".png")
+
+
+def write_outputs(result: Reconstruction, study: RawStudy, recon: Reconstructor, out: Path, *,
+                  force: bool = False, png: bool = False,
+                  also_ismrmrd: Path | None = None) -> list[Path]:
+    """DICOM series into ``out`` (atomic); optional PNG preview (``OUT.png``, beside the series,
+    so the series folder holds DICOM only) and ISMRMRD images."""
+    magnitude = np.abs(result.images)
+    files = write_series(magnitude, result.geometry, out,
+                         series_description=series_description(recon),
+                         info=study_info_from_header(study.header, study.is_3d), force=force)
+    if png:
+        picks = np.linspace(0, len(magnitude) - 1, min(len(magnitude), 12)).round().astype(int)
+        save_montage(magnitude[picks], preview_path(out),
+                     titles=[f"image {i + 1}" for i in picks],
+                     suptitle=series_description(recon))
+    if also_ismrmrd is not None:
+        window = float(np.percentile(magnitude, 99.5))
+        meta = {"DataRole": "Image", "ImageProcessingHistory": ["NPGD-RECON", recon.method.upper()],
+                "WindowCenter": window / 2, "WindowWidth": window}
+        images = [to_ismrmrd_image(m, plane, i, meta=meta, contrast=c, repetition=r)
+                  for i, (m, plane, (c, r)) in enumerate(zip(magnitude, result.geometry,
+                                                             result.counters))]
+        write_ismrmrd_images(also_ismrmrd, ismrmrd.xsd.ToXML(study.header), images)
+    return files
