@@ -43,3 +43,35 @@ def save_montage(images: np.ndarray, path: Path, *, titles: list[str] | None = N
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def save_comparison(outputs: dict[str, np.ndarray], reference: np.ndarray, path: Path, *,
+                    labels: dict[str, str] | None = None, suptitle: str = "",
+                    error_gain: float = 5.0) -> None:
+    """The paper's Fig. 3 layout for one slice: one column per method and the reference, in one
+    grey window; beneath each method its error map ``|x - x*|`` magnified ``error_gain`` times."""
+    plt = _pyplot()
+    names = list(outputs)
+    ref = np.abs(reference)
+    window = float(np.percentile(ref, 99.5)) or 1.0
+    ny, nx = ref.shape
+    columns = len(names) + 1
+    fig, axes = plt.subplots(2, columns, squeeze=False,
+                             figsize=(2.2 * columns * nx / max(nx, ny) + 0.2,
+                                      4.4 * ny / max(nx, ny) + 0.6))
+    for axis in axes.ravel():
+        axis.axis("off")
+    for j, name in enumerate(names):
+        image = np.abs(outputs[name])
+        axes[0, j].imshow(image, cmap="gray", vmin=0, vmax=window)
+        axes[0, j].set_title((labels or {}).get(name, name), fontsize=8)
+        axes[1, j].imshow(np.abs(image - ref) * error_gain, cmap="gray", vmin=0, vmax=window)
+    axes[0, -1].imshow(ref, cmap="gray", vmin=0, vmax=window)
+    axes[0, -1].set_title("reference", fontsize=8)
+    axes[1, -1].text(0.5, 0.5, f"error x{error_gain:g}", ha="center", va="center",
+                     transform=axes[1, -1].transAxes, fontsize=8)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
