@@ -18,7 +18,7 @@ system:
 	  else echo "missing system packages:$$missing (run as root, or: sudo apt-get install -y$$missing)"; exit 1; fi; \
 	fi
 
-$(STAMP): pyproject.toml docker/requirements-cpu.txt
+$(STAMP): pyproject.toml docker/requirements-cpu.txt docker/apt-packages.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -r docker/requirements-cpu.txt
@@ -30,6 +30,7 @@ demo: system $(STAMP)
 
 test: system $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/hadolint --failure-threshold warning docker/Dockerfile
 	$(BIN)/pytest -q
 
 clean:
