@@ -1,5 +1,19 @@
 """Compressed-sensing baselines through the real BART binary, and BART's cfl file format."""
 
 from bart_baselines.cfl import readcfl, writecfl
+from bart_baselines.cs import cs_tv, cs_wavelet, espirit_maps
+from bart_baselines.runner import BartError, BartNotFoundError, find_bart, run_bart
+from bart_baselines.tuning import tune_lambda
 
-__all__ = ["readcfl", "writecfl"]
+__all__ = [
+    "readcfl",
+    "writecfl",
+    "cs_wavelet",
+    "cs_tv",
+    "espirit_maps",
+    "tune_lambda",
+    "BartError",
+    "BartNotFoundError",
+    "find_bart",
+    "run_bart",
+]

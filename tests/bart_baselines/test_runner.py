@@ -1,0 +1,104 @@
+"""The bart runner: locating the binary, temporary folders, errors, against the real binary."""
+
+import os
+import shutil
+import tempfile
+
+import numpy as np
+import pytest
+
+from bart_baselines import BartError, BartNotFoundError, find_bart, run_bart
+from npgd_recon.fft import fft2c
+
+needs_bart = pytest.mark.skipif(shutil.which("bart") is None, reason="bart binary not installed")
+
+
+@pytest.fixture
+def private_tmp(tmp_path, monkeypatch):
+    """Point tempfile at an empty folder so leftovers of run_bart are visible."""
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+def fake_bart(folder, script: str):
+    """An executable ``folder/bart`` running ``script`` in sh."""
+    folder.mkdir(exist_ok=True)
+    path = folder / "bart"
+    path.write_text("#!/bin/sh\n" + script + "\n")
+    path.chmod(0o755)
+    return path
+
+
+@needs_bart
+def test_fft_round_trip_and_folder_removed(private_tmp):
+    rng = np.random.default_rng(0)
+    image = (rng.standard_normal((12, 10)) + 1j * rng.standard_normal((12, 10))).astype(
+        np.complex64)
+    out = run_bart(["fft", "-u", "3", "img", "k"], {"img": image}, ["k"], threads=1)
+    np.testing.assert_allclose(out["k"], fft2c(image), atol=1e-5)
+    assert list(private_tmp.iterdir()) == []
+
+
+@needs_bart
+def test_failed_call_is_one_line_error_with_command_and_message(private_tmp):
+    with pytest.raises(BartError) as caught:
+        run_bart(["fft", "-u", "3", "missing", "out"])
+    error = caught.value
+    assert not isinstance(error, BartNotFoundError)
+    assert error.command[1:] == ["fft", "-u", "3", "missing", "out"]
+    assert "missing" in error.message and "No such file" in error.message
+    assert error.returncode != 0
+    text = str(error)
+    assert "\n" not in text and "\x1b" not in text
+    assert "fft -u 3 missing out" in text and "No such file" in text
+    assert list(private_tmp.iterdir()) == []
+
+
+@needs_bart
+def test_output_bart_did_not_write_is_an_error():
+    with pytest.raises(BartError, match="no output 'nothing'"):
+        run_bart(["version"], outputs=["nothing"])
+
+
+def test_names_must_be_bare(tmp_path):
+    with pytest.raises(ValueError, match="bare file name"):
+        run_bart(["fft", "-u", "3", "x", "y"], {"../x": np.zeros(2)}, ["y"])
+    with pytest.raises(ValueError, match="threads"):
+        run_bart(["version"], threads=0)
+
+
+def test_toolbox_path_is_preferred_and_threads_are_passed(tmp_path, monkeypatch, private_tmp):
+    fake = fake_bart(tmp_path / "toolbox", 'echo "threads=$OMP_NUM_THREADS args=$*" >&2; exit 3')
+    monkeypatch.setenv("BART_TOOLBOX_PATH", str(fake.parent))
+    assert find_bart() == str(fake)
+    with pytest.raises(BartError) as caught:
+        run_bart(["pics", "a", "b"], {"a": np.ones(3)}, threads=2)
+    assert caught.value.returncode == 3
+    assert caught.value.message == "threads=2 args=pics a b"
+    assert "(exit 3)" in str(caught.value)
+    assert list(private_tmp.iterdir()) == []
+
+
+def test_missing_binary_says_how_to_install(tmp_path, monkeypatch):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    monkeypatch.setenv("BART_TOOLBOX_PATH", str(empty))
+    with pytest.raises(BartNotFoundError) as caught:
+        run_bart(["version"])
+    assert isinstance(caught.value, BartError)
+    text = str(caught.value)
+    assert "apt-get install -y bart" in text and "BART_TOOLBOX_PATH" in text
+    assert "\n" not in text
+    monkeypatch.delenv("BART_TOOLBOX_PATH")
+    with pytest.raises(BartNotFoundError, match="apt-get install -y bart"):
+        find_bart()
+
+
+def test_toolbox_path_without_bart_falls_back_to_path(tmp_path, monkeypatch):
+    on_path = fake_bart(tmp_path / "bin", "exit 0")
+    monkeypatch.setenv("PATH", str(on_path.parent) + os.pathsep + os.environ["PATH"])
+    monkeypatch.setenv("BART_TOOLBOX_PATH", str(tmp_path / "nowhere"))
+    assert find_bart() == str(on_path)
