@@ -23,7 +23,7 @@ import numpy as np
 
 from bart_baselines import readcfl, tune_lambda
 from bart_baselines.runner import find_bart
-from npgd_recon.data import smooth_phase
+from npgd_recon.data import random_phase
 from npgd_recon.evaluation import (
     evaluate,
     markdown_table,
@@ -45,7 +45,7 @@ def bart_phantom_case(size: int, count: int) -> np.ndarray:
         kspace = readcfl(f"{tmp}/k")[:, :, 0]
     base = ifft2c(kspace)
     rng = np.random.default_rng(5)
-    return np.stack([np.abs(base) * smooth_phase(base.shape, rng) for _ in range(count)]
+    return np.stack([np.abs(base) * random_phase(base.shape, rng) for _ in range(count)]
                     ).astype(np.complex64)
 
 

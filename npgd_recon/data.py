@@ -26,20 +26,14 @@ import torch
 from scipy import ndimage
 
 from npgd_recon.fft import fft2c, ifft2c
+from npgd_recon.simulate import smooth_phase
 from sampling import make_mask
 
 
-def smooth_phase(shape: tuple[int, int], rng: np.random.Generator,
-                 max_phase: float = np.pi) -> np.ndarray:
-    """A random smooth phase map: a low-order 2-D cosine series with random coefficients."""
-    ny, nx = shape
-    yy, xx = np.meshgrid(np.linspace(0, 1, ny), np.linspace(0, 1, nx), indexing="ij")
-    phase = np.zeros(shape)
-    for p in range(3):
-        for q in range(3):
-            phase += rng.normal() / (1 + p + q) * np.cos(np.pi * (p * yy + q * xx + rng.uniform()))
-    phase *= max_phase * rng.uniform(0.2, 1.0) / max(np.abs(phase).max(), 1e-6)
-    return np.exp(1j * phase)
+def random_phase(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """``exp(i phi)`` of a random smooth phase map, up to +-pi (see ``simulate.smooth_phase``)."""
+    seed = int(rng.integers(2**31))
+    return np.exp(1j * smooth_phase(shape, seed=seed, strength=rng.uniform(0.2, 1.0) * np.pi))
 
 
 class VolumeSlices:
@@ -73,7 +67,7 @@ class VolumeSlices:
     def image(self, i: int, rng: np.random.Generator) -> np.ndarray:
         axis, position = self.index[i]
         magnitude = np.take(self.volume, position, axis=axis)
-        return (magnitude * smooth_phase(magnitude.shape, rng)).astype(np.complex64)
+        return (magnitude * random_phase(magnitude.shape, rng)).astype(np.complex64)
 
 
 class PhantomSource:
@@ -100,7 +94,7 @@ class PhantomSource:
                 1 if k == 0 else local.choice([-0.5, 1]))
         image = ndimage.gaussian_filter(np.clip(image, 0, None), 0.7)
         image /= max(image.max(), 1e-6)
-        return (image * smooth_phase(image.shape, rng)).astype(np.complex64)
+        return (image * random_phase(image.shape, rng)).astype(np.complex64)
 
 
 class FastMRISource:

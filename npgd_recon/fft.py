@@ -36,3 +36,19 @@ def fft2c(x):
 def ifft2c(k):
     """Centred orthonormal 2-D inverse FFT of k-space ``[..., ky, kx]`` (torch or numpy)."""
     return _dispatch(k, inverse=True)
+
+
+def fft1c(x, axis: int = -1):
+    """Centred orthonormal 1-D FFT along ``axis`` (the 2-D transform over a singleton axis)."""
+    return _along(x, axis, inverse=False)
+
+
+def ifft1c(x, axis: int = -1):
+    """Centred orthonormal 1-D inverse FFT along ``axis``."""
+    return _along(x, axis, inverse=True)
+
+
+def _along(x, axis: int, inverse: bool):
+    move = torch.movedim if isinstance(x, torch.Tensor) else np.moveaxis
+    lines = move(x, axis, -1)[..., None, :]
+    return move(_dispatch(lines, inverse)[..., 0, :], -1, axis)

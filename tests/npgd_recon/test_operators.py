@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from npgd_recon.fft import fft2c, ifft2c
+from npgd_recon.fft import fft1c, fft2c, ifft1c, ifft2c
 from npgd_recon.operators import BlockAverageOp, CartesianOp, SenseOp
 from sampling import vdrad
 
@@ -104,3 +104,14 @@ def test_block_average_values_and_odd_size_error():
     assert torch.allclose(y.real, torch.tensor([[[2.5, 4.5], [10.5, 12.5]]]))
     with pytest.raises(ValueError, match="even"):
         BlockAverageOp().forward(torch.zeros(1, 5, 4, dtype=torch.complex64))
+
+
+def test_fft1c_matches_numpy_along_any_axis():
+    x = np.random.default_rng(3).standard_normal((4, 6, 8)) + 0j
+    for axis in range(3):
+        expected = np.fft.fftshift(np.fft.fft(np.fft.ifftshift(x, axes=axis), axis=axis,
+                                              norm="ortho"), axes=axis)
+        np.testing.assert_allclose(fft1c(x, axis=axis), expected, atol=1e-10)
+        np.testing.assert_allclose(ifft1c(fft1c(x, axis=axis), axis=axis), x, atol=1e-10)
+    t = torch.from_numpy(x)
+    torch.testing.assert_close(fft1c(t, axis=1), torch.from_numpy(fft1c(x, axis=1)))
