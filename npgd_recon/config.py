@@ -19,6 +19,7 @@ DEFAULTS: dict = {
         "validation": [{"kind": "phantom", "count": 16, "seed": 12345}],
         "validation_slices": 16,
         "shape": [128, 128],
+        "zoom": [0.55, 1.0],
         "mask": "vdrad",
         "accel": 5.0,
         "noise": [0.0, 0.02],

@@ -102,10 +102,11 @@ def train(config: dict, out: Path, *, resume: bool = False, device: str = "auto"
         metrics = meta.get("validation", {})
     ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
 
+    augment = Augment(tuple(dc["shape"]), tuple(dc["zoom"]))
     train_set = UndersampledSet([build_source(s) for s in dc["train"]],
                                 tc["steps"] * tc["batch_size"], mask=dc["mask"],
-                                accel=dc["accel"], noise=tuple(dc["noise"]),
-                                augment=Augment(tuple(dc["shape"])), seed=tc["seed"] + 1000 * rank)
+                                accel=dc["accel"], noise=tuple(dc["noise"]), augment=augment,
+                                seed=tc["seed"] + 1000 * rank)
     val_set = UndersampledSet([build_source(s) for s in dc["validation"]],
                               dc["validation_slices"], mask=dc["mask"], accel=dc["accel"],
                               noise=(dc["validation_noise"],) * 2, seed=99)
