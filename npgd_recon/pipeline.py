@@ -36,6 +36,12 @@ class Reconstruction:
     seconds: float = 0.0
 
 
+def espirit_calib(shape: tuple[int, int]) -> tuple[int, int]:
+    """Calibration box for multi-coil masks: ESPIRiT needs more than its 6x6 kernel, so at
+    least a quarter of each side up to 24 (VDRad's default otherwise)."""
+    return tuple(max(s // 10, min(24, s // 4)) for s in shape)
+
+
 def undersample(volume: RawVolume, accel: float, kind: str = "vdrad",
                 seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Retrospectively undersample a fully sampled volume with one mask for every problem."""
@@ -43,7 +49,11 @@ def undersample(volume: RawVolume, accel: float, kind: str = "vdrad",
         rate = float(volume.mask.mean())
         raise ValueError(f"--undersample needs fully sampled data, but this volume is already "
                          f"undersampled (rate {rate:.1%})")
-    pattern = make_mask(kind, volume.mask.shape[1:], accel, seed=seed).mask
+    shape = volume.mask.shape[1:]
+    options = {"seed": seed}
+    if volume.kspace.shape[1] > 1 and kind != "lines":
+        options["calib"] = espirit_calib(shape)
+    pattern = make_mask(kind, shape, accel, **options).mask
     mask = volume.mask & pattern[None]
     return volume.kspace * mask[:, None], mask
 
@@ -52,7 +62,11 @@ def coil_maps(kspace: np.ndarray) -> np.ndarray | None:
     """ESPIRiT maps ``[n, coil, y, x]`` for multi-coil k-space, None for a single coil."""
     if kspace.shape[1] == 1:
         return None
-    return espirit_maps(kspace, stack=True)
+    maps = espirit_maps(kspace, stack=True)
+    if not np.any(np.abs(maps) > 0):  # planes without signal may have none; all is an error
+        raise ValueError("ESPIRiT found no coil sensitivities: the fully sampled calibration "
+                         "region is too small (it needs more than 6x6 k-space samples)")
+    return maps
 
 
 def reconstruct_study(study: RawStudy, recon: Reconstructor, *, accel: float | None = None,
