@@ -22,7 +22,7 @@ from npgd_recon.figures import save_montage
 from npgd_recon.ismrmrd_images import to_ismrmrd_image, write_ismrmrd_images
 from npgd_recon.ismrmrd_reader import RawStudy, RawVolume
 from npgd_recon.reconstruct import Reconstructor
-from sampling import make_mask
+from sampling import make_mask, multicoil_calib
 
 
 @dataclass
@@ -36,12 +36,6 @@ class Reconstruction:
     seconds: float = 0.0
 
 
-def espirit_calib(shape: tuple[int, int]) -> tuple[int, int]:
-    """Calibration box for multi-coil masks: ESPIRiT needs more than its 6x6 kernel, so at
-    least a quarter of each side up to 24 (VDRad's default otherwise)."""
-    return tuple(max(s // 10, min(24, s // 4)) for s in shape)
-
-
 def undersample(volume: RawVolume, accel: float, kind: str = "vdrad",
                 seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Retrospectively undersample a fully sampled volume with one mask for every problem."""
@@ -51,8 +45,9 @@ def undersample(volume: RawVolume, accel: float, kind: str = "vdrad",
                          f"undersampled (rate {rate:.1%})")
     shape = volume.mask.shape[1:]
     options = {"seed": seed}
-    if volume.kspace.shape[1] > 1 and kind != "lines":
-        options["calib"] = espirit_calib(shape)
+    if volume.kspace.shape[1] > 1:
+        calib = multicoil_calib(shape)
+        options["calib"] = calib[0] if kind == "lines" else calib
     pattern = make_mask(kind, shape, accel, **options).mask
     mask = volume.mask & pattern[None]
     return volume.kspace * mask[:, None], mask

@@ -18,7 +18,7 @@ from nibabel.filebasedimages import ImageFileError
 from scipy import ndimage
 
 from npgd_recon.simulate import ScanSettings, shepp_logan, smooth_phase, write_scan
-from sampling import GENERATORS, make_mask
+from sampling import GENERATORS, make_mask, multicoil_calib
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -145,7 +145,11 @@ def _pattern(args, shape: tuple[int, int, int]):
         raise ValueError("2-D multi-slice scans undersample whole ky lines: use --mask lines "
                          "(vdrad/poisson need --3d)")
     plane = (shape[1], shape[0]) if args.volumetric else (shape[1], shape[2])
-    return make_mask(kind, plane, args.undersample, seed=args.seed)
+    options = {"seed": args.seed}
+    if args.coils > 1:  # enough calibration data for ESPIRiT maps
+        calib = multicoil_calib(plane)
+        options["calib"] = calib[0] if kind == "lines" else calib
+    return make_mask(kind, plane, args.undersample, **options)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,7 @@
 """Cartesian k-space sampling patterns: VDRad (default), variable-density Poisson disc, VD lines."""
 
 from sampling.lines import vd_lines
-from sampling.pattern import SamplingPattern
+from sampling.pattern import SamplingPattern, multicoil_calib
 from sampling.poisson import poisson
 from sampling.vdrad import vdrad
 
@@ -15,4 +15,5 @@ def make_mask(kind: str, shape: tuple[int, int], accel: float = 5.0, **options) 
     return GENERATORS[kind](shape, accel, **options)
 
 
-__all__ = ["SamplingPattern", "vdrad", "poisson", "vd_lines", "make_mask", "GENERATORS"]
+__all__ = ["SamplingPattern", "multicoil_calib", "vdrad", "poisson", "vd_lines", "make_mask",
+           "GENERATORS"]

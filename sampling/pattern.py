@@ -75,6 +75,12 @@ def check_calib(calib: tuple[int, ...], shape: tuple[int, ...]) -> tuple[int, ..
     return calib
 
 
+def multicoil_calib(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Calibration size for multi-coil data: ESPIRiT needs more than its 6x6 kernel, so at
+    least a quarter of each side, up to 24 (a tenth when that is more)."""
+    return tuple(max(s // 10, min(24, s // 4)) for s in shape)
+
+
 def calib_box(shape: tuple[int, ...], calib: tuple[int, ...]) -> np.ndarray:
     """Bool array of ``shape``, True on the centred calibration box of size ``calib``."""
     box = np.zeros(shape, dtype=bool)
