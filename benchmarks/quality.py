@@ -42,7 +42,7 @@ def bart_phantom_case(size: int, count: int) -> np.ndarray:
     """Shepp-Logan images from BART's analytic k-space (``bart phantom -k``) with smooth phase."""
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run([find_bart(), "phantom", "-k", "-x", str(size), f"{tmp}/k"], check=True)
-        kspace = readcfl(f"{tmp}/k")[:, :, 0]
+        kspace = readcfl(f"{tmp}/k")
     base = ifft2c(kspace)
     rng = np.random.default_rng(5)
     return np.stack([np.abs(base) * random_phase(base.shape, rng) for _ in range(count)]
