@@ -20,7 +20,7 @@ from npgd_recon.simulate import (
     write_scan,
 )
 from npgd_recon.simulate_cli import main
-from sampling import vd_lines, vdrad
+from sampling import multicoil_calib, vd_lines, vdrad
 
 
 def test_coil_maps_are_normalised_and_smooth():
@@ -134,7 +134,8 @@ def test_cli_phantom_3d_undersampled(tmp_path):
                  "--undersample", "4", "--seed", "7", "--out", str(out)]) == 0
     volume = read_raw(out).volumes[0]
     assert volume.kspace.shape == (24, 2, 32, 20)
-    np.testing.assert_array_equal(volume.mask[0], vdrad((32, 20), 4.0, seed=7).mask)
+    expected = vdrad((32, 20), 4.0, seed=7, calib=multicoil_calib((32, 20))).mask
+    np.testing.assert_array_equal(volume.mask[0], expected)
 
 
 def test_cli_nifti_slices_and_matrix(tmp_path):
