@@ -6,8 +6,9 @@ A batch of 2-D problems is ``kspace [n, coil, y, x]`` (centred, zeros where unsa
 orientation of the zero-filled adjoint ``Phi^H y``.
 
 - ``zerofill``: ``Phi^H y``.
-- ``npgd`` / ``resnet``: a trained :class:`~npgd_recon.model.NeuralPGD`, normalised per problem
-  by the rule stored with its weights, batched on the chosen device.
+- ``npgd`` / ``resnet``: a trained :class:`~npgd_recon.model.NeuralPGD` with its batch norm
+  folded into the convolutions (:mod:`npgd_recon.inference`), normalised per problem by the
+  rule stored with its weights, batched on the chosen device.
 - ``cswv`` / ``cstv``: ``bart pics`` through :mod:`bart_baselines` (one BART call per batch).
 """
 
@@ -22,6 +23,7 @@ import torch
 from bart_baselines.cs import cs_tv, cs_wavelet
 from npgd_recon.checkpoint import load_checkpoint
 from npgd_recon.device import pick_device
+from npgd_recon.inference import prepare_for_inference
 from npgd_recon.operators import operator_for
 from npgd_recon.registry import default_weights, resolve_weights
 from npgd_recon.transforms import normalisation_scale
@@ -101,4 +103,4 @@ def make_reconstructor(method: str, weights: str | None = None, device: str = "a
         return Reconstructor(method, dev, batch=batch, lam=lam)
     name = weights or default_weights(method, dev.type)
     model, meta = load_checkpoint(resolve_weights(name), dev)
-    return Reconstructor(method, dev, model, meta, name, batch)
+    return Reconstructor(method, dev, prepare_for_inference(model), meta, name, batch)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from npgd_recon.checkpoint import CheckpointError, load_checkpoint, read_metadata, save_checkpoint
+from npgd_recon.inference import prepare_for_inference
 from npgd_recon.model import NeuralPGD
 from npgd_recon.operators import BlockAverageOp, CartesianOp, SenseOp
 from npgd_recon.train import p2_loss
@@ -155,3 +156,16 @@ def test_train_cli_runs_resumes_and_rejects_bad_config(tmp_path):
     result = subprocess.run(cmd, capture_output=True, text=True)
     assert result.returncode == 2 and "unknown config key" in result.stderr
     assert result.stderr.count("\n") == 1
+
+
+def test_folded_inference_model_computes_the_same_function():
+    model = small(features=8).train()
+    op = CartesianOp(MASK)
+    for _ in range(3):  # give BN non-trivial running statistics
+        model(op.forward(randc(4, 24, 16)), op)
+    model.eval()
+    fast = prepare_for_inference(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    y = op.forward(randc(2, 24, 16))
+    with torch.inference_mode():
+        torch.testing.assert_close(fast(y, op), model(y, op), rtol=1e-4, atol=1e-5)
