@@ -2,9 +2,9 @@
 
 A volume of ``--slices`` 200x100 single-coil problems (MNI template slices resized, 20 % VDRad)
 goes through every method in one call per method (BART loops over slices inside one process;
-the networks batch ``--batch`` slices). Network timings are medians of ``--repeats`` runs after
-a warm-up; CS runs once (it takes seconds). ``npgd-t10k1-f128`` is timed with untrained weights:
-speed depends on the architecture only.
+the networks batch ``--batch`` slices, BN folded, channels-last). Network timings are medians of
+``--repeats`` runs after a warm-up; CS runs once (it takes seconds). ``npgd-t10k1-f128`` is
+timed with untrained weights: speed depends on the architecture only.
 
     python benchmarks/speed.py --slices 151
 """
@@ -22,6 +22,7 @@ from scipy import ndimage
 
 from npgd_recon.data import VolumeSlices, random_phase
 from npgd_recon.evaluation import retrospective
+from npgd_recon.inference import prepare_for_inference
 from npgd_recon.model import NeuralPGD
 from npgd_recon.reconstruct import Reconstructor, make_reconstructor
 from npgd_recon.transforms import NORMALISATION
@@ -63,7 +64,7 @@ def main() -> None:
     images = volume(args.slices)
     kspace, masks = retrospective(images, 5.0, seed=1)
     device = torch.device("cpu")
-    big = NeuralPGD(iterations=10, blocks=1, features=128).eval()
+    big = prepare_for_inference(NeuralPGD(iterations=10, blocks=1, features=128).eval())
     methods = {
         "npgd-t10k1-f32": (make_reconstructor("npgd", "npgd-t10k1-f32", "cpu", args.batch),
                            args.slices),
