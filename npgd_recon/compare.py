@@ -14,15 +14,13 @@ import base64
 import csv
 import html
 import json
-import os
-import platform
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from bart_baselines import tune_lambda
+from npgd_recon.device import describe_hardware, pick_device
 from npgd_recon.evaluation import evaluate, markdown_table, summarise
 from npgd_recon.figures import save_comparison
 from npgd_recon.ismrmrd_reader import read_raw
@@ -50,14 +48,6 @@ class CompareOptions:
     npgd_weights: str | None = None
     resnet_weights: str | None = None
     progress: bool = True
-
-
-def hardware(device: str) -> str:
-    """One line naming the CPU (and GPU, when used)."""
-    text = f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores"
-    if device != "cpu" and torch.cuda.is_available():
-        text += f"; GPU {torch.cuda.get_device_name(0)}"
-    return text
 
 
 def _tuned(kspace, mask, maps, reference, method: str, slices: int) -> float:
@@ -127,13 +117,14 @@ def _img(path: Path) -> str:
 
 def write_report(records: list[dict], out: Path, options: CompareOptions, shape) -> None:
     """A self-contained ``report.html``: tables, pictures, mask, metric definitions, hardware."""
+    machine = describe_hardware(pick_device(options.device))
     mask_png = out / "mask.png"
     save_png(make_mask(options.mask, shape, options.accel, seed=options.seed), mask_png)
     parts = ["<!doctype html><meta charset='utf-8'><title>npgd-compare report</title>",
              "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}"
              "table{border-collapse:collapse}td,th{border:1px solid #999;padding:3px 8px}"
              "img{max-width:100%}</style>", "<h1>npgd-compare</h1>",
-             f"<p>Hardware: {html.escape(hardware(options.device))}. Undersampling: "
+             f"<p>Hardware: {html.escape(machine)}. Undersampling: "
              f"{options.mask}, R = {options.accel:g}, seed {options.seed}. "
              "Seconds are reconstruction time per slice (no start-up, no I/O).</p>"]
     for case in dict.fromkeys(r["case"] for r in records):

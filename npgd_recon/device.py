@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import platform
+
 import torch
 
 
@@ -20,3 +23,11 @@ def pick_device(name: str = "auto", rank: int = 0) -> torch.device:
     if name != "cpu":
         raise ValueError(f"unknown device {name!r}; use auto, cpu or cuda")
     return torch.device("cpu")
+
+
+def describe_hardware(device: torch.device) -> str:
+    """One line for reports and model metadata: the GPU on CUDA, else CPU cores and threads."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return (f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores, "
+            f"{torch.get_num_threads()} threads")

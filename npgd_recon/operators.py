@@ -35,13 +35,6 @@ class Operator(ABC):
         """Phi^H Phi x."""
         return self.adjoint(self.forward(x))
 
-    def to(self, device: torch.device | str) -> Operator:
-        """This operator with its tensors on ``device``."""
-        moved = object.__new__(type(self))
-        for name, value in vars(self).items():
-            setattr(moved, name, value.to(device) if isinstance(value, torch.Tensor) else value)
-        return moved
-
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward(x)
 

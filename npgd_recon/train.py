@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from tqdm import tqdm
 
 from npgd_recon.checkpoint import load_checkpoint, save_checkpoint
 from npgd_recon.data import Augment, UndersampledSet, build_source
-from npgd_recon.device import pick_device
+from npgd_recon.device import describe_hardware, pick_device
 from npgd_recon.metrics import snr_db_magnitude, ssim_magnitude
 from npgd_recon.model import NeuralPGD
 from npgd_recon.operators import CartesianOp
@@ -39,12 +38,12 @@ def p2_loss(iterates: list[torch.Tensor], target: torch.Tensor, y: torch.Tensor,
 
 
 def normalised_problem(batch: dict, device) -> tuple:
-    """Move a batch to ``device`` and normalise it: ``(op, y, target, scale)``."""
+    """Move a batch to ``device`` and normalise it: ``(op, y, target)``."""
     mask = batch["mask"].to(device)
     kspace, target = batch["kspace"].to(device), batch["target"].to(device)
     op = CartesianOp(mask)
     scale = normalisation_scale(op.adjoint(kspace))[:, None, None]
-    return op, kspace / scale, target / scale, scale
+    return op, kspace / scale, target / scale
 
 
 @torch.no_grad()
@@ -54,7 +53,7 @@ def validate(model: NeuralPGD, dataset: UndersampledSet, device) -> dict[str, fl
     snr, ssim, zf = [], [], []
     for i in range(len(dataset)):
         batch = {k: v[None] for k, v in dataset[i].items()}
-        op, y, target, _ = normalised_problem(batch, device)
+        op, y, target = normalised_problem(batch, device)
         out = model(y, op)
         snr.append(snr_db_magnitude(target[0].cpu(), out[0].cpu()))
         ssim.append(ssim_magnitude(target[0].cpu(), out[0].cpu()))
@@ -126,7 +125,7 @@ def train(config: dict, out: Path, *, resume: bool = False, device: str = "auto"
     tick = time.perf_counter()
     step = start
     for batch in bar:
-        op, y, target, _ = normalised_problem(batch, dev)
+        op, y, target = normalised_problem(batch, dev)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
             iterates = ddp(y, op, return_iterates=True)
         loss = p2_loss(iterates, target, y, op, tc["beta"])
@@ -158,9 +157,6 @@ def train(config: dict, out: Path, *, resume: bool = False, device: str = "auto"
 
 def _save(model, optimiser, schedule, out: Path, config: dict, step: int, seconds: float,
           metrics: dict, dev) -> None:
-    hardware = (torch.cuda.get_device_name(dev) if dev.type == "cuda"
-                else f"{platform.processor() or platform.machine()} CPU, "
-                     f"{torch.get_num_threads()} threads")
     meta = {
         "normalisation": NORMALISATION,
         "operator": "cartesian-single-coil",
@@ -171,7 +167,7 @@ def _save(model, optimiser, schedule, out: Path, config: dict, step: int, second
         "loss": {"name": "P2", "beta": config["train"]["beta"]},
         "validation": metrics,
         "train_seconds": round(seconds, 1),
-        "hardware": hardware,
+        "hardware": describe_hardware(dev),
         "config": json.loads(json.dumps(config)),
     }
     save_checkpoint(model, out / "model.safetensors", meta)

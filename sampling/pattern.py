@@ -32,11 +32,6 @@ class SamplingPattern:
         """Achieved sampling rate: sampled points / all points."""
         return float(self.mask.sum()) / self.mask.size
 
-    @property
-    def target_count(self) -> int:
-        """Number of points the requested rate asks for."""
-        return target_count(self.mask.size, self.accel)
-
 
 def target_count(size: int, accel: float) -> int:
     """Number of samples that realises rate ``1 / accel`` on ``size`` points."""
