@@ -11,6 +11,11 @@ Sources:
 - :class:`PhantomSource`: random ellipse phantoms with smooth phase.
 - :class:`FastMRISource`: fastMRI-style HDF5 (``kspace`` ``[slice, (coil,) ky, kx]``); the image
   is the inverse FFT (coil-combined by root-sum-of-squares with the phase of the first coil).
+- :class:`IsmrmrdSource`: fully sampled ISMRMRD raw data (read by
+  :func:`~npgd_recon.ismrmrd_reader.read_raw`: prewhitened, oversampling removed), one image
+  per 2-D problem, coil-combined like fastMRI. Undersampled volumes are refused.
+- :class:`DicomImages`: magnitude DICOM images (files or folders, multi-frame too), shrunk to at
+  most ``max_size`` pixels a side, with a random smooth phase.
 
 Nothing is downloaded; every path is local.
 """
@@ -115,9 +120,65 @@ class FastMRISource:
         path, s = self.index[i]
         with h5py.File(path, "r") as f:
             kspace = np.asarray(f["kspace"][s], dtype=np.complex64)
-        coils = ifft2c(kspace if kspace.ndim == 3 else kspace[None])
-        rss = np.sqrt((np.abs(coils) ** 2).sum(0))
-        return (rss * np.exp(1j * np.angle(coils[0]))).astype(np.complex64)
+        return coil_combine(ifft2c(kspace if kspace.ndim == 3 else kspace[None]))
+
+
+def coil_combine(coils: np.ndarray) -> np.ndarray:
+    """Root-sum-of-squares magnitude with the phase of the first coil, ``[coil, y, x]``."""
+    rss = np.sqrt((np.abs(coils) ** 2).sum(0))
+    return (rss * np.exp(1j * np.angle(coils[0]))).astype(np.complex64)
+
+
+class IsmrmrdSource:
+    """2-D images of fully sampled ISMRMRD raw data (every volume of every file)."""
+
+    def __init__(self, paths: list[str | Path]) -> None:
+        from npgd_recon.ismrmrd_reader import read_raw
+
+        self.images: list[np.ndarray] = []
+        for path in paths:
+            for volume in read_raw(path).volumes:
+                if not volume.fully_sampled:
+                    raise ValueError(f"{path}: undersampled data cannot be a training target")
+                self.images += [coil_combine(ifft2c(k)) for k in volume.kspace]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def image(self, i: int, rng: np.random.Generator) -> np.ndarray:
+        return self.images[i]
+
+
+class DicomImages:
+    """Magnitude DICOM images from files and folders (``*.dcm``), one per frame."""
+
+    def __init__(self, paths: list[str | Path], max_size: int = 320) -> None:
+        import pydicom
+
+        files: list[Path] = []
+        for path in map(Path, paths):
+            files += sorted(path.glob("*.dcm")) if path.is_dir() else [path]
+        self.images: list[np.ndarray] = []
+        for file in files:
+            try:
+                frames = np.asarray(pydicom.dcmread(file).pixel_array, dtype=np.float32)
+            except Exception as error:  # pydicom raises many types for unreadable files
+                raise ValueError(f"{file}: not a readable DICOM image ({error})") from None
+            for frame in frames.reshape(-1, *frames.shape[-2:]):
+                factor = min(1.0, max_size / max(frame.shape))
+                if factor < 1:
+                    frame = ndimage.zoom(frame, factor, order=1)
+                frame = frame[: frame.shape[0] // 2 * 2, : frame.shape[1] // 2 * 2]
+                self.images.append(np.abs(frame) / max(float(np.abs(frame).max()), 1e-12))
+        if not self.images:
+            raise ValueError(f"no DICOM images in {', '.join(map(str, paths))}")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def image(self, i: int, rng: np.random.Generator) -> np.ndarray:
+        magnitude = self.images[i]
+        return (magnitude * random_phase(magnitude.shape, rng)).astype(np.complex64)
 
 
 @dataclass
@@ -196,7 +257,8 @@ class UndersampledSet(torch.utils.data.Dataset):
 
 
 def build_source(spec: dict):
-    """A source from its config table: ``{kind = "nifti"|"npy"|"phantom"|"fastmri", ...}``."""
+    """A source from its config table:
+    ``{kind = "nifti"|"npy"|"phantom"|"fastmri"|"ismrmrd"|"dicom", ...}``."""
     kind = spec.get("kind")
     if kind in ("nifti", "npy"):
         return VolumeSlices(spec["path"], tuple(spec.get("axes", (0, 1, 2))),
@@ -205,4 +267,9 @@ def build_source(spec: dict):
         return PhantomSource(spec.get("count", 1000), spec.get("size", 192), spec.get("seed", 0))
     if kind == "fastmri":
         return FastMRISource(spec["paths"])
-    raise ValueError(f"unknown data source kind {kind!r}; use nifti, npy, phantom or fastmri")
+    if kind == "ismrmrd":
+        return IsmrmrdSource(spec["paths"])
+    if kind == "dicom":
+        return DicomImages(spec["paths"], spec.get("max_size", 320))
+    raise ValueError(f"unknown data source kind {kind!r}; use nifti, npy, phantom, fastmri, "
+                     "ismrmrd or dicom")

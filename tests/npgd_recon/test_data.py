@@ -4,8 +4,21 @@ import h5py
 import numpy as np
 import pytest
 
-from npgd_recon.data import Augment, FastMRISource, PhantomSource, UndersampledSet, build_source
+from npgd_recon.data import (
+    Augment,
+    DicomImages,
+    FastMRISource,
+    IsmrmrdSource,
+    PhantomSource,
+    UndersampledSet,
+    build_source,
+)
+from npgd_recon.dicom_writer import write_series
 from npgd_recon.fft import fft2c
+from npgd_recon.geometry import PlaneGeometry
+from npgd_recon.metrics import snr_db_magnitude
+from npgd_recon.simulate import ScanSettings, shepp_logan, write_scan
+from sampling import vdrad
 
 
 @pytest.fixture
@@ -31,6 +44,40 @@ def test_every_source_kind(sources):
     assert len(PhantomSource(5, size=32)) == 5
     with pytest.raises(ValueError, match="unknown data source"):
         build_source({"kind": "dicom-folder"})
+
+
+def test_ismrmrd_source_gives_the_coil_combined_images_and_refuses_undersampled_data(tmp_path):
+    truth = write_scan(tmp_path / "full.h5", shepp_logan((3, 40, 32)),
+                       settings=ScanSettings(coils=3, oversampling=2, noise_readouts=0))
+    source = build_source({"kind": "ismrmrd", "paths": [str(tmp_path / "full.h5")]})
+    assert isinstance(source, IsmrmrdSource) and len(source) == 3
+    image = source.image(1, np.random.default_rng(0))
+    assert image.shape == (40, 32)
+    assert snr_db_magnitude(truth.image[1], image) > 40  # RSS of normalised maps: |x| exactly
+    write_scan(tmp_path / "under.h5", shepp_logan((1, 40, 32)), pattern=vdrad((40, 32), 3.0),
+               settings=ScanSettings(coils=2, noise_readouts=0))
+    with pytest.raises(ValueError, match="undersampled"):
+        IsmrmrdSource([tmp_path / "under.h5"])
+
+
+def test_dicom_source_reads_a_series_and_shrinks_large_images(tmp_path):
+    images = np.zeros((3, 64, 48), np.float32)
+    images[:, 16:48, 8:40] = np.arange(1, 4)[:, None, None]
+    geometry = [PlaneGeometry(np.array([0.0, 0.0, 2.0 * i]), np.array([1.0, 0.0, 0.0]),
+                              np.array([0.0, 1.0, 0.0]), (1.0, 1.0), (64, 48), 2.0,
+                              np.zeros(3)) for i in range(3)]
+    write_series(images, geometry, tmp_path / "series", series_description="test")
+    source = build_source({"kind": "dicom", "paths": [str(tmp_path / "series")]})
+    assert isinstance(source, DicomImages) and len(source) == 3
+    for i in range(3):  # every image normalised to 1 inside its block, 0 outside
+        magnitude = np.abs(source.image(i, np.random.default_rng(i)))
+        np.testing.assert_allclose(magnitude[16:48, 8:40], 1.0, rtol=1e-3)
+        assert magnitude[:16].max() < 1e-3
+    small = DicomImages([tmp_path / "series"], max_size=32)
+    assert small.image(0, np.random.default_rng(0)).shape == (32, 24)
+    (tmp_path / "junk.dcm").write_bytes(b"not dicom")
+    with pytest.raises(ValueError, match="not a readable DICOM"):
+        DicomImages([tmp_path / "junk.dcm"])
 
 
 def test_training_items_get_fresh_exact_rate_masks(sources):
