@@ -1,10 +1,13 @@
 """Quality of the shipped models against CS-WV / CS-TV (BART, tuned) and zero filling.
 
 Held-out data: slices of the Colin27 brain (Debian ``mricron-data``, a volume no model trained
-on) and BART's analytic Shepp-Logan k-space (another object family, no inverse crime), both
-single coil at 20 % VDRad by default. CS lambdas are tuned for best SNR on the first slices of
-each case (as the paper tuned CS), then used for all. Prints a Markdown table per case and
-writes ``OUT/quality.json`` and one comparison picture per case.
+on), BART's analytic Shepp-Logan k-space (another object family, no inverse crime) and real
+scans of other anatomy: the MR images that ``pydicom`` and ``pydicom-data`` ship for their own
+tests (abdomen, shoulder, head; reserved for evaluation, never trained or tuned on). All single
+coil at 20 % VDRad by default, magnitudes given a seeded smooth phase. CS lambdas are tuned for
+best SNR on the first slices of Colin27 and Shepp-Logan (as the paper tuned CS); the reserved
+scans use Colin27's lambdas. Prints a Markdown table per case and writes ``OUT/quality.json``
+and one comparison picture per case.
 
     python benchmarks/quality.py --out docs/quality
 """
@@ -23,7 +26,7 @@ import numpy as np
 
 from bart_baselines import readcfl, tune_lambda
 from bart_baselines.runner import find_bart
-from npgd_recon.data import random_phase
+from npgd_recon.data import DicomImages, random_phase
 from npgd_recon.evaluation import (
     evaluate,
     markdown_table,
@@ -36,6 +39,22 @@ from npgd_recon.figures import save_comparison
 from npgd_recon.reconstruct import make_reconstructor
 
 CH2 = "/usr/share/mricron/templates/ch2.nii.gz"
+# Real scans of other anatomy, shipped by pydicom (test_files) and pydicom-data (data_store).
+RESERVED = {"abdomen-liver": "MR-SIEMENS-DICOM-WithOverlays.dcm", "shoulder": "MR2_UNCR.dcm",
+            "head-emri": "emri_small.dcm", "mr-small": "MR_small.dcm"}
+
+
+def reserved_case(name: str, max_size: int = 256) -> np.ndarray:
+    """The images of one reserved pydicom test scan, complex with a seeded smooth phase."""
+    import data_store
+    import pydicom
+
+    folders = [Path(pydicom.__file__).parent / "data" / "test_files",
+               Path(data_store.__file__).parent / "data"]
+    path = next(f / name for f in folders if (f / name).exists())
+    source = DicomImages([path], max_size)
+    rng = np.random.default_rng(11)
+    return np.stack([source.image(i, rng) for i in range(len(source))])
 
 
 def bart_phantom_case(size: int, count: int) -> np.ndarray:
@@ -59,25 +78,31 @@ def main() -> None:
     parser.add_argument("--accel", type=float, default=5.0)
     parser.add_argument("--noise", type=float, default=0.01)
     parser.add_argument("--iters", type=int, default=300, help="CS iterations")
+    parser.add_argument("--precision", default="fp32", help="network precision (fp32, bf16)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
     cases = {"colin27-brain": volume_test_slices(CH2, args.slices, axis=2, seed=3),
              "bart-shepp-logan": bart_phantom_case(160, 2)}
+    cases.update({case: reserved_case(name) for case, name in RESERVED.items()})
     results = {"machine": f"{platform.processor() or platform.machine()}, "
                           f"{os.cpu_count()} cores",
-               "accel": args.accel, "noise": args.noise, "cases": {}}
+               "accel": args.accel, "noise": args.noise, "precision": args.precision,
+               "cases": {}}
     for case, images in cases.items():
         kspace, masks = retrospective(images, args.accel, seed=100, noise=args.noise)
-        lams = {}
-        for method, solver in (("cswv", "wavelet"), ("cstv", "tv")):
-            t = slice(0, args.tune_slices)
-            lams[method], _ = tune_lambda(kspace[t, 0], masks[t].astype(np.float32), images[t],
-                                          solver, iters=args.iters, stack=True)
+        if case in RESERVED:
+            lams = results["cases"]["colin27-brain"]["lambdas"]
+        else:
+            lams = {}
+            for method, solver in (("cswv", "wavelet"), ("cstv", "tv")):
+                t = slice(0, args.tune_slices)
+                lams[method], _ = tune_lambda(kspace[t, 0], masks[t].astype(np.float32),
+                                              images[t], solver, iters=args.iters, stack=True)
         recons = [make_reconstructor("zerofill")]
         recons += [make_reconstructor(m, lam=lams[m]) for m in ("cswv", "cstv")]
-        recons += [make_reconstructor("resnet", args.resnet, "cpu"),
-                   make_reconstructor("npgd", args.npgd, "cpu")]
+        recons += [make_reconstructor("resnet", args.resnet, "cpu", precision=args.precision),
+                   make_reconstructor("npgd", args.npgd, "cpu", precision=args.precision)]
         records, outputs = evaluate(images, kspace, masks, None, recons, case)
         table = summarise(records)
         print(f"\n### {case}: {len(images)} slices {images.shape[1]}x{images.shape[2]}, "

@@ -1,10 +1,15 @@
 """Reconstruction speed, side by side in one run on one machine, printed as ratios to CS-WV.
 
-A volume of ``--slices`` 200x100 single-coil problems (MNI template slices resized, 20 % VDRad)
-goes through every method in one call per method (BART loops over slices inside one process;
-the networks batch ``--batch`` slices, BN folded, channels-last). Network timings are medians of
-``--repeats`` runs after a warm-up; CS runs once (it takes seconds). ``npgd-t10k1-f128`` is
-timed with untrained weights: speed depends on the architecture only.
+Two cases: a volume of ``--slices`` 200x100 single-coil problems (MNI template slices resized,
+20 % VDRad; the paper's volume) and a knee-size 3-D case, ``--knee-slices`` planes of 320x256
+(ky x kz of a 3-D scan after the readout FFT), whose per-volume time is the per-plane time times
+``--knee-planes``. Every method gets one call per case (BART loops over slices inside one
+process; the networks batch ``--batch`` slices, BN folded, channels-last, in the precision the
+row names). Network timings are medians of ``--repeats`` runs after a warm-up; CS runs once, on
+the CPU (it takes seconds). Networks run on ``--device``; the copy back to the host ends each
+timed call, so CUDA work is complete when the clock stops. ``F128`` rows use untrained weights:
+speed depends on the architecture only. The SNR change of bf16 against fp32 is measured on the
+trained models' outputs.
 
     python benchmarks/speed.py --slices 151
 """
@@ -12,8 +17,6 @@ timed with untrained weights: speed depends on the architecture only.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 
 import numpy as np
@@ -21,8 +24,10 @@ import torch
 from scipy import ndimage
 
 from npgd_recon.data import VolumeSlices, random_phase
+from npgd_recon.device import describe_hardware, pick_device
 from npgd_recon.evaluation import retrospective
 from npgd_recon.inference import prepare_for_inference
+from npgd_recon.metrics import snr_db_magnitude
 from npgd_recon.model import NeuralPGD
 from npgd_recon.reconstruct import Reconstructor, make_reconstructor
 from npgd_recon.transforms import NORMALISATION
@@ -30,65 +35,117 @@ from npgd_recon.transforms import NORMALISATION
 MNI = "../shared/data/mni_icbm152_t1_2009a_1mm.nii.gz"
 
 
-def volume(count: int) -> np.ndarray:
-    """``count`` axial slices resized to 200x100, complex."""
+def volume(count: int, shape: tuple[int, int] = (200, 100)) -> np.ndarray:
+    """``count`` axial MNI slices resized to ``shape``, complex."""
     source = VolumeSlices(MNI, axes=(2,))
     rng = np.random.default_rng(0)
     picks = np.linspace(0, len(source) - 1, count).round().astype(int)
     images = []
     for i in picks:
         image = source.image(int(i), rng)
-        factor = (200 / image.shape[0], 100 / image.shape[1])
+        factor = (shape[0] / image.shape[0], shape[1] / image.shape[1])
         images.append(np.abs(ndimage.zoom(np.abs(image), factor, order=1))
-                      * random_phase((200, 100), rng))
+                      * random_phase(shape, rng))
     return np.stack(images).astype(np.complex64)
 
 
-def timed(recon: Reconstructor, kspace, masks, repeats: int) -> float:
-    """Median seconds for the whole volume (after one warm-up run for networks)."""
+def timed(recon: Reconstructor, kspace, masks, repeats: int) -> tuple[float, np.ndarray]:
+    """Median seconds for the whole stack (after one warm-up run for networks), and the output."""
     runs = []
     for _ in range(repeats + (recon.model is not None)):
         start = time.perf_counter()
-        recon(kspace, masks)
+        out = recon(kspace, masks)
         runs.append(time.perf_counter() - start)
-    return float(np.median(runs[1:] if recon.model is not None else runs))
+    return float(np.median(runs[1:] if recon.model is not None else runs)), out
+
+
+def untrained(iterations: int, blocks: int, precision: str, batch: int,
+              device: torch.device) -> Reconstructor:
+    """A paper-size (F=128) network with random weights, prepared like a shipped one."""
+    model = NeuralPGD(iterations=iterations, blocks=blocks, features=128).eval().to(device)
+    return Reconstructor("npgd", device, prepare_for_inference(model, precision),
+                         {"normalisation": NORMALISATION}, "f128", batch, precision=precision)
+
+
+def conv_flops(model: torch.nn.Module, pixels: int) -> float:
+    """Floating-point operations (2 per multiply-add) of every convolution of one
+    reconstruction of ``pixels`` pixels: the arithmetic floor the FFTs come on top of."""
+    iterations = getattr(model, "iterations", 1)
+    per_pixel = sum(2 * m.in_channels * m.out_channels * m.kernel_size[0] * m.kernel_size[1]
+                    // m.groups for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    return float(iterations * per_pixel * pixels)
+
+
+def compiled(recon: Reconstructor) -> Reconstructor:
+    """``recon`` with its proximal network compiled by ``torch.compile`` (inductor)."""
+    recon.model.prox = torch.compile(recon.model.prox, dynamic=False)
+    return recon
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slices", type=int, default=151)
-    parser.add_argument("--big-slices", type=int, default=8, help="slices for the F=128 model")
+    parser.add_argument("--big-slices", type=int, default=8, help="slices for F=128 models")
+    parser.add_argument("--knee-slices", type=int, default=8, help="3-D planes timed")
+    parser.add_argument("--knee-planes", type=int, default=256, help="3-D planes per volume")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cpu", help="where the networks run (cpu, cuda)")
     args = parser.parse_args()
-    images = volume(args.slices)
-    kspace, masks = retrospective(images, 5.0, seed=1)
-    device = torch.device("cpu")
-    big = prepare_for_inference(NeuralPGD(iterations=10, blocks=1, features=128).eval())
+    device = pick_device(args.device)
+    cases = {"200x100": volume(args.slices), "knee 320x256": volume(args.knee_slices, (320, 256))}
+    b, d = args.batch, args.device
     methods = {
-        "npgd-t10k1-f32": (make_reconstructor("npgd", "npgd-t10k1-f32", "cpu", args.batch),
-                           args.slices),
-        "resnet-k10-f32": (make_reconstructor("resnet", "resnet-k10-f32", "cpu", args.batch),
-                           args.slices),
-        "npgd-t10k1-f128 (untrained)": (Reconstructor("npgd", device, big,
-                                                      {"normalisation": NORMALISATION},
-                                                      "f128", args.batch), args.big_slices),
-        "cswv": (make_reconstructor("cswv"), args.slices),
-        "cstv": (make_reconstructor("cstv"), args.slices),
+        "NPGD npgd-t10k1-f32, fp32": lambda: make_reconstructor(
+            "npgd", "npgd-t10k1-f32", d, b, precision="fp32"),
+        "NPGD npgd-t10k1-f32, bf16 (CPU default)": lambda: make_reconstructor(
+            "npgd", "npgd-t10k1-f32", d, b, precision="bf16"),
+        "NPGD npgd-t10k1-f32, bf16 + torch.compile": lambda: compiled(make_reconstructor(
+            "npgd", "npgd-t10k1-f32", d, b, precision="bf16")),
+        "deep ResNet resnet-k10-f32, fp32": lambda: make_reconstructor(
+            "resnet", "resnet-k10-f32", d, b, precision="fp32"),
+        "deep ResNet resnet-k10-f32, bf16": lambda: make_reconstructor(
+            "resnet", "resnet-k10-f32", d, b, precision="bf16"),
+        "NPGD T10/K1/F128, bf16": lambda: untrained(10, 1, "bf16", b, device),
+        "NPGD T5/K2/F128, bf16": lambda: untrained(5, 2, "bf16", b, device),
+        "CS-WV (BART, FISTA 300)": lambda: make_reconstructor("cswv"),
+        "CS-TV (BART, ADMM 300)": lambda: make_reconstructor("cstv"),
     }
-    per_slice = {}
-    for name, (recon, count) in methods.items():
-        repeats = args.repeats if recon.model is not None else 1
-        seconds = timed(recon, kspace[:count], masks[:count], repeats)
-        per_slice[name] = seconds / count
-    print(f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"torch {torch.__version__} ({torch.get_num_threads()} threads), "
-          f"{time.strftime('%Y-%m-%d')}; {args.slices} slices of 200x100, 20 % VDRad\n")
-    print("| method | s / slice | s / volume | speed-up vs CS-WV |")
-    print("|---|---|---|---|")
-    for name, seconds in per_slice.items():
-        print(f"| {name} | {seconds:.4f} | {seconds * args.slices:.2f} | "
-              f"{per_slice['cswv'] / seconds:.1f}x |")
+    results: dict[str, dict[str, float]] = {}
+    snr: dict[str, float] = {}
+    gflops: dict[str, float] = {}
+    for case, images in cases.items():
+        kspace, masks = retrospective(images, 5.0, seed=1)
+        for name, factory in methods.items():
+            recon = factory()
+            count = args.big_slices if "F128" in name and case == "200x100" else len(images)
+            start = time.perf_counter()
+            if recon.model is not None and "compile" in name:
+                recon(kspace[:b], masks[:b])
+                print(f"{name}: compilation and first batch {time.perf_counter() - start:.1f} s")
+            seconds, out = timed(recon, kspace[:count], masks[:count],
+                                 args.repeats if recon.model is not None else 1)
+            results.setdefault(name, {})[case] = seconds / count
+            if recon.model is not None and case == "200x100":
+                gflops[name] = conv_flops(recon.model, 200 * 100) / 1e9
+            if case == "200x100" and "F128" not in name:
+                snr[name] = float(np.mean(snr_db_magnitude(images[:count], out)))
+            print(f"{case} | {name}: {seconds / count:.4f} s / slice", flush=True)
+
+    print(f"\n{describe_hardware(device)}, torch {torch.__version__}, "
+          f"{time.strftime('%Y-%m-%d')}; 20 % VDRad; 200x100 volume = {args.slices} slices, "
+          f"knee volume = {args.knee_planes} planes of 320x256 ({args.knee_slices} timed)\n")
+    cs = "CS-WV (BART, FISTA 300)"
+    print("| method | s / slice 200x100 | s / volume | vs CS-WV | s / plane 320x256 "
+          "| s / knee volume | vs CS-WV | SNR 200x100 (dB) | GFLOP / slice | GFLOP/s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name, times in results.items():
+        small, knee = times["200x100"], times["knee 320x256"]
+        print(f"| {name} | {small:.4f} | {small * args.slices:.1f} "
+              f"| {results[cs]['200x100'] / small:.1f}x | {knee:.4f} "
+              f"| {knee * args.knee_planes:.0f} | {results[cs]['knee 320x256'] / knee:.1f}x "
+              f"| {snr.get(name, float('nan')):.3f} | {gflops.get(name, float('nan')):.2f} "
+              f"| {gflops.get(name, float('nan')) / small:.1f} |")
 
 
 if __name__ == "__main__":

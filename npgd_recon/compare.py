@@ -44,6 +44,7 @@ class CompareOptions:
     seed: int = 0
     methods: tuple[str, ...] = DEFAULT_METHODS
     device: str = "auto"
+    precision: str = "auto"
     tune_slices: int = 3
     npgd_weights: str | None = None
     resnet_weights: str | None = None
@@ -77,7 +78,8 @@ def compare_file(path: Path, out: Path,
             lam = (_tuned(kspace, mask, maps, reference, method, options.tune_slices)
                    if method in ("cswv", "cstv") else None)
             weights = {"npgd": options.npgd_weights, "resnet": options.resnet_weights}.get(method)
-            recons.append(make_reconstructor(method, weights, options.device, lam=lam))
+            recons.append(make_reconstructor(method, weights, options.device, lam=lam,
+                                             precision=options.precision))
         case_records, outputs = evaluate(reference, kspace, mask, maps, recons, case,
                                          options.progress)
         for record in case_records:
@@ -96,7 +98,7 @@ def write_tables(records: list[dict], out: Path) -> str:
     """``metrics.json``, ``metrics.csv`` and ``summary.md``; returns the Markdown tables."""
     (out / "metrics.json").write_text(json.dumps(records, indent=1))
     keys = ["case", "slice", "method", "snr_db", "psnr_db", "ssim", "nrmse", "seconds",
-            "device", "lam", "model", "accel", "mask"]
+            "device", "precision", "lam", "model", "accel", "mask"]
     with open(out / "metrics.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, keys, extrasaction="ignore")
         writer.writeheader()

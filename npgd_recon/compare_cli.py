@@ -16,6 +16,7 @@ from npgd_recon.compare import (
     write_report,
     write_tables,
 )
+from npgd_recon.inference import PRECISIONS
 from npgd_recon.reconstruct import METHODS
 
 
@@ -36,14 +37,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--methods", type=_methods, default=DEFAULT_METHODS)
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="network precision (auto: bf16 where the hardware has it natively)")
     parser.add_argument("--npgd-weights")
     parser.add_argument("--resnet-weights")
     parser.add_argument("--force", action="store_true", help="replace a non-empty --out")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     options = CompareOptions(args.undersample, args.mask, args.seed, args.methods, args.device,
-                             npgd_weights=args.npgd_weights, resnet_weights=args.resnet_weights,
-                             progress=not args.quiet)
+                             precision=args.precision, npgd_weights=args.npgd_weights,
+                             resnet_weights=args.resnet_weights, progress=not args.quiet)
     try:
         if args.out.exists() and any(args.out.iterdir()) and not args.force:
             raise FileExistsError(f"--out {args.out} exists and is not empty (use --force)")

@@ -13,8 +13,13 @@ DEFAULTS: dict = {
         "features": 128,
         "data_consistency": "gradient",
         "global_skip": True,
+        "proximal": "resnet",
+        "layers": 5,
+        "kernel": 8,
+        "alpha_init": 1.0,
     },
     "data": {
+        "operator": "cartesian",
         "train": [{"kind": "phantom", "count": 1000}],
         "validation": [{"kind": "phantom", "count": 16, "seed": 12345}],
         "validation_slices": 16,

@@ -50,7 +50,8 @@ def evaluate(reference: np.ndarray, kspace: np.ndarray, masks: np.ndarray,
 
     Returns:
         ``records``: one dict per (slice, method): ``case, slice, method, snr_db, psnr_db,
-        ssim, nrmse, seconds`` (reconstruction seconds per slice, no I/O), ``device``.
+        ssim, nrmse, seconds`` (reconstruction seconds per slice, no I/O), ``device`` and the
+        networks' ``precision``.
         ``outputs``: method -> images ``[n, y, x]``.
     """
     records, outputs = [], {}
@@ -62,7 +63,7 @@ def evaluate(reference: np.ndarray, kspace: np.ndarray, masks: np.ndarray,
         for i, (ref, est) in enumerate(zip(reference, out)):
             records.append({"case": case, "slice": i, "method": recon.method,
                             **all_metrics(ref, est), "seconds": per_slice,
-                            "device": recon.device.type})
+                            "device": recon.device.type, "precision": recon.precision})
     return records, outputs
 
 

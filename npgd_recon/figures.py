@@ -75,3 +75,36 @@ def save_comparison(outputs: dict[str, np.ndarray], reference: np.ndarray, path:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def save_contraction_plot(summary: dict, path: Path, *, title: str = "") -> None:
+    """The paper's Fig. 5 layout from :func:`npgd_recon.contraction.summarise`: nRMSE
+    ``||x_t - x*|| / ||x*||`` against t (t = 1..T; ``x_0 = 0`` has nRMSE 1), and eta1, eta2
+    (and their sum) against the step t -> t+1 on a log axis, mean with standard-deviation error
+    bars."""
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
+    t = np.arange(1, len(summary["nrmse"]))
+    left.errorbar(t, summary["nrmse"][1:], yerr=summary["nrmse_std"][1:], marker="o", ms=3,
+                  capsize=2)
+    left.set_xlabel("iteration t")
+    left.set_ylabel("nRMSE  ||x_t - x*|| / ||x*||")
+    left.set_ylim(bottom=0)
+    steps = np.arange(len(summary["eta1"]))
+    total = np.add(summary["eta1"], summary["eta2"])
+    for key, label in (("eta1", "eta1 (M* fixed)"), ("eta2", "eta2 (mask changes)")):
+        right.errorbar(steps, summary[key], yerr=summary[key + "_std"], marker="o", ms=3,
+                       capsize=2, label=label)
+    right.plot(steps, total, "k--", lw=1, label="eta1 + eta2")
+    right.axhline(1.0, color="grey", lw=0.8, ls=":")
+    right.set_yscale("log")
+    right.set_xlabel("step t -> t+1")
+    right.set_ylabel("eta")
+    right.legend(fontsize=7)
+    for axis in (left, right):
+        axis.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -91,8 +91,9 @@ def reconstruct_study(study: RawStudy, recon: Reconstructor, *, accel: float | N
 
 
 def series_description(recon: Reconstructor) -> str:
-    """DICOM SeriesDescription naming method and model (at most 64 characters)."""
-    text = f"{recon.method.upper()} {recon.model_name}".strip()
+    """DICOM SeriesDescription naming method, model and precision (at most 64 characters)."""
+    model = f"{recon.model_name} {recon.precision}" if recon.model_name else ""
+    text = f"{recon.method.upper()} {model}".strip()
     return text[:64]
 
 

@@ -7,8 +7,9 @@ orientation of the zero-filled adjoint ``Phi^H y``.
 
 - ``zerofill``: ``Phi^H y``.
 - ``npgd`` / ``resnet``: a trained :class:`~npgd_recon.model.NeuralPGD` with its batch norm
-  folded into the convolutions (:mod:`npgd_recon.inference`), normalised per problem by the
-  rule stored with its weights, batched on the chosen device.
+  folded into the convolutions and its proximal in the chosen precision
+  (:mod:`npgd_recon.inference`), normalised per problem by the rule stored with its weights,
+  batched on the chosen device.
 - ``cswv`` / ``cstv``: ``bart pics`` through :mod:`bart_baselines` (one BART call per batch).
 """
 
@@ -22,8 +23,9 @@ import torch
 
 from bart_baselines.cs import cs_tv, cs_wavelet
 from npgd_recon.checkpoint import load_checkpoint
+from npgd_recon.debias import debiased
 from npgd_recon.device import pick_device
-from npgd_recon.inference import prepare_for_inference
+from npgd_recon.inference import prepare_for_inference, resolve_precision
 from npgd_recon.operators import operator_for
 from npgd_recon.registry import default_weights, resolve_weights
 from npgd_recon.transforms import normalisation_scale
@@ -50,7 +52,9 @@ class Reconstructor:
     model_name: str = ""
     batch: int = 8
     lam: float | None = None
+    precision: str = "fp32"
     seconds: float = 0.0
+    debias: int = 0
 
     def __call__(self, kspace: np.ndarray, mask: np.ndarray,
                  maps: np.ndarray | None = None) -> np.ndarray:
@@ -83,24 +87,42 @@ class Reconstructor:
                           None if maps is None else torch.from_numpy(maps).to(self.device))
         scale = normalisation_scale(op.adjoint(y), self.meta["normalisation"])
         shape = (-1,) + (1,) * (y.ndim - 1)
-        out = self.model(y / scale.reshape(shape), op) * scale[:, None, None]
+        y = y / scale.reshape(shape)
+        out = (debiased(self.model, y, op, self.debias) if self.debias
+               else self.model(y, op)) * scale[:, None, None]
         return out.cpu().numpy()
 
 
 def make_reconstructor(method: str, weights: str | None = None, device: str = "auto",
-                       batch: int = 8, lam: float | None = None) -> Reconstructor:
+                       batch: int = 8, lam: float | None = None,
+                       precision: str = "auto", debias: int = 0,
+                       compile: bool = False) -> Reconstructor:
     """Build a reconstructor; the model (if any) is loaded once here.
 
     ``lam`` is the CS regularisation weight (normalised units, bart_baselines' default when
-    None); ``weights`` a shipped model name or a file (the method's default when None).
+    None); ``weights`` a shipped model name or a file (the method's default when None);
+    ``precision`` the networks' proximal precision (:data:`npgd_recon.inference.PRECISIONS`,
+    ``"auto"``: bf16 where the device computes it natively, fp32 otherwise); ``debias`` the
+    de-biasing iterations of a network method (0: none; paper Remark 1); ``compile`` runs the
+    proximal through ``torch.compile`` (worth its seconds of start-up in long-lived processes
+    such as ``npgd-serve``; not with de-biasing, which re-runs the network with frozen masks).
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     if batch < 1:
         raise ValueError(f"--batch must be at least 1, got {batch}")
+    if debias < 0 or (debias and method not in ("npgd", "resnet")):
+        raise ValueError(f"de-biasing needs --method npgd or resnet and iterations >= 0 "
+                         f"(got {method}, {debias})")
+    if compile and debias:
+        raise ValueError("--compile and --debias cannot be combined")
     dev = pick_device(device)
     if method not in ("npgd", "resnet"):
         return Reconstructor(method, dev, batch=batch, lam=lam)
     name = weights or default_weights(method, dev.type)
     model, meta = load_checkpoint(resolve_weights(name), dev)
-    return Reconstructor(method, dev, prepare_for_inference(model), meta, name, batch)
+    if meta.get("operator") == "block-average-2x2":
+        raise ValueError(f"model {name} is a super-resolution model; MRI needs an MRI model")
+    precision = resolve_precision(precision, dev)
+    return Reconstructor(method, dev, prepare_for_inference(model, precision, compile), meta,
+                         name, batch, precision=precision, debias=debias)

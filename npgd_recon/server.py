@@ -70,10 +70,11 @@ class ReconstructorPool:
     by every connection; ``compute_lock`` serialises their use."""
 
     def __init__(self, method: str = "npgd", weights: str | None = None, device: str = "auto",
-                 batch: int = 8) -> None:
+                 batch: int = 8, precision: str = "auto", compile: bool = False) -> None:
         self.default = SessionConfig(method=method, weights=weights)
         self.compute_lock = threading.Lock()
-        self._device, self._batch = device, batch
+        self._device, self._batch, self._precision = device, batch, precision
+        self._compile = compile
         self._cache: dict[tuple[str, str | None], Reconstructor] = {}
         self._cache_lock = threading.Lock()
         self.get(self.default)
@@ -93,7 +94,8 @@ class ReconstructorPool:
         with self._cache_lock:
             if key not in self._cache:
                 self._cache[key] = make_reconstructor(config.method, weights, self._device,
-                                                      self._batch)
+                                                      self._batch, precision=self._precision,
+                                                      compile=self._compile)
             return self._cache[key]
 
 

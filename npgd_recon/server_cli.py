@@ -9,6 +9,7 @@ import sys
 import threading
 from pathlib import Path
 
+from npgd_recon.inference import PRECISIONS
 from npgd_recon.reconstruct import METHODS
 from npgd_recon.server import MIB, Limits, ReconServer, ReconstructorPool
 
@@ -33,6 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--weights", help="shipped model name or .safetensors file")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--batch", type=int, default=8, help="slices per network batch")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="network precision (auto: bf16 where the hardware has it natively)")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the network (seconds per new image size at first, "
+                             "then 1.3-1.5x faster on CPU)")
     parser.add_argument("--dump", type=Path, metavar="DIR",
                         help="also save every received stream as an ISMRMRD file in DIR")
     parser.add_argument("--max-message-mb", type=int, default=64,
@@ -63,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.dump is not None:
             args.dump.mkdir(parents=True, exist_ok=True)
-        pool = ReconstructorPool(args.method, args.weights, args.device, args.batch)
+        pool = ReconstructorPool(args.method, args.weights, args.device, args.batch,
+                                 args.precision, args.compile)
         limits = Limits(args.max_message_mb * MIB, args.max_buffer_mb * MIB, args.timeout)
         server = ReconServer(pool, args.host, args.port, limits, args.dump)
     except (ValueError, OSError) as error:
@@ -73,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: server.shutdown())
     recon = pool.get(pool.default)
-    model = f", model {recon.model_name}" if recon.model_name else ""
+    model = f", model {recon.model_name} ({recon.precision})" if recon.model_name else ""
     host, port = server.address
     print(f"npgd-serve: listening on {host}:{port} | method {recon.method}{model} | "
           f"device {recon.device.type}", flush=True)

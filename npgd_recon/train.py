@@ -1,5 +1,8 @@
 """Training NPGD with the paper's loss (P2), checkpoints, resume, validation and a CSV log.
 
+``data.operator`` picks the problem: ``"cartesian"`` (single-coil MRI, :class:`UndersampledSet`)
+or ``"block-average"`` (2x2 super resolution, :class:`~npgd_recon.superres.BlockAveragedSet`).
+
 Loss per batch, all terms means over pixels and the batch::
 
     beta * |x_T - x*|^2  +  (1 - beta) * sum_t |y - Phi x_t|^2
@@ -25,7 +28,8 @@ from npgd_recon.data import Augment, UndersampledSet, build_source
 from npgd_recon.device import describe_hardware, pick_device
 from npgd_recon.metrics import snr_db_magnitude, ssim_magnitude
 from npgd_recon.model import NeuralPGD
-from npgd_recon.operators import CartesianOp
+from npgd_recon.operators import BlockAverageOp, CartesianOp
+from npgd_recon.superres import BlockAveragedSet, image_source
 from npgd_recon.transforms import NORMALISATION, normalisation_scale
 
 
@@ -38,12 +42,39 @@ def p2_loss(iterates: list[torch.Tensor], target: torch.Tensor, y: torch.Tensor,
 
 
 def normalised_problem(batch: dict, device) -> tuple:
-    """Move a batch to ``device`` and normalise it: ``(op, y, target)``."""
-    mask = batch["mask"].to(device)
-    kspace, target = batch["kspace"].to(device), batch["target"].to(device)
-    op = CartesianOp(mask)
-    scale = normalisation_scale(op.adjoint(kspace))[:, None, None]
-    return op, kspace / scale, target / scale
+    """Move a batch to ``device`` and normalise it: ``(op, y, target)``.
+
+    A batch with ``lowres`` is super resolution, otherwise single-coil k-space with ``mask``.
+    """
+    target = batch["target"].to(device)
+    if "lowres" in batch:
+        op, y = BlockAverageOp(), batch["lowres"].to(device)
+    else:
+        op, y = CartesianOp(batch["mask"].to(device)), batch["kspace"].to(device)
+    scale = normalisation_scale(op.adjoint(y))[:, None, None]
+    return op, y / scale, target / scale
+
+
+def _datasets(dc: dict, length: int, seed: int) -> tuple:
+    """Training and validation sets for ``config["data"]``."""
+    if dc["operator"] == "block-average":
+        shape = tuple(dc["shape"])
+        train_set = BlockAveragedSet([image_source(s, shape) for s in dc["train"]], length,
+                                     noise=tuple(dc["noise"]), augment=True, seed=seed)
+        val_set = BlockAveragedSet([image_source(s, shape) for s in dc["validation"]],
+                                   dc["validation_slices"], noise=(dc["validation_noise"],) * 2)
+        return train_set, val_set
+    if dc["operator"] != "cartesian":
+        raise ValueError(f"data.operator must be 'cartesian' or 'block-average', got "
+                         f"{dc['operator']!r}")
+    augment = Augment(tuple(dc["shape"]), tuple(dc["zoom"]))
+    train_set = UndersampledSet([build_source(s) for s in dc["train"]], length, mask=dc["mask"],
+                                accel=dc["accel"], noise=tuple(dc["noise"]), augment=augment,
+                                seed=seed)
+    val_set = UndersampledSet([build_source(s) for s in dc["validation"]],
+                              dc["validation_slices"], mask=dc["mask"], accel=dc["accel"],
+                              noise=(dc["validation_noise"],) * 2, seed=99)
+    return train_set, val_set
 
 
 @torch.no_grad()
@@ -101,14 +132,7 @@ def train(config: dict, out: Path, *, resume: bool = False, device: str = "auto"
         metrics = meta.get("validation", {})
     ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
 
-    augment = Augment(tuple(dc["shape"]), tuple(dc["zoom"]))
-    train_set = UndersampledSet([build_source(s) for s in dc["train"]],
-                                tc["steps"] * tc["batch_size"], mask=dc["mask"],
-                                accel=dc["accel"], noise=tuple(dc["noise"]), augment=augment,
-                                seed=tc["seed"] + 1000 * rank)
-    val_set = UndersampledSet([build_source(s) for s in dc["validation"]],
-                              dc["validation_slices"], mask=dc["mask"], accel=dc["accel"],
-                              noise=(dc["validation_noise"],) * 2, seed=99)
+    train_set, val_set = _datasets(dc, tc["steps"] * tc["batch_size"], tc["seed"] + 1000 * rank)
     indices = list(range(start * tc["batch_size"], tc["steps"] * tc["batch_size"]))
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(train_set, indices),
                                          batch_size=tc["batch_size"], num_workers=0)
@@ -157,10 +181,11 @@ def train(config: dict, out: Path, *, resume: bool = False, device: str = "auto"
 
 def _save(model, optimiser, schedule, out: Path, config: dict, step: int, seconds: float,
           metrics: dict, dev) -> None:
+    sr = config["data"]["operator"] == "block-average"
     meta = {
         "normalisation": NORMALISATION,
-        "operator": "cartesian-single-coil",
-        "mask": {"kind": config["data"]["mask"], "accel": config["data"]["accel"]},
+        "operator": "block-average-2x2" if sr else "cartesian-single-coil",
+        "mask": None if sr else {"kind": config["data"]["mask"], "accel": config["data"]["accel"]},
         "data": {"train": config["data"]["train"], "validation": config["data"]["validation"]},
         "steps": step,
         "batch_size": config["train"]["batch_size"],

@@ -39,7 +39,8 @@ def test_metrics_tables_pictures_and_report(inputs, tmp_path):
     assert len(records) == (2 + 1) * 3
     assert {r["method"] for r in records} == {"zerofill", "cswv", "npgd"}
     assert set(records[0]) >= {"case", "method", "snr_db", "psnr_db", "ssim", "nrmse",
-                               "seconds", "device"}
+                               "seconds", "device", "precision"}
+    assert {r["precision"] for r in records if r["method"] == "npgd"} <= {"bf16", "fp32"}
     for case in ("a", "b"):
         rows = [r for r in records if r["case"] == case]
         zf = min(r["snr_db"] for r in rows if r["method"] == "zerofill")

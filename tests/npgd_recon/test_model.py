@@ -152,7 +152,7 @@ def test_train_cli_runs_resumes_and_rejects_bad_config(tmp_path):
     assert read_metadata(tmp_path / "run" / "model.safetensors")["steps"] == 6
     assert len((tmp_path / "run" / "log.csv").read_text().splitlines()) == 7
 
-    config.write_text("[model]\nlayers = 3\n")
+    config.write_text("[model]\ndepth = 3\n")
     result = subprocess.run(cmd, capture_output=True, text=True)
     assert result.returncode == 2 and "unknown config key" in result.stderr
     assert result.stderr.count("\n") == 1

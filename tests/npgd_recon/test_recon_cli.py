@@ -61,8 +61,11 @@ def test_2d_multicoil_retrospective_series_is_dciodvfy_clean(files, tmp_path, me
 
 def test_3d_file_gives_one_image_per_readout_position(files, tmp_path):
     result = recon(str(files / "vd3d.h5"), "--out", str(tmp_path / "s"), "--method", "npgd",
-                   "--weights", str(files / "tiny.safetensors"))
+                   "--weights", str(files / "tiny.safetensors"), "--precision", "fp32")
     assert result.returncode == 0, result.stderr
+    assert "(fp32)" in result.stdout
+    assert pydicom.dcmread(sorted((tmp_path / "s").iterdir())[0]).SeriesDescription.endswith(
+        "fp32")
     images = sorted((tmp_path / "s").iterdir())
     assert len(images) == 24
     assert (pydicom.dcmread(images[0]).Rows, pydicom.dcmread(images[0]).Columns) == (32, 12)
