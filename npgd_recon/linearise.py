@@ -13,6 +13,7 @@ Masks are recorded per batch element, so ``M`` is one linear map per image of th
 
 from __future__ import annotations
 
+import warnings
 from contextlib import contextmanager
 
 import torch
@@ -98,7 +99,9 @@ class LinearisedProximal:
 
     def linear(self, v: torch.Tensor) -> torch.Tensor:
         """``M v`` (a Jacobian-vector product of the frozen network; exact, it is affine)."""
-        with torch.inference_mode(False), torch.no_grad():
+        with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+            # torch's forward-mode decompositions call torch.jit.script on first use and warn
+            warnings.filterwarnings("ignore", "`torch.jit.script", DeprecationWarning)
             tangent = complex_to_channels(v.detach().clone())
             _, out = torch.func.jvp(self._frozen, (self.point,), (tangent,))
         return channels_to_complex(out.detach())
