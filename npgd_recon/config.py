@@ -20,6 +20,7 @@ DEFAULTS: dict = {
     },
     "data": {
         "operator": "cartesian",
+        "coils": 1,
         "train": [{"kind": "phantom", "count": 1000}],
         "validation": [{"kind": "phantom", "count": 16, "seed": 12345}],
         "validation_slices": 16,
@@ -41,6 +42,7 @@ DEFAULTS: dict = {
         "validate_every": 200,
         "amp": True,
         "threads": 0,
+        "init": "",
     },
 }
 

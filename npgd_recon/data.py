@@ -31,7 +31,7 @@ import torch
 from scipy import ndimage
 
 from npgd_recon.fft import fft2c, ifft2c
-from npgd_recon.simulate import smooth_phase
+from npgd_recon.simulate import coil_maps, smooth_phase
 from sampling import make_mask
 
 
@@ -218,16 +218,21 @@ class UndersampledSet(torch.utils.data.Dataset):
     image, a fresh mask and noise; without (validation) a fixed image, mask and noise.
 
     Returns dicts of tensors: ``target`` complex ``[y, x]``, ``kspace`` complex ``[y, x]``
-    (zeros where unsampled), ``mask`` float ``[y, x]``.
+    (zeros where unsampled), ``mask`` float ``[y, x]``. With ``coils > 1`` the k-space is
+    multi-coil ``[coil, y, x]`` through smooth birdcage-like sensitivities
+    (:func:`~npgd_recon.simulate.coil_maps`, flipped and phase-shifted at random per sample)
+    and the item also holds those ``maps`` ``[coil, y, x]`` for the SENSE operator.
     """
 
     def __init__(self, sources: list, length: int, *, mask: str = "vdrad", accel: float = 5.0,
                  noise: tuple[float, float] = (0.0, 0.02), augment: Augment | None = None,
-                 seed: int = 0) -> None:
+                 seed: int = 0, coils: int = 1) -> None:
         if not sources or not sum(len(s) for s in sources):
             raise ValueError("no training images: every data source is empty")
+        if coils < 1:
+            raise ValueError(f"coils must be at least 1, got {coils}")
         self.sources, self.length, self.augment, self.seed = sources, length, augment, seed
-        self.mask, self.accel, self.noise = mask, accel, noise
+        self.mask, self.accel, self.noise, self.coils = mask, accel, noise, coils
         self.offsets = np.cumsum([0] + [len(s) for s in sources])
 
     def __len__(self) -> int:
@@ -245,15 +250,24 @@ class UndersampledSet(torch.utils.data.Dataset):
             image = image[: image.shape[0] // 2 * 2, : image.shape[1] // 2 * 2]
         mask = make_mask(self.mask, image.shape, self.accel,
                          seed=int(rng.integers(2**31))).mask
+        maps = None
+        if self.coils > 1:  # the coil ring flipped at random, each coil a random phase
+            maps = coil_maps(self.coils, image.shape)[:, :: rng.choice([-1, 1]),
+                                                       :: rng.choice([-1, 1])]
+            maps = maps * np.exp(2j * np.pi * rng.uniform(size=(self.coils, 1, 1)))
+        coils = image[None] if maps is None else maps * image
         sigma = rng.uniform(*self.noise) * np.abs(image).max()
-        noise = sigma / np.sqrt(2) * (rng.standard_normal(image.shape)
-                                      + 1j * rng.standard_normal(image.shape))
-        kspace = (fft2c(image) + noise) * mask
-        return {
+        noise = sigma / np.sqrt(2) * (rng.standard_normal(coils.shape)
+                                      + 1j * rng.standard_normal(coils.shape))
+        kspace = (fft2c(coils) + noise) * mask
+        item = {
             "target": torch.from_numpy(np.ascontiguousarray(image, dtype=np.complex64)),
-            "kspace": torch.from_numpy(kspace.astype(np.complex64)),
+            "kspace": torch.from_numpy(kspace[0] if maps is None else kspace).to(torch.complex64),
             "mask": torch.from_numpy(mask.astype(np.float32)),
         }
+        if maps is not None:
+            item["maps"] = torch.from_numpy(maps.astype(np.complex64))
+        return item
 
 
 def build_source(spec: dict):

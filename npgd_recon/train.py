@@ -27,8 +27,9 @@ from npgd_recon.checkpoint import load_checkpoint, save_checkpoint
 from npgd_recon.data import Augment, UndersampledSet, build_source
 from npgd_recon.device import describe_hardware, pick_device
 from npgd_recon.metrics import snr_db_magnitude, ssim_magnitude
-from npgd_recon.model import NeuralPGD
-from npgd_recon.operators import BlockAverageOp, CartesianOp
+from npgd_recon.model import NeuralPGD, architecture
+from npgd_recon.operators import BlockAverageOp, CartesianOp, SenseOp
+from npgd_recon.registry import resolve_weights
 from npgd_recon.superres import BlockAveragedSet, image_source
 from npgd_recon.transforms import NORMALISATION, normalisation_scale
 
@@ -44,15 +45,19 @@ def p2_loss(iterates: list[torch.Tensor], target: torch.Tensor, y: torch.Tensor,
 def normalised_problem(batch: dict, device) -> tuple:
     """Move a batch to ``device`` and normalise it: ``(op, y, target)``.
 
-    A batch with ``lowres`` is super resolution, otherwise single-coil k-space with ``mask``.
+    A batch with ``lowres`` is super resolution; otherwise k-space with ``mask``, single-coil
+    or, with ``maps``, multi-coil through the SENSE operator.
     """
     target = batch["target"].to(device)
     if "lowres" in batch:
         op, y = BlockAverageOp(), batch["lowres"].to(device)
+    elif "maps" in batch:
+        op = SenseOp(batch["mask"].to(device), batch["maps"].to(device))
+        y = batch["kspace"].to(device)
     else:
         op, y = CartesianOp(batch["mask"].to(device)), batch["kspace"].to(device)
-    scale = normalisation_scale(op.adjoint(y))[:, None, None]
-    return op, y / scale, target / scale
+    scale = normalisation_scale(op.adjoint(y))
+    return op, y / scale.reshape((-1,) + (1,) * (y.ndim - 1)), target / scale[:, None, None]
 
 
 def _datasets(dc: dict, length: int, seed: int) -> tuple:
@@ -70,10 +75,11 @@ def _datasets(dc: dict, length: int, seed: int) -> tuple:
     augment = Augment(tuple(dc["shape"]), tuple(dc["zoom"]))
     train_set = UndersampledSet([build_source(s) for s in dc["train"]], length, mask=dc["mask"],
                                 accel=dc["accel"], noise=tuple(dc["noise"]), augment=augment,
-                                seed=seed)
+                                seed=seed, coils=int(dc["coils"]))
     val_set = UndersampledSet([build_source(s) for s in dc["validation"]],
                               dc["validation_slices"], mask=dc["mask"], accel=dc["accel"],
-                              noise=(dc["validation_noise"],) * 2, seed=99)
+                              noise=(dc["validation_noise"],) * 2, seed=99,
+                              coils=int(dc["coils"]))
     return train_set, val_set
 
 
@@ -124,12 +130,21 @@ def train(config: dict, out: Path, *, resume: bool = False, device: str = "auto"
     state_path, model_path = out / "train_state.pt", out / "model.safetensors"
     if resume and model_path.exists() and state_path.exists():
         loaded, meta = load_checkpoint(model_path, dev)
+        if meta["architecture"] != architecture(model):
+            raise ValueError(f"--resume {out}: the run's architecture {meta['architecture']} "
+                             f"differs from the config's {architecture(model)}")
         model.load_state_dict(loaded.state_dict())
         state = torch.load(state_path, map_location=dev, weights_only=True)
         optimiser.load_state_dict(state["optimiser"])
         schedule.load_state_dict(state["schedule"])
         start, elapsed = int(state["step"]), float(state["seconds"])
         metrics = meta.get("validation", {})
+    elif tc["init"]:  # fine-tuning: start from a model of the same architecture
+        loaded, meta = load_checkpoint(resolve_weights(tc["init"]), dev)
+        if meta["architecture"] != architecture(model):
+            raise ValueError(f"train.init {tc['init']}: architecture {meta['architecture']} "
+                             f"differs from the config's {architecture(model)}")
+        model.load_state_dict(loaded.state_dict())
     ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
 
     train_set, val_set = _datasets(dc, tc["steps"] * tc["batch_size"], tc["seed"] + 1000 * rank)
@@ -184,7 +199,9 @@ def _save(model, optimiser, schedule, out: Path, config: dict, step: int, second
     sr = config["data"]["operator"] == "block-average"
     meta = {
         "normalisation": NORMALISATION,
-        "operator": "block-average-2x2" if sr else "cartesian-single-coil",
+        "operator": "block-average-2x2" if sr else (
+            "cartesian-single-coil" if config["data"]["coils"] == 1
+            else f"sense-{config['data']['coils']}-coil"),
         "mask": None if sr else {"kind": config["data"]["mask"], "accel": config["data"]["accel"]},
         "data": {"train": config["data"]["train"], "validation": config["data"]["validation"]},
         "steps": step,

@@ -100,3 +100,20 @@ def test_validation_items_are_fixed_images(sources):
     np.testing.assert_allclose(item["kspace"].numpy(), full, atol=1e-5)
     with pytest.raises(ValueError, match="empty"):
         UndersampledSet([PhantomSource(0)], 1)
+
+
+def test_multicoil_items_carry_maps_that_explain_their_kspace():
+    from npgd_recon.operators import SenseOp
+
+    dataset = UndersampledSet([PhantomSource(6, size=40)], 4, noise=(0.0, 0.0),
+                              augment=Augment((32, 24)), coils=3)
+    items = [dataset[i] for i in range(2)]
+    for item in items:
+        assert item["kspace"].shape == item["maps"].shape == (3, 32, 24)
+        np.testing.assert_allclose((item["maps"].abs() ** 2).sum(0), 1.0, rtol=1e-4)
+        op = SenseOp(item["mask"][None], item["maps"][None])
+        expected = op.forward(item["target"][None])[0]
+        assert (expected - item["kspace"]).abs().max() < 1e-4 * item["kspace"].abs().max()
+    assert not np.allclose(items[0]["maps"], items[1]["maps"])  # random flips and phases
+    with pytest.raises(ValueError, match="coils"):
+        UndersampledSet([PhantomSource(2)], 1, coils=0)

@@ -169,3 +169,28 @@ def test_folded_inference_model_computes_the_same_function():
     y = op.forward(randc(2, 24, 16))
     with torch.inference_mode():
         torch.testing.assert_close(fast(y, op), model(y, op), rtol=1e-4, atol=1e-5)
+
+
+def test_train_fine_tunes_from_init_weights_on_multicoil_problems(tmp_path):
+    base = ("[data]\ntrain = [{kind = 'phantom', count = 4}]\ncoils = 2\n"
+            "validation = [{kind = 'phantom', count = 1, seed = 5}]\nvalidation_slices = 1\n"
+            "shape = [32, 32]\n[train]\nsteps = 2\nbatch_size = 2\nvalidate_every = 2\n")
+    start = small(iterations=2, features=4)
+    save_checkpoint(start, tmp_path / "start.safetensors", {"normalisation": {}})
+    config = tmp_path / "c.toml"
+    config.write_text("[model]\niterations = 2\nfeatures = 4\n" + base
+                      + f"init = '{tmp_path / 'start.safetensors'}'\n")
+    cmd = [sys.executable, "-m", "npgd_recon.train_cli", str(config), "--out",
+           str(tmp_path / "run"), "--no-progress"]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    meta = read_metadata(tmp_path / "run" / "model.safetensors")
+    assert meta["operator"] == "sense-2-coil" and meta["steps"] == 2
+    config.write_text("[model]\niterations = 3\nfeatures = 4\n" + base
+                      + f"init = '{tmp_path / 'start.safetensors'}'\n")
+    for extra in ([], ["--resume"]):  # a new run from init, or resuming the T=2 run as T=3
+        out = ["--out", str(tmp_path / ("run" if extra else "run2"))]
+        result = subprocess.run(cmd[:-3] + out + ["--no-progress"] + extra, capture_output=True,
+                                text=True)
+        assert result.returncode == 2 and "architecture" in result.stderr
+        assert result.stderr.count("\n") == 1
