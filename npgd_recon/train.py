@@ -154,7 +154,8 @@ def train(config: dict, out: Path, *, resume: bool = False, device: str = "auto"
     amp = bool(tc["amp"]) and dev.type == "cuda"
     log_path = out / "log.csv"
     new_log = not (resume and log_path.exists())
-    log = open(log_path, "w" if new_log else "a", newline="")
+    log = (open(log_path, "w" if new_log else "a", newline="") if rank == 0
+           else open(os.devnull, "w"))
     writer = csv.writer(log)
     if new_log and rank == 0:
         writer.writerow(["step", "loss", "lr", "alpha", "val_snr_db", "val_ssim", "seconds"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -26,7 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, CheckpointError) as error:
         print(f"npgd-train: error: {error}", file=sys.stderr)
         return 2
-    print(f"trained -> {args.out / 'model.safetensors'}; validation {metrics}")
+    if int(os.environ.get("RANK", "0")) == 0:  # torchrun: one report, from the writing rank
+        print(f"trained -> {args.out / 'model.safetensors'}; validation {metrics}")
     return 0
 
 

@@ -1,6 +1,7 @@
 """The networks: shapes, iterates, gradients, data consistency, checkpoints, training steps."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -194,3 +195,24 @@ def test_train_fine_tunes_from_init_weights_on_multicoil_problems(tmp_path):
                                 text=True)
         assert result.returncode == 2 and "architecture" in result.stderr
         assert result.stderr.count("\n") == 1
+
+
+def test_torchrun_data_parallel_training_on_cpu(tmp_path):
+    """Two processes through torchrun (DDP over gloo, the GPU code path without GPUs): one
+    log, one checkpoint, one report."""
+    config = tmp_path / "c.toml"
+    config.write_text(
+        "[model]\niterations = 2\nfeatures = 4\n"
+        "[data]\ntrain = [{kind = 'phantom', count = 4}]\n"
+        "validation = [{kind = 'phantom', count = 1, seed = 5}]\nvalidation_slices = 1\n"
+        "shape = [32, 32]\n[train]\nsteps = 4\nbatch_size = 2\nvalidate_every = 2\n")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "npgd_recon.train_cli", str(config), "--out", str(tmp_path / "run"),
+           "--no-progress"]
+    result = subprocess.run(cmd, capture_output=True, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("trained ->") == 1
+    assert read_metadata(tmp_path / "run" / "model.safetensors")["steps"] == 4
+    rows = (tmp_path / "run" / "log.csv").read_text().splitlines()
+    assert rows[0].startswith("step,") and [r.split(",")[0] for r in rows[1:]] == list("1234")
