@@ -16,22 +16,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import tempfile
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from bart_baselines import readcfl, tune_lambda
+from bart_baselines import readcfl
 from bart_baselines.runner import find_bart
 from npgd_recon.data import DicomImages, random_phase
+from npgd_recon.device import describe_hardware
 from npgd_recon.evaluation import (
     evaluate,
     markdown_table,
     retrospective,
     summarise,
+    tuned_lambdas,
     volume_test_slices,
 )
 from npgd_recon.fft import ifft2c
@@ -85,20 +86,13 @@ def main() -> None:
     cases = {"colin27-brain": volume_test_slices(CH2, args.slices, axis=2, seed=3),
              "bart-shepp-logan": bart_phantom_case(160, 2)}
     cases.update({case: reserved_case(name) for case, name in RESERVED.items()})
-    results = {"machine": f"{platform.processor() or platform.machine()}, "
-                          f"{os.cpu_count()} cores",
+    results = {"machine": describe_hardware(torch.device("cpu")),
                "accel": args.accel, "noise": args.noise, "precision": args.precision,
                "cases": {}}
     for case, images in cases.items():
         kspace, masks = retrospective(images, args.accel, seed=100, noise=args.noise)
-        if case in RESERVED:
-            lams = results["cases"]["colin27-brain"]["lambdas"]
-        else:
-            lams = {}
-            for method, solver in (("cswv", "wavelet"), ("cstv", "tv")):
-                t = slice(0, args.tune_slices)
-                lams[method], _ = tune_lambda(kspace[t, 0], masks[t].astype(np.float32),
-                                              images[t], solver, iters=args.iters, stack=True)
+        lams = (results["cases"]["colin27-brain"]["lambdas"] if case in RESERVED else
+                tuned_lambdas(kspace, masks, images, slices=args.tune_slices, iters=args.iters))
         recons = [make_reconstructor("zerofill")]
         recons += [make_reconstructor(m, lam=lams[m]) for m in ("cswv", "cstv")]
         recons += [make_reconstructor("resnet", args.resnet, "cpu", precision=args.precision),

@@ -18,13 +18,11 @@ import json
 from pathlib import Path
 
 import matplotlib
-import numpy as np
 import torch
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from bart_baselines import tune_lambda  # noqa: E402
 from npgd_recon.checkpoint import read_metadata  # noqa: E402
 from npgd_recon.config import load_config  # noqa: E402
 from npgd_recon.device import describe_hardware  # noqa: E402
@@ -32,6 +30,7 @@ from npgd_recon.evaluation import (  # noqa: E402
     evaluate,
     retrospective,
     summarise,
+    tuned_lambdas,
     volume_test_slices,
 )
 from npgd_recon.reconstruct import make_reconstructor  # noqa: E402
@@ -113,9 +112,7 @@ def main() -> None:
     images = volume_test_slices(CH2, args.slices, axis=2, seed=3)
     accel = base["data"]["accel"]
     kspace, masks = retrospective(images, accel, seed=100, noise=args.noise)
-    lams = {m: tune_lambda(kspace[:3, 0], masks[:3].astype(np.float32), images[:3], solver,
-                           iters=args.cs_iters, stack=True)[0]
-            for m, solver in (("cswv", "wavelet"), ("cstv", "tv"))}
+    lams = tuned_lambdas(kspace, masks, images, iters=args.cs_iters)
     recons = [make_reconstructor("zerofill")]
     recons += [make_reconstructor(m, lam=lams[m]) for m in ("cswv", "cstv")]
     records, _ = evaluate(images, kspace, masks, None, recons, "colin27")

@@ -25,7 +25,7 @@ from npgd_recon.pipeline import coil_maps, undersample
 from npgd_recon.reconstruct import make_reconstructor
 from npgd_recon.registry import resolve_weights
 from npgd_recon.superres import folder_images, lfw_faces
-from npgd_recon.transforms import normalisation_scale
+from npgd_recon.transforms import normalise
 
 SR_DEFAULT = "npgd-sr-faces"
 FIG4_ITERATIONS = (1, 5, 25)
@@ -60,10 +60,8 @@ def mri_problems(path: str | Path, accel: float, *, mask_kind: str = "vdrad", se
         full_op = operator_for(torch.from_numpy(np.ascontiguousarray(volume.mask[picks])),
                                torch_maps)
         y, y_full = (torch.from_numpy(k[:, 0] if maps is None else k) for k in (kspace, full))
-        scale = normalisation_scale(op.adjoint(y), rule)
-        shape = (-1,) + (1,) * (y.ndim - 1)
-        problems.append((op, y / scale.reshape(shape),
-                         full_op.adjoint(y_full) / scale[:, None, None]))
+        y, scale = normalise(y, op, rule)
+        problems.append((op, y, full_op.adjoint(y_full) / scale))
     return problems
 
 
@@ -109,8 +107,8 @@ def run_superres(out: Path, *, weights: str = SR_DEFAULT, images: Path | None = 
     truth = torch.from_numpy(sr_test_images(meta, images, count)).to(torch.complex64)
     op = BlockAverageOp()
     y = op.forward(truth)
-    scale = normalisation_scale(op.adjoint(y), meta["normalisation"])[:, None, None]
-    y, x_star = y / scale, truth / scale
+    y, scale = normalise(y, op, meta["normalisation"])
+    x_star = truth / scale
     curves = contraction_curves(model, op, y, x_star)
     summary = summarise(curves)
     with torch.no_grad():
@@ -144,8 +142,9 @@ def run_debias(out: Path, *, weights: list[str], volume: str, accel: float = 5.0
     kspace, masks = retrospective(images, accel, seed=100, noise=noise)
     rows, shown = [], {}
     for name in weights:
+        recon = make_reconstructor("npgd", name, "cpu", precision=precision)
         for k in (0, *iterations):
-            recon = make_reconstructor("npgd", name, "cpu", precision=precision, debias=k)
+            recon.debias = k
             records, outputs = evaluate(images, kspace, masks, None, [recon], progress=False)
             entry = summarise_metrics(records)[0]
             rows.append({"model": name, "debias_iterations": k,

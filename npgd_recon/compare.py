@@ -19,9 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bart_baselines import tune_lambda
 from npgd_recon.device import describe_hardware, pick_device
-from npgd_recon.evaluation import evaluate, markdown_table, summarise
+from npgd_recon.evaluation import evaluate, markdown_table, summarise, tuned_lambdas
 from npgd_recon.figures import save_comparison
 from npgd_recon.ismrmrd_reader import read_raw
 from npgd_recon.metrics import __doc__ as METRIC_DEFINITIONS
@@ -51,15 +50,6 @@ class CompareOptions:
     progress: bool = True
 
 
-def _tuned(kspace, mask, maps, reference, method: str, slices: int) -> float:
-    t = slice(0, max(1, slices))
-    single = maps is None
-    best, _ = tune_lambda(kspace[t, 0] if single else kspace[t], mask[t].astype(np.float32),
-                          reference[t], "wavelet" if method == "cswv" else "tv",
-                          sens=None if single else maps[t], stack=True)
-    return best
-
-
 def compare_file(path: Path, out: Path,
                  options: CompareOptions) -> tuple[list[dict], tuple[int, int]]:
     """Run every method on every volume of one file and write its pictures.
@@ -73,10 +63,11 @@ def compare_file(path: Path, out: Path,
         maps = coil_maps(kspace)
         full = make_reconstructor("zerofill")
         reference = full(volume.kspace, np.ascontiguousarray(volume.mask), maps)
+        lams = tuned_lambdas(kspace, mask, reference, maps, options.methods,
+                             options.tune_slices)
         recons = []
         for method in options.methods:
-            lam = (_tuned(kspace, mask, maps, reference, method, options.tune_slices)
-                   if method in ("cswv", "cstv") else None)
+            lam = lams.get(method)
             weights = {"npgd": options.npgd_weights, "resnet": options.resnet_weights}.get(method)
             recons.append(make_reconstructor(method, weights, options.device, lam=lam,
                                              precision=options.precision))

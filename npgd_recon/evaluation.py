@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 from tqdm import tqdm
 
+from bart_baselines import tune_lambda
 from npgd_recon.data import VolumeSlices
 from npgd_recon.fft import fft2c
 from npgd_recon.metrics import all_metrics
@@ -41,6 +42,25 @@ def retrospective(images: np.ndarray, accel: float = 5.0, kind: str = "vdrad", s
     white = rng.standard_normal(images.shape) + 1j * rng.standard_normal(images.shape)
     kspace = (fft2c(images) + sigma / np.sqrt(2) * white) * masks
     return kspace[:, None].astype(np.complex64), masks
+
+
+CS_SOLVERS = {"cswv": "wavelet", "cstv": "tv"}
+
+
+def tuned_lambdas(kspace: np.ndarray, masks: np.ndarray, reference: np.ndarray,
+                  maps: np.ndarray | None = None, methods: tuple[str, ...] = ("cswv", "cstv"),
+                  slices: int = 3, iters: int = 300) -> dict[str, float]:
+    """Best-SNR lambda of each CS method among ``methods`` on the first ``slices`` problems
+    (the paper tuned CS for best SNR), for :func:`~npgd_recon.reconstruct.make_reconstructor`.
+
+    ``kspace [n, coil, y, x]``, ``masks [n, y, x]``, ``reference [n, y, x]``, ``maps`` as for
+    :func:`evaluate`.
+    """
+    t = slice(0, max(1, slices))
+    y = kspace[t, 0] if maps is None else kspace[t]
+    return {m: tune_lambda(y, masks[t].astype(np.float32), reference[t], CS_SOLVERS[m],
+                           sens=None if maps is None else maps[t], iters=iters, stack=True)[0]
+            for m in methods if m in CS_SOLVERS}
 
 
 def evaluate(reference: np.ndarray, kspace: np.ndarray, masks: np.ndarray,

@@ -28,7 +28,7 @@ from npgd_recon.device import pick_device
 from npgd_recon.inference import prepare_for_inference, resolve_precision
 from npgd_recon.operators import operator_for
 from npgd_recon.registry import default_weights, resolve_weights
-from npgd_recon.transforms import normalisation_scale
+from npgd_recon.transforms import normalise
 
 METHODS = ("npgd", "resnet", "cswv", "cstv", "zerofill")
 
@@ -85,11 +85,9 @@ class Reconstructor:
         y = torch.from_numpy(self._measurement(kspace, maps)).to(self.device)
         op = operator_for(torch.from_numpy(mask).to(self.device),
                           None if maps is None else torch.from_numpy(maps).to(self.device))
-        scale = normalisation_scale(op.adjoint(y), self.meta["normalisation"])
-        shape = (-1,) + (1,) * (y.ndim - 1)
-        y = y / scale.reshape(shape)
+        y, scale = normalise(y, op, self.meta["normalisation"])
         out = (debiased(self.model, y, op, self.debias) if self.debias
-               else self.model(y, op)) * scale[:, None, None]
+               else self.model(y, op)) * scale
         return out.cpu().numpy()
 
 

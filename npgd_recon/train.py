@@ -31,7 +31,7 @@ from npgd_recon.model import NeuralPGD, architecture
 from npgd_recon.operators import BlockAverageOp, CartesianOp, SenseOp
 from npgd_recon.registry import resolve_weights
 from npgd_recon.superres import BlockAveragedSet, image_source
-from npgd_recon.transforms import NORMALISATION, normalisation_scale
+from npgd_recon.transforms import NORMALISATION, normalise
 
 
 def p2_loss(iterates: list[torch.Tensor], target: torch.Tensor, y: torch.Tensor, op,
@@ -56,8 +56,8 @@ def normalised_problem(batch: dict, device) -> tuple:
         y = batch["kspace"].to(device)
     else:
         op, y = CartesianOp(batch["mask"].to(device)), batch["kspace"].to(device)
-    scale = normalisation_scale(op.adjoint(y))
-    return op, y / scale.reshape((-1,) + (1,) * (y.ndim - 1)), target / scale[:, None, None]
+    y, scale = normalise(y, op)
+    return op, y, target / scale
 
 
 def _datasets(dc: dict, length: int, seed: int) -> tuple:

@@ -22,13 +22,17 @@ def channels_to_complex(x: torch.Tensor) -> torch.Tensor:
     return torch.view_as_complex(x.permute(0, 2, 3, 1).float().contiguous())
 
 
-def normalisation_scale(zero_filled: torch.Tensor, rule: dict = NORMALISATION) -> torch.Tensor:
-    """Per-problem scale ``[batch]``: the ``rule['percentile']`` of ``|zero_filled|``.
+def normalise(y: torch.Tensor, op, rule: dict = NORMALISATION,
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The measurement ``y`` of a batch scaled by ``rule``, and the per-problem scale.
 
-    Divide the measurement by it before the network, multiply the output by it after.
+    The scale is the ``rule['percentile']`` of ``|op.adjoint(y)|`` per problem, returned as
+    ``[batch, 1, 1]`` so that images ``[batch, y, x]`` divide (targets) or multiply (network
+    outputs) by it directly.
     """
     if rule.get("rule") != NORMALISATION["rule"]:
         raise ValueError(f"unknown normalisation rule {rule!r}")
-    magnitude = zero_filled.abs().flatten(1)
+    magnitude = op.adjoint(y).abs().flatten(1)
     scale = torch.quantile(magnitude, rule["percentile"] / 100.0, dim=1) / rule["target"]
-    return torch.clamp(scale, min=torch.finfo(torch.float32).tiny)
+    scale = torch.clamp(scale, min=torch.finfo(torch.float32).tiny)
+    return y / scale.reshape((-1,) + (1,) * (y.ndim - 1)), scale[:, None, None]
