@@ -45,7 +45,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from bart_baselines.runner import run_bart
-from npgd_recon.fft import ifft2c
 
 WAVELET_LAMBDA = 1.1e-4
 TV_LAMBDA = 3.5e-3
@@ -143,9 +142,16 @@ def espirit_maps(kspace: np.ndarray, stack: bool = False, threads: int | None = 
     return maps if stack else maps[0]
 
 
+def _ifft2c(kspace: np.ndarray) -> np.ndarray:
+    """Centred orthonormal inverse FFT over the last two axes (the project's convention)."""
+    axes = (-2, -1)
+    return np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(kspace, axes=axes), axes=axes,
+                                        norm="ortho"), axes=axes)
+
+
 def _zero_filled_rss(problem: _Problem) -> np.ndarray:
     """Root-sum-of-squares zero-filled images ``[slice, y, x]`` (magnitude)."""
-    coils = ifft2c(problem.kspace)
+    coils = _ifft2c(problem.kspace)
     return np.sqrt((np.abs(coils) ** 2).sum(axis=1))
 
 

@@ -1,15 +1,16 @@
 """Best-SNR search for the CS regularisation weight: a log grid, then a refinement around the best.
 
-SNR is the magnitude SNR of ``npgd_recon.metrics`` (the published tables' definition), averaged
+SNR is the magnitude SNR of ``npgd_recon.core.metrics`` (the published tables' definition), averaged
 over the slices of a stack. Lambdas are in the normalised units of ``bart_baselines.cs``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from bart_baselines.cs import cs_tv, cs_wavelet
-from npgd_recon.metrics import snr_db_magnitude
 
 DEFAULT_GRID = tuple(float(v) for v in 10.0 ** np.arange(-5.0, -0.99, 0.5))
 MAX_EXTENSIONS = 4
@@ -20,6 +21,7 @@ def tune_lambda(
     kspace: np.ndarray,
     mask: np.ndarray | None,
     reference: np.ndarray,
+    metric: Callable[[np.ndarray, np.ndarray], np.ndarray | float],
     method: str = "wavelet",
     sens: np.ndarray | str | None = None,
     iters: int = 300,
@@ -29,7 +31,7 @@ def tune_lambda(
     grid: tuple[float, ...] = DEFAULT_GRID,
     refinements: int = 2,
 ) -> tuple[float, list[tuple[float, float]]]:
-    """Find the lambda with the best magnitude SNR against ``reference``.
+    """Find the lambda with the best ``metric(reference, image)`` (higher is better).
 
     The log-spaced ``grid`` is evaluated first and extended by its own ratio (up to
     ``MAX_EXTENSIONS`` times) while the best value sits on its edge; then each refinement
@@ -40,12 +42,13 @@ def tune_lambda(
         kspace, mask, sens, iters, threads, stack: as for :func:`bart_baselines.cs.cs_wavelet`
             (pass maps rather than ``"espirit"`` to avoid one ``ecalib`` per lambda).
         reference: the true image ``[y, x]`` (``[slice, y, x]`` with ``stack``).
+        metric: ``metric(reference, image)`` per slice, higher is better (e.g. SNR in dB).
         method: ``"wavelet"`` (CS-WV) or ``"tv"`` (CS-TV).
         grid: increasing, log-evenly spaced starting lambdas (at least two).
         refinements: rounds of refinement after the grid.
 
     Returns:
-        ``(best_lambda, table)``, the table holding every ``(lambda, snr_db)`` tried, sorted by
+        ``(best_lambda, table)``, the table holding every ``(lambda, score)`` tried, sorted by
         lambda.
 
     Raises:
@@ -66,7 +69,7 @@ def tune_lambda(
             if image.shape != np.shape(reference):
                 raise ValueError(f"reference {np.shape(reference)} differs from the "
                                  f"reconstruction {image.shape}")
-            snrs[lam] = float(np.mean(snr_db_magnitude(reference, image)))
+            snrs[lam] = float(np.mean(metric(reference, image)))
         return snrs[lam]
 
     for lam in lams:

@@ -24,8 +24,8 @@ import numpy as np
 from skimage.transform import resize
 
 from bart_baselines import cs_tv, cs_wavelet, run_bart, tune_lambda
-from npgd_recon.fft import fft2c, ifft2c
-from npgd_recon.metrics import snr_db_magnitude
+from npgd_recon.core.fft import fft2c, ifft2c
+from npgd_recon.core.metrics import snr_db_magnitude
 from sampling import vdrad
 
 NIFTI = Path("/work/shared/data/mni_icbm152_t1_2009a_1mm.nii.gz")
@@ -107,7 +107,8 @@ def lambda_table(shape: tuple[int, int], iters: int, threads: int | None) -> lis
         kspace, mask = undersample(image, seed)
         cells = [name, role, f"{snr_db_magnitude(image, ifft2c(kspace)):.2f}"]
         for method, reconstruct in (("wavelet", cs_wavelet), ("tv", cs_tv)):
-            best, table = tune_lambda(kspace, mask, image, method, iters=iters, threads=threads)
+            best, table = tune_lambda(kspace, mask, image, snr_db_magnitude, method, iters=iters,
+                                      threads=threads)
             tuned = dict(table)[best]
             default = snr_db_magnitude(image, reconstruct(kspace, mask, iters=iters,
                                                           threads=threads))

@@ -14,7 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from npgd_recon.checkpoint import read_metadata  # noqa: E402
+from npgd_recon.models.checkpoint import read_metadata  # noqa: E402
 
 
 def main() -> None:

@@ -25,9 +25,7 @@ import torch
 
 from bart_baselines import readcfl
 from bart_baselines.runner import find_bart
-from npgd_recon.data import DicomImages, random_phase
-from npgd_recon.device import describe_hardware
-from npgd_recon.evaluation import (
+from npgd_recon.analysis.evaluation import (
     evaluate,
     markdown_table,
     retrospective,
@@ -35,9 +33,11 @@ from npgd_recon.evaluation import (
     tuned_lambdas,
     volume_test_slices,
 )
-from npgd_recon.fft import ifft2c
-from npgd_recon.figures import save_comparison
-from npgd_recon.reconstruct import make_reconstructor
+from npgd_recon.analysis.figures import save_comparison
+from npgd_recon.core.device import describe_hardware
+from npgd_recon.core.fft import ifft2c
+from npgd_recon.recon.methods import make_reconstructor
+from npgd_recon.training.data import DicomImages, random_phase
 
 CH2 = "/usr/share/mricron/templates/ch2.nii.gz"
 # Real scans of other anatomy, shipped by pydicom (test_files) and pydicom-data (data_store).

@@ -23,14 +23,16 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from npgd_recon.data import VolumeSlices, random_phase
-from npgd_recon.device import describe_hardware, pick_device
-from npgd_recon.evaluation import retrospective
-from npgd_recon.inference import prepare_for_inference
-from npgd_recon.metrics import snr_db_magnitude
-from npgd_recon.model import NeuralPGD
-from npgd_recon.reconstruct import Reconstructor, make_reconstructor
-from npgd_recon.transforms import NORMALISATION
+from npgd_recon.analysis.evaluation import retrospective
+from npgd_recon.core.device import describe_hardware, pick_device
+from npgd_recon.core.metrics import snr_db_magnitude
+from npgd_recon.core.transforms import NORMALISATION
+from npgd_recon.models.inference import prepare_for_inference
+from npgd_recon.models.npgd import NeuralPGD
+from npgd_recon.recon.base import Reconstructor
+from npgd_recon.recon.methods import make_reconstructor
+from npgd_recon.recon.network import NetworkReconstructor, NPGDReconstructor
+from npgd_recon.training.data import VolumeSlices, random_phase
 
 MNI = "../shared/data/mni_icbm152_t1_2009a_1mm.nii.gz"
 
@@ -52,19 +54,20 @@ def volume(count: int, shape: tuple[int, int] = (200, 100)) -> np.ndarray:
 def timed(recon: Reconstructor, kspace, masks, repeats: int) -> tuple[float, np.ndarray]:
     """Median seconds for the whole stack (after one warm-up run for networks), and the output."""
     runs = []
-    for _ in range(repeats + (recon.model is not None)):
+    warm = isinstance(recon, NetworkReconstructor)
+    for _ in range(repeats + warm):
         start = time.perf_counter()
         out = recon(kspace, masks)
         runs.append(time.perf_counter() - start)
-    return float(np.median(runs[1:] if recon.model is not None else runs)), out
+    return float(np.median(runs[1:] if warm else runs)), out
 
 
 def untrained(iterations: int, blocks: int, precision: str, batch: int,
               device: torch.device) -> Reconstructor:
     """A paper-size (F=128) network with random weights, prepared like a shipped one."""
     model = NeuralPGD(iterations=iterations, blocks=blocks, features=128).eval().to(device)
-    return Reconstructor("npgd", device, prepare_for_inference(model, precision),
-                         {"normalisation": NORMALISATION}, "f128", batch, precision=precision)
+    return NPGDReconstructor(device, prepare_for_inference(model, precision),
+                             {"normalisation": NORMALISATION}, "f128", batch, precision)
 
 
 def conv_flops(model: torch.nn.Module, pixels: int) -> float:
@@ -120,13 +123,13 @@ def main() -> None:
             recon = factory()
             count = args.big_slices if "F128" in name and case == "200x100" else len(images)
             start = time.perf_counter()
-            if recon.model is not None and "compile" in name:
+            if isinstance(recon, NetworkReconstructor) and "compile" in name:
                 recon(kspace[:b], masks[:b])
                 print(f"{name}: compilation and first batch {time.perf_counter() - start:.1f} s")
             seconds, out = timed(recon, kspace[:count], masks[:count],
-                                 args.repeats if recon.model is not None else 1)
+                                 args.repeats if isinstance(recon, NetworkReconstructor) else 1)
             results.setdefault(name, {})[case] = seconds / count
-            if recon.model is not None and case == "200x100":
+            if isinstance(recon, NetworkReconstructor) and case == "200x100":
                 gflops[name] = conv_flops(recon.model, 200 * 100) / 1e9
             if case == "200x100" and "F128" not in name:
                 snr[name] = float(np.mean(snr_db_magnitude(images[:count], out)))

@@ -23,18 +23,18 @@ import torch
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from npgd_recon.checkpoint import read_metadata  # noqa: E402
-from npgd_recon.config import load_config  # noqa: E402
-from npgd_recon.device import describe_hardware  # noqa: E402
-from npgd_recon.evaluation import (  # noqa: E402
+from npgd_recon.analysis.evaluation import (  # noqa: E402
     evaluate,
     retrospective,
     summarise,
     tuned_lambdas,
     volume_test_slices,
 )
-from npgd_recon.reconstruct import make_reconstructor  # noqa: E402
-from npgd_recon.train import train  # noqa: E402
+from npgd_recon.core.device import describe_hardware  # noqa: E402
+from npgd_recon.models.checkpoint import read_metadata  # noqa: E402
+from npgd_recon.recon.methods import make_reconstructor  # noqa: E402
+from npgd_recon.training.config import load_config  # noqa: E402
+from npgd_recon.training.loop import train  # noqa: E402
 
 CH2 = "/usr/share/mricron/templates/ch2.nii.gz"
 # The paper's Table 1 (abdomen, 20 % VDRad, F=128, Titan X): (T, K) -> (train h, s, SNR, SSIM).

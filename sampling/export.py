@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 
-from bart_baselines.cfl import writecfl
 from sampling.pattern import SamplingPattern
 
 
@@ -16,8 +15,16 @@ def save_npy(pattern: SamplingPattern, path: Path) -> None:
 
 
 def save_cfl(pattern: SamplingPattern, base: Path) -> None:
-    """The mask as a BART pattern: dims ``[1, ny, nz]`` (BART's PHS1 x PHS2), ones where sampled."""
-    writecfl(base, pattern.mask.astype(np.complex64)[None])
+    """The mask as a BART pattern: dims ``[1, ny, nz]`` (BART's PHS1 x PHS2), ones where sampled.
+
+    BART's format is a text ``.hdr`` with the dimensions and a ``.cfl`` of complex64 values in
+    column-major order; written here so that ``sampling`` depends on no other package of ours.
+    """
+    base = Path(str(base).removesuffix(".cfl").removesuffix(".hdr"))
+    data = pattern.mask.astype(np.complex64)[None]
+    base.with_name(base.name + ".hdr").write_text(
+        "# Dimensions\n" + " ".join(str(d) for d in data.shape) + "\n")
+    data.ravel(order="F").tofile(base.with_name(base.name + ".cfl"))
 
 
 def save_png(pattern: SamplingPattern, path: Path) -> None:

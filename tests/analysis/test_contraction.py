@@ -4,17 +4,15 @@ import numpy as np
 import pytest
 import torch
 
-from npgd_recon.contraction import contraction_curves, summarise
-from npgd_recon.model import NeuralPGD
-from npgd_recon.operators import BlockAverageOp, CartesianOp
+from npgd_recon.analysis.contraction import contraction_curves, summarise
+from npgd_recon.core.operators import BlockAverageOp, CartesianOp
+from npgd_recon.models.npgd import NeuralPGD
 from sampling import vdrad
+from tests.conftest import randc
 
 torch.manual_seed(0)
 MASK = torch.from_numpy(vdrad((16, 12), 3.0).mask)
 
-
-def randc(*shape):
-    return torch.randn(*shape, dtype=torch.complex64)
 
 
 def perturbed(model):

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from bart_baselines.cfl import readcfl, writecfl
-from npgd_recon.fft import fft2c
+from npgd_recon.core.fft import fft2c
+from tests.conftest import needs_bart
 
 BART = shutil.which("bart")
-needs_bart = pytest.mark.skipif(BART is None, reason="bart binary not installed")
 
 
 def test_round_trip_in_python(tmp_path):

@@ -1,16 +1,16 @@
 """CS-WV / CS-TV through the real bart binary: conventions, quality, stacks, coils, tuning."""
 
-import shutil
 
 import numpy as np
 import pytest
 
 from bart_baselines import cs, cs_tv, cs_wavelet, run_bart, tune_lambda, tuning
-from npgd_recon.fft import fft2c, ifft2c
-from npgd_recon.metrics import snr_db_complex, snr_db_magnitude
+from npgd_recon.core.fft import fft2c, ifft2c
+from npgd_recon.core.metrics import snr_db_complex, snr_db_magnitude
 from sampling import vdrad
+from tests.conftest import needs_bart
 
-pytestmark = pytest.mark.skipif(shutil.which("bart") is None, reason="bart binary not installed")
+pytestmark = needs_bart
 METHODS = [cs_wavelet, cs_tv]
 
 
@@ -160,19 +160,20 @@ def test_tune_lambda_search_extends_and_refines(monkeypatch):
         return reference * (1 + 0.01 * (1 + abs(np.log10(lam / 2e-3))))
 
     monkeypatch.setitem(tuning._METHODS, "wavelet", peaked)
-    best, table = tune_lambda(None, None, reference, grid=(1e-6, 1e-5, 1e-4), refinements=2)
+    best, table = tune_lambda(None, None, reference, snr_db_magnitude, grid=(1e-6, 1e-5, 1e-4),
+                              refinements=2)
     lams = [lam for lam, _ in table]
     assert lams == sorted(lams) and len(lams) == len(set(calls))
     assert 1e-3 in np.round(lams, 12) and abs(np.log10(best / 2e-3)) < 0.15
     assert dict(table)[best] == max(snr for _, snr in table)
     with pytest.raises(ValueError, match="method"):
-        tune_lambda(None, None, reference, method="l1")
+        tune_lambda(None, None, reference, snr_db_magnitude, method="l1")
 
 
 def test_tune_lambda_on_bart(image, mask):
     kspace = fft2c(image) * mask
-    best, table = tune_lambda(kspace, mask, image, "tv", iters=40, grid=(1e-3, 1e-2, 1e-1),
-                              refinements=1)
+    best, table = tune_lambda(kspace, mask, image, snr_db_magnitude, "tv", iters=40,
+                              grid=(1e-3, 1e-2, 1e-1), refinements=1)
     assert len(table) >= 5
     assert snr_db_magnitude(image, cs_tv(kspace, mask, lam=best, iters=40)) == pytest.approx(
         max(snr for _, snr in table), abs=1e-6)

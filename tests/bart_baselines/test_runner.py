@@ -1,16 +1,14 @@
 """The bart runner: locating the binary, temporary folders, errors, against the real binary."""
 
 import os
-import shutil
 import tempfile
 
 import numpy as np
 import pytest
 
 from bart_baselines import BartError, BartNotFoundError, find_bart, run_bart
-from npgd_recon.fft import fft2c
-
-needs_bart = pytest.mark.skipif(shutil.which("bart") is None, reason="bart binary not installed")
+from npgd_recon.core.fft import fft2c
+from tests.conftest import needs_bart
 
 
 @pytest.fixture

@@ -7,12 +7,15 @@ import numpy as np
 import pydicom
 import pytest
 
-from npgd_recon import dicom_writer
-from npgd_recon.dicom_writer import StudyInfo, study_info_from_header, write_series
-from npgd_recon.fft import ifft2c
-from npgd_recon.geometry import PlaneGeometry
-from npgd_recon.ismrmrd_reader import read_raw
-from npgd_recon.simulate import ScanSettings, shepp_logan, write_scan
+from npgd_recon.core.fft import ifft2c
+from npgd_recon.io import dicom_writer
+from npgd_recon.io.atomic import OutputError
+from npgd_recon.io.dicom_writer import StudyInfo, study_info_from_header, write_series
+from npgd_recon.io.geometry import PlaneGeometry
+from npgd_recon.io.ismrmrd_file import read_raw
+from npgd_recon.sim.phantoms import shepp_logan
+from npgd_recon.sim.scan_writer import ScanSettings, write_scan
+from tests.conftest import needs_dciodvfy
 
 
 def rss(volume):
@@ -57,7 +60,7 @@ def axial(z, shape=(4, 6)):
                          thickness=3.0, table_position=np.array([0, 0, -100.0]))
 
 
-@pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dicom3tools not installed")
+@needs_dciodvfy
 @pytest.mark.parametrize("name", ["study2d", "study3d", "study_tool"])
 def test_series_passes_dciodvfy(request, tmp_path, name):
     study = request.getfixturevalue(name)
@@ -116,8 +119,9 @@ def test_existing_series_needs_force(tmp_path):
     out = tmp_path / "series"
     out.mkdir()
     (out / "keep.txt").write_text("old")
-    with pytest.raises(FileExistsError, match="force"):
+    with pytest.raises(OutputError, match="not empty") as error:
         write_series(np.ones((1, 4, 6)), [axial(0.0)], out, series_description="x")
+    assert error.value.needs_force
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
     write_series(np.ones((1, 4, 6)), [axial(0.0)], out, series_description="x", force=True)
     assert [p.name for p in out.iterdir()] == ["IM00001.dcm"]

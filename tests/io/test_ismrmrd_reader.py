@@ -9,11 +9,14 @@ import numpy as np
 import pytest
 from ismrmrd import xsd
 
-from npgd_recon.fft import fft2c, ifft2c
-from npgd_recon.ismrmrd_reader import RawDataError, read_raw
-from npgd_recon.metrics import snr_db_complex, snr_db_magnitude
-from npgd_recon.simulate import ScanSettings, shepp_logan, write_scan
+from npgd_recon.core.fft import fft2c, ifft2c
+from npgd_recon.core.metrics import snr_db_complex, snr_db_magnitude
+from npgd_recon.io.assembly import RawDataError
+from npgd_recon.io.ismrmrd_file import read_raw
+from npgd_recon.sim.phantoms import shepp_logan
+from npgd_recon.sim.scan_writer import ScanSettings, write_scan
 from sampling import vd_lines, vdrad
+from tests.conftest import needs_ismrmrd_tools
 
 FLAG_NAVIGATION, FLAG_PARALLEL_CALIBRATION = 23, 20
 
@@ -199,8 +202,7 @@ def test_repetitions_become_separate_volumes(scan2d, tmp_path):
     np.testing.assert_allclose(volumes[1].kspace, 2 * volumes[0].kspace, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.skipif(shutil.which("ismrmrd_generate_cartesian_shepp_logan") is None,
-                    reason="ismrmrd-tools not installed")
+@needs_ismrmrd_tools
 def test_reads_ismrmrd_generated_phantom(tmp_path):
     path = tmp_path / "sl.h5"
     subprocess.run(["ismrmrd_generate_cartesian_shepp_logan", "-m", "64", "-c", "8", "-O", "2",
@@ -321,8 +323,7 @@ def test_damaged_files_raise_raw_data_error(scan2d, tmp_path, name):
     assert "\n" not in str(error.value)
 
 
-@pytest.mark.skipif(shutil.which("ismrmrd_generate_cartesian_shepp_logan") is None,
-                    reason="ismrmrd-tools not installed")
+@needs_ismrmrd_tools
 @pytest.mark.parametrize("edit", [truncate, flip_middle_of_readout])
 def test_damaged_tool_file_raises_raw_data_error(tmp_path, edit):
     path = tmp_path / "sl.h5"

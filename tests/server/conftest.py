@@ -1,4 +1,5 @@
-"""Fixtures for the npgd-serve tests: small raw files, a tiny model, in-process servers."""
+"""Fixtures for the npgd-serve tests: a reference Shepp-Logan file, in-process servers (the
+simulated raw files, ``raw``, are in the root conftest: the CLI tests use them too)."""
 
 import shutil
 import subprocess
@@ -6,26 +7,8 @@ import threading
 
 import pytest
 
-from npgd_recon.checkpoint import save_checkpoint
-from npgd_recon.model import NeuralPGD
-from npgd_recon.server import Limits, ReconServer, ReconstructorPool
-from npgd_recon.simulate_cli import main as simulate
-from npgd_recon.transforms import NORMALISATION
-
-
-@pytest.fixture(scope="session")
-def raw(tmp_path_factory):
-    """``multislice.h5`` (npgd-simulate: 3 slices 48x40, 4 coils, noise readouts, readout
-    oversampling), ``volume.h5`` (3-D 24x16x16, 2 coils), ``tiny.safetensors``."""
-    root = tmp_path_factory.mktemp("server")
-    assert simulate(["--phantom", "shepp-logan", "--matrix", "48x40", "--slices", "3",
-                     "--coils", "4", "--noise", "0.01", "--noise-readouts", "8",
-                     "--out", str(root / "multislice.h5")]) == 0
-    assert simulate(["--phantom", "shepp-logan", "--3d", "--matrix", "24x16x16", "--coils", "2",
-                     "--noise-readouts", "4", "--out", str(root / "volume.h5")]) == 0
-    save_checkpoint(NeuralPGD(iterations=2, blocks=1, features=4), root / "tiny.safetensors",
-                    {"normalisation": NORMALISATION})
-    return root
+from npgd_recon.server.session import Limits, ReconstructorPool
+from npgd_recon.server.transport import ReconServer
 
 
 @pytest.fixture(scope="session")

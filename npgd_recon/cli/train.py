@@ -1,0 +1,39 @@
+"""``npgd-train CONFIG.toml --out RUN/``: train an NPGD or deep-ResNet model."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from npgd_recon.cli._common import DEVICES, Parser, run
+from npgd_recon.training.config import load_config
+from npgd_recon.training.loop import train
+
+PROG = "npgd-train"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = Parser(prog=PROG, description=__doc__)
+    parser.add_argument("config", type=Path, nargs="?", help="TOML config (defaults if omitted)")
+    parser.add_argument("--out", type=Path, required=True, help="run folder")
+    parser.add_argument("--resume", action="store_true", help="continue from RUN/ checkpoint")
+    parser.add_argument("--device", default="auto", choices=DEVICES,
+                        help="where to train (auto: CUDA when present, else CPU)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    return run(PROG, lambda: _train(args))
+
+
+def _train(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    metrics = train(config, args.out, resume=args.resume, device=args.device,
+                    progress=not args.no_progress)
+    if int(os.environ.get("RANK", "0")) == 0:  # torchrun: one report, from the writing rank
+        print(f"trained -> {args.out / 'model.safetensors'}; validation {metrics}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,275 @@
+"""Write magnitude images as a DICOM MR Image Storage series, one file per image, atomically.
+
+Pixels are 16-bit unsigned, scaled by one factor for the whole series so that its maximum is
+65535 (relative intensities between images are kept). Geometry comes from
+:class:`~npgd_recon.io.geometry.PlaneGeometry`: ImagePositionPatient is the centre of the first
+voxel, ImageOrientationPatient the row then column direction cosines, PixelSpacing
+``(dy, dx)``. The series is written into a temporary folder beside ``out_dir`` and renamed into
+place at the end (:mod:`npgd_recon.io.atomic`); an existing non-empty ``out_dir`` is refused
+unless ``force=True``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import (
+    PYDICOM_IMPLEMENTATION_UID,
+    ExplicitVRLittleEndian,
+    MRImageStorage,
+    generate_uid,
+)
+from pydicom.valuerep import DSfloat
+
+from npgd_recon.io.atomic import atomic_output_dir
+from npgd_recon.io.geometry import PlaneGeometry
+
+_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+_MAX_PIXEL = 65535
+
+
+@dataclass
+class StudyInfo:
+    """Patient, study and scanner fields (anonymous defaults; see :func:`study_info_from_header`).
+
+    Dates are ``YYYYMMDD``, times ``HHMMSS``; empty strings are written as empty type-2 fields.
+    """
+
+    patient_name: str = "Anonymous"
+    patient_id: str = "ANONYMOUS"
+    patient_birth_date: str = ""
+    patient_sex: str = ""
+    patient_position: str = "HFS"
+    study_uid: str = field(default_factory=generate_uid)
+    frame_of_reference_uid: str = field(default_factory=generate_uid)
+    study_date: str = ""
+    study_time: str = ""
+    study_id: str = ""
+    study_description: str = ""
+    accession_number: str = ""
+    referring_physician: str = ""
+    protocol_name: str = ""
+    manufacturer: str = ""
+    model: str = ""
+    institution: str = ""
+    field_strength_t: float | None = None
+    imaging_frequency_mhz: float | None = None
+    repetition_time_ms: float | None = None
+    echo_time_ms: float | None = None
+    flip_angle_deg: float | None = None
+    acquisition_type: str = "2D"
+
+
+def study_info_from_header(header, is_3d: bool = False) -> StudyInfo:
+    """Patient/study/scanner fields of a parsed ISMRMRD header; anonymous defaults elsewhere."""
+    info = StudyInfo(acquisition_type="3D" if is_3d else "2D")
+    subject, study = header.subjectInformation, header.studyInformation
+    measurement, system = header.measurementInformation, header.acquisitionSystemInformation
+    if subject is not None:
+        info.patient_name = subject.patientName or info.patient_name
+        info.patient_id = subject.patientID or info.patient_id
+        info.patient_birth_date = _date(subject.patientBirthdate)
+        info.patient_sex = subject.patientGender if subject.patientGender in ("M", "F", "O") else ""
+    if study is not None:
+        info.study_date, info.study_time = _date(study.studyDate), _time(study.studyTime)
+        info.study_id = study.studyID or ""
+        info.study_description = study.studyDescription or ""
+        info.accession_number = str(study.accessionNumber or "")
+        info.referring_physician = study.referringPhysicianName or ""
+        info.study_uid = _uid_or(study.studyInstanceUID, info.study_uid)
+    if measurement is not None:
+        info.patient_position = getattr(measurement.patientPosition, "value", "HFS")
+        info.protocol_name = measurement.protocolName or ""
+        info.frame_of_reference_uid = _uid_or(measurement.frameOfReferenceUID,
+                                              info.frame_of_reference_uid)
+    if system is not None:
+        info.manufacturer = system.systemVendor or ""
+        info.model = system.systemModel or ""
+        info.institution = system.institutionName or ""
+        info.field_strength_t = system.systemFieldStrength_T
+    if header.experimentalConditions is not None:
+        info.imaging_frequency_mhz = header.experimentalConditions.H1resonanceFrequency_Hz / 1e6
+    sequence = header.sequenceParameters
+    if sequence is not None:
+        info.repetition_time_ms = sequence.TR[0] if sequence.TR else None
+        info.echo_time_ms = sequence.TE[0] if sequence.TE else None
+        info.flip_angle_deg = sequence.flipAngle_deg[0] if sequence.flipAngle_deg else None
+    return info
+
+
+def write_series(
+    images: np.ndarray | Sequence[np.ndarray],
+    geometry: Sequence[PlaneGeometry],
+    out_dir: str | Path,
+    *,
+    series_description: str,
+    info: StudyInfo | None = None,
+    series_number: int = 1,
+    force: bool = False,
+    include_table_position: bool = False,
+) -> list[Path]:
+    """Write one DICOM MR image per 2-D image; return the file paths in instance order.
+
+    Args:
+        images: ``[n, ny, nx]`` magnitude images (complex input: its magnitude is written).
+        geometry: one :class:`PlaneGeometry` per image, shapes matching.
+        out_dir: the series folder; created (with parents) by renaming a finished temp folder.
+        series_description: e.g. the reconstruction method and model.
+        info: patient/study fields; anonymous defaults when None.
+        series_number: DICOM SeriesNumber.
+        force: replace an existing non-empty ``out_dir``.
+        include_table_position: add each plane's ``table_position`` to ImagePositionPatient
+            (off by default: ISMRMRD positions are already patient coordinates).
+
+    Raises:
+        ValueError: images not finite, or images and geometry disagree.
+        FileExistsError: ``out_dir`` exists, is not empty and ``force`` is False.
+    """
+    magnitude = _check_images(images, geometry)
+    with atomic_output_dir(out_dir, force) as staging:
+        names = write_series_files(magnitude, geometry, staging,
+                                   series_description=series_description, info=info,
+                                   series_number=series_number,
+                                   include_table_position=include_table_position)
+    return [Path(out_dir) / name for name in names]
+
+
+def write_series_files(images: np.ndarray | Sequence[np.ndarray],
+                       geometry: Sequence[PlaneGeometry], folder: Path, *,
+                       series_description: str, info: StudyInfo | None = None,
+                       series_number: int = 1,
+                       include_table_position: bool = False) -> list[str]:
+    """Write the series' files into an existing folder (the caller makes it atomic); returns
+    the file names in instance order. Arguments as for :func:`write_series`."""
+    magnitude = _check_images(images, geometry)
+    info = info or StudyInfo()
+    peak = float(magnitude.max())
+    pixels = np.rint(magnitude * (_MAX_PIXEL / peak if peak > 0 else 1.0)).astype(np.uint16)
+    series = _series_dataset(info, series_description, series_number, pixels)
+    names = []
+    for index, (image, plane) in enumerate(zip(pixels, geometry)):
+        dataset = _image_dataset(series, image, plane, index, geometry, include_table_position)
+        name = f"IM{index + 1:05d}.dcm"
+        pydicom.dcmwrite(folder / name, dataset, enforce_file_format=True)
+        names.append(name)
+    return names
+
+
+def _check_images(images, geometry) -> np.ndarray:
+    magnitude = np.abs(np.asarray(images)).astype(np.float64)
+    if magnitude.ndim != 3 or magnitude.shape[0] == 0:
+        raise ValueError(f"images must be a [n, ny, nx] stack, got shape {magnitude.shape}")
+    if len(geometry) != magnitude.shape[0]:
+        raise ValueError(f"{magnitude.shape[0]} images but {len(geometry)} geometries")
+    for index, plane in enumerate(geometry):
+        if tuple(plane.shape) != magnitude.shape[1:]:
+            raise ValueError(f"image {index} is {magnitude.shape[1:]} but its geometry says "
+                             f"{tuple(plane.shape)}")
+    if not np.isfinite(magnitude).all():
+        raise ValueError("images contain NaN or Inf; nothing was written")
+    return magnitude
+
+
+def _ds(*values: float) -> list[DSfloat]:
+    return [DSfloat(float(v), auto_format=True) for v in values]
+
+
+def _date(value) -> str:
+    return str(value).replace("-", "")[:8] if value is not None else ""
+
+
+def _time(value) -> str:
+    return str(value).replace(":", "").split(".")[0][:6] if value is not None else ""
+
+
+def _uid_or(value: str | None, default: str) -> str:
+    return value if value and len(value) <= 64 and _UID.match(value) else default
+
+
+def _series_dataset(info: StudyInfo, description: str, number: int, pixels) -> Dataset:
+    """Attributes shared by every image of the series (patient, study, series, equipment, MR)."""
+    now = dt.datetime.now()
+    ds = Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.ImageType = ["DERIVED", "PRIMARY", "OTHER"]
+    ds.SOPClassUID = MRImageStorage
+    ds.StudyDate = info.study_date or now.strftime("%Y%m%d")
+    ds.StudyTime = info.study_time or now.strftime("%H%M%S")
+    ds.SeriesDate = ds.ContentDate = now.strftime("%Y%m%d")
+    ds.SeriesTime = ds.ContentTime = now.strftime("%H%M%S")
+    ds.AccessionNumber = info.accession_number[:16]
+    ds.Modality = "MR"
+    ds.Laterality = ""
+    ds.Manufacturer = info.manufacturer[:64]
+    ds.InstitutionName = info.institution[:64]
+    ds.ReferringPhysicianName = info.referring_physician[:64]
+    ds.StudyDescription = info.study_description[:64]
+    ds.SeriesDescription = description[:64]
+    ds.ManufacturerModelName = info.model[:64]
+    ds.PatientName = info.patient_name[:64]
+    ds.PatientID = info.patient_id[:64]
+    ds.PatientBirthDate = info.patient_birth_date
+    ds.PatientSex = info.patient_sex
+    ds.ScanningSequence = "RM"
+    ds.SequenceVariant = "NONE"
+    ds.ScanOptions = ""
+    ds.MRAcquisitionType = info.acquisition_type
+    ds.ProtocolName = info.protocol_name[:64]
+    for keyword, value in (("RepetitionTime", info.repetition_time_ms),
+                           ("EchoTime", info.echo_time_ms),
+                           ("ImagingFrequency", info.imaging_frequency_mhz),
+                           ("MagneticFieldStrength", info.field_strength_t),
+                           ("FlipAngle", info.flip_angle_deg)):
+        setattr(ds, keyword, _ds(value)[0] if value is not None else "")
+    ds.EchoTrainLength = ""
+    ds.PatientPosition = info.patient_position
+    ds.StudyInstanceUID = info.study_uid
+    ds.SeriesInstanceUID = generate_uid()
+    ds.StudyID = info.study_id[:16]
+    ds.SeriesNumber = number
+    ds.FrameOfReferenceUID = info.frame_of_reference_uid
+    ds.PositionReferenceIndicator = ""
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 0
+    top = max(float(np.percentile(pixels, 99.5)), 1.0)
+    ds.WindowCenter, ds.WindowWidth = round(top / 2), round(top)
+    ds.LossyImageCompression = "00"
+    return ds
+
+
+def _image_dataset(series: Dataset, pixels: np.ndarray, plane: PlaneGeometry, index: int,
+                   geometry: Sequence[PlaneGeometry], add_table: bool) -> Dataset:
+    """One image: the series attributes plus its UID, number, geometry and pixels."""
+    ds = Dataset()
+    ds.update(series)
+    ds.SOPInstanceUID = generate_uid()
+    ds.InstanceNumber = index + 1
+    corner = plane.first_voxel() + (plane.table_position if add_table else 0.0)
+    ds.ImagePositionPatient = _ds(*corner)
+    ds.ImageOrientationPatient = _ds(*plane.orientation())
+    ds.SliceThickness = _ds(plane.thickness)[0]
+    ds.SliceLocation = _ds(float(corner @ plane.normal))[0]
+    if len(geometry) > 1:
+        neighbour = geometry[1 if index == 0 else index - 1]
+        gap = abs(float((neighbour.centre - plane.centre) @ plane.normal))
+        ds.SpacingBetweenSlices = _ds(gap)[0]
+    ds.Rows, ds.Columns = pixels.shape
+    ds.PixelSpacing = _ds(*plane.spacing)
+    ds.PixelData = np.ascontiguousarray(pixels, dtype="<u2").tobytes()
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = MRImageStorage
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    ds.file_meta = meta
+    return ds

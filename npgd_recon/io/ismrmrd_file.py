@@ -1,0 +1,85 @@
+"""Read ISMRMRD raw data files (.h5): the file front end of :mod:`npgd_recon.io.assembly`.
+
+``read_raw(path)`` opens the HDF5 file, parses the XML header, checks the acquisition table and
+hands it, read in chunks, to :func:`~npgd_recon.io.assembly.assemble_study`. Every failure,
+including truncated or corrupt HDF5, is a :class:`~npgd_recon.io.assembly.RawDataError` naming
+the file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import h5py
+import numpy as np
+from ismrmrd import xsd
+
+from npgd_recon.io.assembly import RawDataError, RawStudy, assemble_study
+
+__all__ = ["read_raw", "parse_header"]
+
+
+class _HDF5Acquisitions:
+    """An ISMRMRD group's ``data`` table as an :class:`~npgd_recon.io.assembly.AcquisitionTable`."""
+
+    def __init__(self, table: h5py.Dataset) -> None:
+        self._table = table
+        self.heads = table.fields("head")[:]
+
+    def rows(self, start: int, stop: int) -> Sequence[np.ndarray]:
+        return self._table.fields("data")[start:stop]
+
+
+def read_raw(path: str | Path, group: str = "dataset") -> RawStudy:
+    """Read an ISMRMRD file into a :class:`~npgd_recon.io.assembly.RawStudy`.
+
+    Args:
+        path: the ISMRMRD HDF5 file.
+        group: the dataset group inside the file (ISMRMRD's default ``"dataset"``).
+
+    Raises:
+        RawDataError: the file is missing, not HDF5, truncated or corrupt, lacks the group, the
+            XML header or acquisitions, is not Cartesian, or holds inconsistent or non-finite data.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise RawDataError(f"{path}: no such file")
+    if not h5py.is_hdf5(path):
+        raise RawDataError(f"{path}: not an HDF5 file (ISMRMRD raw data is HDF5)")
+    try:
+        with h5py.File(path, "r") as file:
+            return _read_group(file, group, path)
+    except RawDataError:
+        raise
+    except (OSError, RuntimeError, KeyError, TypeError, ValueError, MemoryError) as error:
+        reason = (str(error).splitlines() or [type(error).__name__])[0]
+        raise RawDataError(f"{path}: truncated or corrupt HDF5 file ({reason})") from error
+
+
+def parse_header(text: str | bytes, source: str):
+    """Parse ISMRMRD XML into ``ismrmrd.xsd.ismrmrdHeader``; a :class:`RawDataError` if invalid."""
+    try:
+        return xsd.CreateFromDocument(text.encode() if isinstance(text, str) else bytes(text))
+    except Exception as error:  # xsdata raises several parser-specific types
+        reason = (str(error).splitlines() or [type(error).__name__])[0]
+        raise RawDataError(f"{source}: the XML header is not a valid ISMRMRD header ({reason})") \
+            from error
+
+
+def _read_group(file: h5py.File, group: str, path: Path) -> RawStudy:
+    if group not in file or not isinstance(file[group], h5py.Group):
+        raise RawDataError(f"{path}: no ISMRMRD group {group!r} (groups: {', '.join(file) or '-'})")
+    if "xml" not in file[group]:
+        raise RawDataError(f"{path}: group {group!r} has no XML header dataset 'xml'")
+    try:
+        text = file[group]["xml"][0]
+    except (IndexError, ValueError, OSError) as error:
+        raise RawDataError(f"{path}: the XML header dataset cannot be read ({error})") from error
+    header = parse_header(text, str(path))
+    table = file[group].get("data")
+    if not isinstance(table, h5py.Dataset) or table.shape == (0,):
+        raise RawDataError(f"{path}: group {group!r} holds no acquisitions ('data' is missing)")
+    if table.dtype.names is None or not {"head", "data"} <= set(table.dtype.names):
+        raise RawDataError(f"{path}: 'data' is not an ISMRMRD acquisition table")
+    return assemble_study(header, _HDF5Acquisitions(table), str(path))

@@ -1,0 +1,231 @@
+"""The networks: neural proximal gradient descent (NPGD) and the deep-ResNet baseline.
+
+Pure ``nn.Module``s: they take a measurement and an :class:`~npgd_recon.core.operators.Operator` and
+never read files. The state-space recursion (paper eq. 3-4), with ``x_0 = 0``::
+
+    s_{t+1} = alpha Phi^H y + (I - alpha Phi^H Phi) x_t      (gradient step, alpha > 0 learned)
+    x_{t+1} = P(s_{t+1})                                     (one proximal ResNet, shared)
+
+``data_consistency="hard"`` fixes alpha = 1: for a Cartesian ``M F`` that step replaces the
+sampled k-space of ``x_t`` by the measurement, which is what the authors' public code ran.
+
+The proximal ``P`` is pluggable (``proximal=``, one of :data:`PROXIMALS`):
+
+- ``"resnet"`` (default, the MRI proximal of section 5.1): 3x3 conv 2->F, K residual blocks (two
+  3x3 conv, each with BN and ReLU, identity skip), then three 1x1 convs (ReLU after the first
+  two) back to 2 channels.
+- ``"linear-swish"`` (the super-resolution proximal of section 5.3): ``layers`` convolutions of
+  size ``kernel`` with no activation between them ("same" padding), then a Swish.
+
+With ``global_skip=True`` (our default, a deviation the paper does not mention)
+``P(s) = s + net(s)``, so an untrained network is plain gradient descent and training converges
+faster. Every nonlinearity is an ``nn.ReLU`` or :class:`Swish` module, so
+:mod:`npgd_recon.models.linearise` can record and freeze their activation masks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from npgd_recon.core.operators import Operator
+from npgd_recon.core.transforms import channels_to_complex, complex_to_channels
+
+
+class ResidualBlock(nn.Module):
+    """Two 3x3 conv + BN + ReLU, with an identity skip around them."""
+
+    def __init__(self, features: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(features, features, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(features)
+        self.conv2 = nn.Conv2d(features, features, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(features)
+        self.act1, self.act2 = nn.ReLU(), nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.act1(self.bn1(self.conv1(x)))
+        return x + self.act2(self.bn2(self.conv2(h)))
+
+
+class ProximalResNet(nn.Module):
+    """The proximal map P on 2-channel images ``[batch, 2, y, x]``."""
+
+    def __init__(self, blocks: int = 1, features: int = 128, global_skip: bool = True) -> None:
+        super().__init__()
+        self.global_skip = global_skip
+        self.head = nn.Conv2d(2, features, 3, padding=1)
+        self.blocks = nn.Sequential(*(ResidualBlock(features) for _ in range(blocks)))
+        self.tail = nn.Sequential(
+            nn.Conv2d(features, features, 1), nn.ReLU(),
+            nn.Conv2d(features, features, 1), nn.ReLU(),
+            nn.Conv2d(features, 2, 1),
+        )
+        if global_skip:  # start as the identity: the untrained network is gradient descent
+            nn.init.zeros_(self.tail[-1].weight)
+            nn.init.zeros_(self.tail[-1].bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.tail(self.blocks(self.head(x)))
+        return x + out if self.global_skip else out
+
+
+class Swish(nn.Module):
+    """``z * sigmoid(beta z)`` per channel, ``beta`` learned (``beta = 1`` is the plain Swish)."""
+
+    def __init__(self, channels: int, beta: float = 1.0) -> None:
+        super().__init__()
+        self.beta = nn.Parameter(torch.full((1, channels, 1, 1), float(beta)))
+
+    def gate(self, z: torch.Tensor) -> torch.Tensor:
+        """The factor the input is multiplied by: ``sigmoid(beta z)``."""
+        return torch.sigmoid(self.beta * z)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return z * self.gate(z)
+
+
+class LinearSwishProximal(nn.Module):
+    """The super-resolution proximal (paper 5.3): a linear CNN with one Swish at the end.
+
+    ``layers`` convolutions 2->F->...->F->2 of size ``kernel`` with "same" zero padding (for an
+    even kernel one more row/column after than before, as PyTorch's ``padding="same"``), no
+    activation between them, then :class:`Swish` on the 2 output channels.
+
+    Initialisation (our choice, for a stable 25-step unrolled training from the start): every
+    convolution is the identity on its first channels plus small noise, and the Swish starts
+    with ``beta = 4`` (close to the identity for the non-negative images it sees), so the
+    untrained network is about plain gradient descent.
+    """
+
+    def __init__(self, features: int = 16, layers: int = 5, kernel: int = 8,
+                 global_skip: bool = False) -> None:
+        super().__init__()
+        if layers < 1 or kernel < 1:
+            raise ValueError("layers >= 1 and kernel >= 1 are required")
+        self.global_skip = global_skip
+        before, after = (kernel - 1) // 2, kernel // 2
+        self.pad = nn.ZeroPad2d((before, after, before, after))
+        widths = [2] + [features] * (layers - 1) + [2]
+        self.convs = nn.ModuleList(nn.Conv2d(a, b, kernel)
+                                   for a, b in zip(widths[:-1], widths[1:]))
+        with torch.no_grad():
+            for conv in self.convs:
+                nn.init.normal_(conv.weight, std=0.01 / kernel)
+                nn.init.zeros_(conv.bias)
+                for c in range(min(conv.in_channels, conv.out_channels)):
+                    conv.weight[c, c, before, before] += 1.0
+        self.act = Swish(2, beta=4.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = x
+        for conv in self.convs:
+            out = conv(self.pad(out))
+        out = self.act(out)
+        return x + out if self.global_skip else out
+
+
+PROXIMALS = ("resnet", "linear-swish")
+
+
+class NeuralPGD(nn.Module):
+    """Unrolled proximal gradient descent with one shared proximal network.
+
+    Args:
+        iterations: T, number of unrolled iterations (T=1, K=10 is the deep-ResNet baseline).
+        blocks: K, residual blocks in the ResNet proximal.
+        features: F, feature maps in the proximal.
+        data_consistency: ``"gradient"`` (learned alpha, the paper) or ``"hard"`` (alpha = 1).
+        global_skip: add the proximal's input to its output.
+        alpha_init: initial step size.
+        proximal: ``"resnet"`` or ``"linear-swish"`` (see the module docstring).
+        layers, kernel: convolutions and their size in the ``"linear-swish"`` proximal.
+    """
+
+    def __init__(self, iterations: int = 10, blocks: int = 1, features: int = 128,
+                 data_consistency: str = "gradient", global_skip: bool = True,
+                 alpha_init: float = 1.0, proximal: str = "resnet", layers: int = 5,
+                 kernel: int = 8) -> None:
+        super().__init__()
+        if data_consistency not in ("gradient", "hard"):
+            raise ValueError(f"data_consistency must be 'gradient' or 'hard', got "
+                             f"{data_consistency!r}")
+        if proximal not in PROXIMALS:
+            raise ValueError(f"proximal must be one of {', '.join(PROXIMALS)}, got {proximal!r}")
+        if iterations < 1 or blocks < 0 or features < 1:
+            raise ValueError("iterations >= 1, blocks >= 0 and features >= 1 are required")
+        self.iterations = iterations
+        self.data_consistency = data_consistency
+        # softplus(raw) = alpha keeps the step positive
+        self.alpha_raw = nn.Parameter(torch.tensor(float(alpha_init)).expm1().log())
+        if proximal == "resnet":
+            self.prox = ProximalResNet(blocks, features, global_skip)
+        else:
+            self.prox = LinearSwishProximal(features, layers, kernel, global_skip)
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        """The step size: learned and positive, or 1 with hard data consistency."""
+        if self.data_consistency == "hard":
+            return torch.ones((), device=self.alpha_raw.device)
+        return F.softplus(self.alpha_raw)
+
+    def proximal(self, s: torch.Tensor) -> torch.Tensor:
+        """P applied to complex images ``[batch, y, x]``."""
+        return channels_to_complex(self.prox(complex_to_channels(s)))
+
+    def iterate(self, y: torch.Tensor, op: Operator, *, x0: torch.Tensor | None = None,
+                iterations: int | None = None,
+                proximal: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The recursion (eq. 3-4), one ``(s_{t+1}, x_{t+1})`` pair per iteration.
+
+        Args:
+            y: measurement (already normalised).
+            op: the forward operator Phi.
+            x0: starting image (``None``: ``x_0 = 0``, so ``s_1 = alpha Phi^H y``).
+            iterations: how many (default T).
+            proximal: a map on complex images replacing ``P`` (default the network's).
+        """
+        alpha = self.alpha
+        step = alpha * op.adjoint(y)
+        prox = proximal or self.proximal
+        x = x0
+        for _ in range(self.iterations if iterations is None else iterations):
+            s = step if x is None else step + x - alpha * op.normal(x)
+            x = prox(s)
+            yield s, x
+
+    def forward(self, y: torch.Tensor, op: Operator, return_iterates: bool = False):
+        """Reconstruct from measurement ``y`` (already normalised).
+
+        Args:
+            y: measurement, the shape ``op.forward`` produces (e.g. ``[batch, y, x]`` k-space).
+            op: the forward operator Phi.
+            return_iterates: also return ``[x_1, ..., x_T]``.
+
+        Returns:
+            ``x_T`` complex ``[batch, y, x]``, or the list of all iterates.
+        """
+        iterates = [x for _, x in self.iterate(y, op)]
+        return iterates if return_iterates else iterates[-1]
+
+
+def architecture(model: NeuralPGD) -> dict:
+    """The constructor arguments that rebuild ``model`` (stored in checkpoints).
+
+    A ResNet proximal writes no ``proximal`` key (files from before it existed mean ResNet).
+    """
+    if isinstance(model.prox, ProximalResNet):
+        return {"iterations": model.iterations, "blocks": len(model.prox.blocks),
+                "features": model.prox.head.out_channels,
+                "data_consistency": model.data_consistency,
+                "global_skip": model.prox.global_skip}
+    first = model.prox.convs[0]
+    return {"iterations": model.iterations, "features": first.out_channels,
+            "data_consistency": model.data_consistency, "global_skip": model.prox.global_skip,
+            "proximal": "linear-swish", "layers": len(model.prox.convs),
+            "kernel": first.kernel_size[0]}

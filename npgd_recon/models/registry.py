@@ -1,0 +1,45 @@
+"""Shipped model files (``npgd_recon/models/weights/*.safetensors``) and how a model name or
+file resolves to one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+GPU_DEFAULT = "npgd-t10k1"
+CPU_DEFAULT = "npgd-t10k1-f32"
+RESNET_DEFAULT = "resnet-k10"
+RESNET_CPU = "resnet-k10-f32"
+
+
+def shipped_models() -> list[str]:
+    """Names of the models shipped with the package."""
+    return sorted(p.stem for p in WEIGHTS_DIR.glob("*.safetensors"))
+
+
+def resolve_weights(spec: str) -> Path:
+    """A shipped model name, or a path to a ``.safetensors`` file, as a path."""
+    if spec in shipped_models():
+        return WEIGHTS_DIR / f"{spec}.safetensors"
+    path = Path(spec)
+    if path.is_file():
+        return path
+    names = ", ".join(shipped_models()) or "none"
+    raise ValueError(f"unknown --weights {spec!r}: not a file and not a shipped model ({names})")
+
+
+def default_weights(method: str, device_type: str) -> str:
+    """The shipped model a method uses when ``--weights`` is not given.
+
+    ``npgd`` runs the paper-size model on CUDA when it is shipped, the CPU-fast one otherwise;
+    ``resnet`` likewise prefers the paper-size deep ResNet on CUDA.
+    """
+    names = shipped_models()
+    full, fast = (GPU_DEFAULT, CPU_DEFAULT) if method == "npgd" else (RESNET_DEFAULT, RESNET_CPU)
+    if device_type == "cuda" and full in names:
+        return full
+    if fast in names:
+        return fast
+    if full in names:
+        return full
+    raise ValueError(f"no shipped model for --method {method}; pass --weights PATH")

@@ -1,0 +1,120 @@
+"""The reconstructor interface and the registry of method names.
+
+A batch of 2-D problems is ``kspace [n, coil, y, x]`` (centred, zeros where unsampled),
+``mask [n, y, x]`` and optional coil maps ``maps [n, coil, y, x]`` (``None``: single coil, then
+``coil == 1``). Every reconstructor returns complex64 images ``[n, y, x]`` in the scale and
+orientation of the zero-filled adjoint ``Phi^H y``.
+
+One class per method (sigpy's ``App`` pattern), registered under its name with
+:func:`register`; :func:`npgd_recon.recon.methods.make_reconstructor` builds one from a name, so
+no caller branches on method strings. Implementations: :mod:`npgd_recon.recon.network`
+(``npgd``, ``resnet``), :mod:`npgd_recon.recon.classic` (``zerofill``, ``cswv``, ``cstv``).
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from npgd_recon.core.errors import NpgdError
+
+__all__ = ["Reconstructor", "ReconOptions", "RECONSTRUCTORS", "register"]
+
+
+@dataclass(frozen=True)
+class ReconOptions:
+    """What a caller may choose when building a reconstructor; each class uses what it needs.
+
+    Attributes:
+        weights: a shipped model name or a ``.safetensors`` file (network methods; None: the
+            method's default model for the device).
+        device: ``auto``, ``cpu`` or ``cuda``.
+        batch: 2-D problems per network call.
+        lam: CS regularisation weight in normalised units (None: the data-driven default).
+        precision: network proximal precision (``auto``, ``fp32``, ``bf16``).
+        debias: de-biasing iterations after the network (0: none; paper Remark 1).
+        compile: run the proximal through ``torch.compile``.
+    """
+
+    weights: str | None = None
+    device: str = "auto"
+    batch: int = 8
+    lam: float | None = None
+    precision: str = "auto"
+    debias: int = 0
+    compile: bool = False
+
+
+class Reconstructor(ABC):
+    """A named method; call it on a batch of problems.
+
+    Class attributes say what the method is: ``method`` (registry name), ``label`` (for tables),
+    ``uses_weights`` (a trained model is loaded), ``whole_volume`` (one call per volume is
+    cheapest, e.g. one BART process). Instances carry ``device``, ``batch``, ``model_name`` and
+    ``precision`` (empty / ``fp32`` for methods without a model) and ``seconds``, the compute
+    time of every call so far.
+    """
+
+    method: ClassVar[str]
+    label: ClassVar[str]
+    uses_weights: ClassVar[bool] = False
+    whole_volume: ClassVar[bool] = False
+
+    def __init__(self, device: torch.device | None = None, batch: int = 8) -> None:
+        if batch < 1:
+            raise NpgdError(f"batch must be at least 1, got {batch}")
+        self.device = device or torch.device("cpu")
+        self.batch = batch
+        self.model_name = ""
+        self.precision = "fp32"
+        self.seconds = 0.0
+
+    @classmethod
+    @abstractmethod
+    def build(cls, options: ReconOptions) -> Reconstructor:
+        """A ready reconstructor for ``options`` (models are loaded here, once)."""
+
+    def __call__(self, kspace: np.ndarray, mask: np.ndarray,
+                 maps: np.ndarray | None = None) -> np.ndarray:
+        """Reconstruct ``[n, y, x]`` images; adds the compute time to ``self.seconds``."""
+        _check(kspace, mask, maps)
+        start = time.perf_counter()
+        out = self.reconstruct(kspace, mask, maps)
+        self.seconds += time.perf_counter() - start
+        return out.astype(np.complex64)
+
+    @abstractmethod
+    def reconstruct(self, kspace: np.ndarray, mask: np.ndarray,
+                    maps: np.ndarray | None) -> np.ndarray:
+        """The method itself, on checked input (see the module docstring for shapes)."""
+
+    def chunk(self, problems: int) -> int:
+        """How many of a volume's ``problems`` to pass per call."""
+        return problems if self.whole_volume else self.batch
+
+
+RECONSTRUCTORS: dict[str, type[Reconstructor]] = {}
+
+
+def register(cls: type[Reconstructor]) -> type[Reconstructor]:
+    """Class decorator: make ``cls`` available under ``cls.method``."""
+    RECONSTRUCTORS[cls.method] = cls
+    return cls
+
+
+def measurement(kspace: np.ndarray, maps: np.ndarray | None) -> np.ndarray:
+    """The operator's measurement: ``[n, y, x]`` for a single coil, ``[n, coil, y, x]`` else."""
+    return kspace[:, 0] if maps is None else kspace
+
+
+def _check(kspace: np.ndarray, mask: np.ndarray, maps: np.ndarray | None) -> None:
+    if kspace.ndim != 4 or mask.shape != (kspace.shape[0], *kspace.shape[2:]):
+        raise NpgdError(f"expected kspace [n, coil, y, x] and mask [n, y, x], got "
+                        f"{kspace.shape} and {mask.shape}")
+    if maps is None and kspace.shape[1] != 1:
+        raise NpgdError("multi-coil k-space needs coil maps")

@@ -1,0 +1,84 @@
+"""Reconstructors that run a trained :class:`~npgd_recon.models.npgd.NeuralPGD`.
+
+``npgd`` (the unrolled network) and ``resnet`` (the one-pass deep ResNet baseline) differ only in
+their default model. The model's batch norm is folded into the convolutions and its proximal runs
+in the chosen precision (:mod:`npgd_recon.models.inference`); each problem is normalised by the
+rule stored with the weights and the output scaled back; problems are batched on the device.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from npgd_recon.core.device import pick_device
+from npgd_recon.core.errors import NpgdError
+from npgd_recon.core.operators import operator_for
+from npgd_recon.core.transforms import normalise
+from npgd_recon.models.checkpoint import load_checkpoint
+from npgd_recon.models.inference import prepare_for_inference, resolve_precision
+from npgd_recon.models.registry import default_weights, resolve_weights
+from npgd_recon.recon.base import ReconOptions, Reconstructor, measurement, register
+from npgd_recon.recon.debias import debiased
+
+__all__ = ["NetworkReconstructor", "NPGDReconstructor", "ResNetReconstructor"]
+
+
+class NetworkReconstructor(Reconstructor):
+    """A trained network on batches of problems (optionally de-biased, paper Remark 1)."""
+
+    uses_weights = True
+
+    def __init__(self, device: torch.device, model: torch.nn.Module, meta: dict,
+                 model_name: str = "", batch: int = 8, precision: str = "fp32",
+                 debias: int = 0) -> None:
+        super().__init__(device, batch)
+        if debias < 0:
+            raise NpgdError(f"de-biasing iterations must be >= 0, got {debias}")
+        self.model, self.meta = model, meta
+        self.model_name, self.precision, self.debias = model_name, precision, debias
+
+    @classmethod
+    def build(cls, options: ReconOptions) -> NetworkReconstructor:
+        if options.compile and options.debias:
+            raise NpgdError("compiling the network and de-biasing cannot be combined")
+        device = pick_device(options.device)
+        name = options.weights or default_weights(cls.method, device.type)
+        model, meta = load_checkpoint(resolve_weights(name), device)
+        if meta.get("operator") == "block-average-2x2":
+            raise NpgdError(f"model {name} is a super-resolution model; MRI needs an MRI model")
+        precision = resolve_precision(options.precision, device)
+        return cls(device, prepare_for_inference(model, precision, options.compile), meta, name,
+                   options.batch, precision, options.debias)
+
+    def reconstruct(self, kspace, mask, maps) -> np.ndarray:
+        return np.concatenate([
+            self._batch(kspace[i:i + self.batch], mask[i:i + self.batch],
+                        None if maps is None else maps[i:i + self.batch])
+            for i in range(0, len(kspace), self.batch)])
+
+    @torch.inference_mode()
+    def _batch(self, kspace, mask, maps) -> np.ndarray:
+        y = torch.from_numpy(measurement(kspace, maps)).to(self.device)
+        op = operator_for(torch.from_numpy(mask).to(self.device),
+                          None if maps is None else torch.from_numpy(maps).to(self.device))
+        y, scale = normalise(y, op, self.meta["normalisation"])
+        out = (debiased(self.model, y, op, self.debias) if self.debias
+               else self.model(y, op)) * scale
+        return out.cpu().numpy()
+
+
+@register
+class NPGDReconstructor(NetworkReconstructor):
+    """The unrolled proximal gradient network (default: the shipped NPGD model)."""
+
+    method = "npgd"
+    label = "NPGD"
+
+
+@register
+class ResNetReconstructor(NetworkReconstructor):
+    """The non-recurrent deep ResNet baseline (T = 1, K = 10)."""
+
+    method = "resnet"
+    label = "deep ResNet"

@@ -1,0 +1,148 @@
+"""The main job: ISMRMRD raw data -> reconstruction -> DICOM series (and optional extras).
+
+Shared by ``npgd-recon`` and the streaming server. Steps per volume (contrast, repetition, ...):
+optional retrospective undersampling of fully sampled data, ESPIRiT maps for multi-coil data
+(``bart ecalib`` on the calibration region), the reconstructor on batches of 2-D problems, and
+magnitude images placed by the acquisition geometry.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import ismrmrd.xsd
+import numpy as np
+from tqdm import tqdm
+
+from bart_baselines.cs import espirit_maps
+from npgd_recon.io.assembly import RawStudy, RawVolume
+from npgd_recon.io.atomic import Outputs
+from npgd_recon.io.dicom_writer import study_info_from_header, write_series_files
+from npgd_recon.io.ismrmrd_images import to_ismrmrd_image, write_ismrmrd_images
+from npgd_recon.io.preview import save_montage
+from npgd_recon.recon.base import Reconstructor
+from sampling import make_mask, multicoil_calib
+
+
+@dataclass
+class Reconstruction:
+    """Images of one study: ``images`` complex ``[n, y, x]`` over all volumes, their geometry,
+    and the (contrast, repetition) of each image."""
+
+    images: np.ndarray
+    geometry: list
+    counters: list[tuple[int, int]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def undersample(volume: RawVolume, accel: float, kind: str = "vdrad",
+                seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Retrospectively undersample a fully sampled volume with one mask for every problem."""
+    if not volume.fully_sampled:
+        rate = float(volume.mask.mean())
+        raise ValueError(f"--undersample needs fully sampled data, but this volume is already "
+                         f"undersampled (rate {rate:.1%})")
+    shape = volume.mask.shape[1:]
+    options = {"seed": seed}
+    if volume.kspace.shape[1] > 1:
+        calib = multicoil_calib(shape)
+        options["calib"] = calib[0] if kind == "lines" else calib
+    pattern = make_mask(kind, shape, accel, **options).mask
+    mask = volume.mask & pattern[None]
+    return volume.kspace * mask[:, None], mask
+
+
+def espirit_coil_maps(kspace: np.ndarray) -> np.ndarray | None:
+    """ESPIRiT maps ``[n, coil, y, x]`` for multi-coil k-space, None for a single coil."""
+    if kspace.shape[1] == 1:
+        return None
+    maps = espirit_maps(kspace, stack=True)
+    if not np.any(np.abs(maps) > 0):  # planes without signal may have none; all is an error
+        raise ValueError("ESPIRiT found no coil sensitivities: the fully sampled calibration "
+                         "region is too small (it needs more than 6x6 k-space samples)")
+    return maps
+
+
+def reconstruct_study(study: RawStudy, recon: Reconstructor, *, accel: float | None = None,
+                      mask_kind: str = "vdrad", seed: int = 0,
+                      progress: bool = True) -> Reconstruction:
+    """Reconstruct every volume of a study with ``recon``."""
+    total = sum(len(v.kspace) for v in study.volumes)
+    images, geometry, counters = [], [], []
+    start = time.perf_counter()
+    with tqdm(total=total, desc=recon.method, unit="slice", disable=not progress) as bar:
+        for volume in study.volumes:
+            if accel is None:
+                kspace, mask = volume.kspace, np.ascontiguousarray(volume.mask)
+            else:
+                kspace, mask = undersample(volume, accel, mask_kind, seed)
+            maps = espirit_coil_maps(kspace)
+            chunk = recon.chunk(len(kspace))
+            for i in range(0, len(kspace), chunk):
+                part = slice(i, i + chunk)
+                images.append(recon(kspace[part], mask[part],
+                                    None if maps is None else maps[part]))
+                bar.update(len(images[-1]))
+            geometry += volume.geometry
+            counters += [(volume.contrast, volume.repetition)] * len(kspace)
+    return Reconstruction(np.concatenate(images), geometry, counters,
+                          time.perf_counter() - start)
+
+
+def series_description(recon: Reconstructor) -> str:
+    """DICOM SeriesDescription naming method, model and precision (at most 64 characters)."""
+    model = f"{recon.model_name} {recon.precision}" if recon.model_name else ""
+    text = f"{recon.method.upper()} {model}".strip()
+    return text[:64]
+
+
+def preview_path(out: Path) -> Path:
+    """Where ``--png`` writes its preview: beside the series folder, ``OUT.png``."""
+    return out.with_name(out.name + ".png")
+
+
+def plan_outputs(out: Path, *, force: bool = False, png: bool = False,
+                 also_ismrmrd: Path | None = None) -> tuple[Outputs, dict[str, Path]]:
+    """Check every output path before any work and stage them (:mod:`npgd_recon.io.atomic`).
+
+    Returns the :class:`~npgd_recon.io.atomic.Outputs` to commit and the staging path of each
+    output (``series``, and ``png`` / ``ismrmrd`` when asked for).
+    """
+    outputs = Outputs(force)
+    try:
+        staging = {"series": outputs.folder(out)}
+        if png:
+            staging["png"] = outputs.file(preview_path(out))
+        if also_ismrmrd is not None:
+            staging["ismrmrd"] = outputs.file(also_ismrmrd)
+    except BaseException:
+        outputs.discard()
+        raise
+    return outputs, staging
+
+
+def write_outputs(result: Reconstruction, study: RawStudy, recon: Reconstructor,
+                  staging: dict[str, Path]) -> list[str]:
+    """Write the DICOM series (and the PNG preview, ISMRMRD images when staged) into the staging
+    paths of :func:`plan_outputs`; returns the DICOM file names. The preview goes beside the
+    series (``OUT.png``) so that the series folder holds DICOM only."""
+    magnitude = np.abs(result.images)
+    names = write_series_files(magnitude, result.geometry, staging["series"],
+                               series_description=series_description(recon),
+                               info=study_info_from_header(study.header, study.is_3d))
+    if "png" in staging:
+        picks = np.linspace(0, len(magnitude) - 1, min(len(magnitude), 12)).round().astype(int)
+        save_montage(magnitude[picks], staging["png"],
+                     titles=[f"image {i + 1}" for i in picks],
+                     suptitle=series_description(recon))
+    if "ismrmrd" in staging:
+        window = float(np.percentile(magnitude, 99.5))
+        meta = {"DataRole": "Image", "ImageProcessingHistory": ["NPGD-RECON", recon.method.upper()],
+                "WindowCenter": window / 2, "WindowWidth": window}
+        images = [to_ismrmrd_image(m, plane, i, meta=meta, contrast=c, repetition=r)
+                  for i, (m, plane, (c, r)) in enumerate(zip(magnitude, result.geometry,
+                                                             result.counters))]
+        write_ismrmrd_images(staging["ismrmrd"], ismrmrd.xsd.ToXML(study.header), images)
+    return names

@@ -1,0 +1,2 @@
+"""Simulated acquisitions: phantoms, synthetic coil sensitivities, smooth phase and the writer of
+scanner-like ISMRMRD raw data."""

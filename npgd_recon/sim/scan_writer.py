@@ -1,0 +1,296 @@
+"""Write ISMRMRD raw data as a Cartesian scanner would, from a complex image stack or volume.
+
+:func:`write_scan` turns an object (2-D multi-slice ``[slice, y, x]`` or 3-D ``[z, y, x]``)
+into multi-coil k-space (smooth synthetic coil maps of :mod:`npgd_recon.sim.coils`,
+``sum_c |S_c|^2 = 1``), optionally oversampled along the readout, undersampled (only acquired
+readouts are written), with an asymmetric echo, correlated complex Gaussian coil noise and
+noise-calibration readouts (``ACQ_IS_NOISE_MEASUREMENT``, written first). The file is pure
+ISMRMRD: the ground truth is returned to the caller (:class:`ScanTruth`), never stored.
+
+Noise level: ``noise`` is the standard deviation of the complex noise per k-space sample before
+coil correlation, which is also the image-domain noise per coil (the FFT is orthonormal).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+from ismrmrd import xsd
+from ismrmrd.hdf5 import acquisition_dtype
+
+from npgd_recon.core.fft import fft1c, fft2c
+from npgd_recon.io.atomic import Outputs
+from npgd_recon.sim.coils import coil_noise_covariance, synthetic_coil_maps
+from sampling import SamplingPattern
+
+FLAGS = {"first_step1": 1, "last_step1": 2, "first_step2": 3, "last_step2": 4,
+         "first_slice": 7, "last_slice": 8, "first_repetition": 13, "last_repetition": 14,
+         "noise": 19, "last_measurement": 25}
+H1_HZ_3T = 127_740_000
+
+
+@dataclass(frozen=True)
+class ScanSettings:
+    """How the simulated scanner acquires.
+
+    Attributes:
+        coils: receive channels.
+        noise: std of the complex k-space noise per sample (0: noiseless imaging data).
+        noise_readouts: number of noise-calibration readouts written first (0: none).
+        calibration_noise: std in the noise readouts; default ``noise``, or 1 when that is 0.
+        oversampling: readout oversampling factor (the encoded FOV along x is this much larger).
+        echo_fraction: fraction of each readout acquired (asymmetric echo when < 1; >= 0.5).
+        voxel_mm: in-plane voxel size ``(dy, dx)`` in mm.
+        slice_mm: slice thickness and spacing (2-D) or partition thickness (3-D) in mm.
+        sample_time_us: readout dwell time.
+        seed: seed of the noise and of the coil-noise correlation.
+    """
+
+    coils: int = 1
+    noise: float = 0.0
+    noise_readouts: int = 32
+    calibration_noise: float | None = None
+    oversampling: int = 1
+    echo_fraction: float = 1.0
+    voxel_mm: tuple[float, float] = (1.0, 1.0)
+    slice_mm: float = 3.0
+    sample_time_us: float = 5.0
+    seed: int = 0
+
+    def check(self) -> None:
+        """Raise ValueError on settings a scanner could not use."""
+        if self.coils < 1 or self.coils > 1024:
+            raise ValueError(f"coils must be between 1 and 1024, got {self.coils}")
+        if not (np.isfinite(self.noise) and self.noise >= 0):
+            raise ValueError(f"noise must be a finite number >= 0, got {self.noise}")
+        if self.oversampling < 1 or self.noise_readouts < 0:
+            raise ValueError("oversampling must be >= 1 and noise_readouts >= 0")
+        if not 0.5 <= self.echo_fraction <= 1.0:
+            raise ValueError(f"echo_fraction must be in [0.5, 1], got {self.echo_fraction}")
+        if min(self.voxel_mm) <= 0 or self.slice_mm <= 0:
+            raise ValueError("voxel and slice sizes must be positive (mm)")
+
+
+@dataclass
+class ScanTruth:
+    """What :func:`write_scan` encoded, for evaluation (never stored in the file).
+
+    Attributes:
+        image: complex64 ``[slice|z, y, x]``, the object as written.
+        maps: complex64 ``[coil, slice|z, y, x]`` coil sensitivities on the recon FOV.
+        noise_covariance: complex ``[coil, coil]`` coil-noise covariance of the imaging data
+            (``noise**2 * Psi``; ``Psi`` has a unit-ish diagonal).
+        mask: bool ``[y]`` acquired lines (2-D) or ``[y, z]`` acquired ``(ky, kz)`` (3-D).
+    """
+
+    image: np.ndarray
+    maps: np.ndarray
+    noise_covariance: np.ndarray
+    mask: np.ndarray
+
+
+def write_scan(
+    path: str | Path,
+    image: np.ndarray,
+    *,
+    volumetric: bool = False,
+    pattern: SamplingPattern | np.ndarray | None = None,
+    settings: ScanSettings = ScanSettings(),
+    group: str = "dataset",
+) -> ScanTruth:
+    """Simulate a Cartesian acquisition of ``image`` and write it as an ISMRMRD file.
+
+    Args:
+        path: output ``.h5``; replaced atomically (written beside it, then renamed).
+        image: complex ``[slice, y, x]`` (2-D multi-slice) or ``[z, y, x]`` (``volumetric``).
+        volumetric: 3-D scan: phase encodes along y and z, readout along x.
+        pattern: acquired phase encodes: 2-D: bool ``[y]`` or a line pattern/mask ``[y, x]``
+            (rows with any sample); 3-D: bool ``[y, z]`` or a pattern over ``(y, z)`` whose
+            ``.order`` sets the acquisition order. None: fully sampled.
+        settings: the scanner (coils, noise, oversampling, echo, voxel size).
+        group: the ISMRMRD dataset group.
+    """
+    settings.check()
+    image = np.asarray(image)
+    if image.ndim != 3 or min(image.shape[1:]) < 2 or not np.isfinite(image).all():
+        raise ValueError(f"image must be a finite [slice|z, y, x] array, got {image.shape}")
+    image = image.astype(np.complex64)
+    order = _acquisition_order(pattern, image.shape, volumetric)
+    kspace, maps = _encode(image, settings, volumetric)
+    psi = coil_noise_covariance(settings.coils, settings.seed)
+    rng = np.random.default_rng(settings.seed + 1)
+    header = _header(image.shape, settings, volumetric)
+    heads, data = _image_readouts(kspace, order, settings, volumetric, psi, rng)
+    noise_heads, noise_data = _noise_readouts(kspace.shape[-1], settings, psi, rng)
+    _write_file(Path(path), group, header, np.concatenate([noise_heads, heads]),
+                noise_data + data)
+    mask = np.zeros(image.shape[1] if not volumetric else image.shape[1::-1], dtype=bool)
+    mask[tuple(order.T)] = True
+    return ScanTruth(image=image, maps=maps, noise_covariance=settings.noise ** 2 * psi,
+                     mask=mask)
+
+
+def _acquisition_order(pattern, shape, volumetric: bool) -> np.ndarray:
+    """``(n, 1)`` rows (2-D) or ``(n, 2)`` ``(row, col)`` (3-D) in acquisition order."""
+    plane = (shape[1], shape[0]) if volumetric else (shape[1],)
+    if pattern is None:
+        return np.argwhere(np.ones(plane, dtype=bool))
+    mask = np.asarray(getattr(pattern, "mask", pattern), dtype=bool)
+    if not volumetric and mask.ndim == 2 and mask.shape[0] == plane[0]:
+        mask = mask.any(axis=1)
+    if mask.shape != plane:
+        raise ValueError(f"sampling mask shape {mask.shape} does not match the phase-encode "
+                         f"plane {plane} ({'ky x kz' if volumetric else 'ky'})")
+    if not mask.any():
+        raise ValueError("the sampling mask selects no phase encodes")
+    order = getattr(pattern, "order", None)
+    if volumetric and order is not None:
+        return np.asarray(order, dtype=np.int64)
+    return np.argwhere(mask)
+
+
+def _encode(image, settings: ScanSettings, volumetric: bool):
+    """Noiseless coil k-space ``[coil, slice|z, y, nx * oversampling]`` and recon-FOV maps."""
+    nx = image.shape[-1]
+    wide = nx * settings.oversampling
+    start = wide // 2 - nx // 2
+    padded = np.zeros(image.shape[:-1] + (wide,), dtype=np.complex64)
+    padded[..., start:start + nx] = image
+    if volumetric:
+        maps = synthetic_coil_maps(settings.coils, image.shape, settings.oversampling)
+    else:  # 2-D slices share one in-plane map set
+        maps = synthetic_coil_maps(settings.coils, image.shape[1:], settings.oversampling)
+        maps = np.repeat(maps[:, None], image.shape[0], axis=1)
+    kspace = fft2c(maps * padded[None])
+    if volumetric:
+        kspace = fft1c(kspace, axis=1)
+    return kspace.astype(np.complex64), maps[..., start:start + nx]
+
+
+def _complex_noise(rng, psi: np.ndarray, sigma: float, shape: tuple[int, ...]) -> np.ndarray:
+    """Complex Gaussian noise ``[coil, ...]`` with covariance ``sigma**2 * psi`` over coils."""
+    white = rng.standard_normal(shape + (2,)).view(np.complex128)[..., 0] / np.sqrt(2)
+    lower = np.linalg.cholesky(psi)
+    return sigma * np.tensordot(lower, white, axes=(1, 0))
+
+
+def _empty_heads(count: int, settings: ScanSettings, samples: int) -> np.ndarray:
+    heads = np.zeros(count, dtype=acquisition_dtype["head"])
+    heads["version"] = 1
+    heads["number_of_samples"] = samples
+    heads["available_channels"] = settings.coils
+    heads["active_channels"] = settings.coils
+    for c in range(settings.coils):
+        heads["channel_mask"][:, c // 64] |= np.uint64(1 << (c % 64))
+    heads["sample_time_us"] = settings.sample_time_us
+    heads["read_dir"] = (1, 0, 0)
+    heads["phase_dir"] = (0, 1, 0)
+    heads["slice_dir"] = (0, 0, 1)
+    return heads
+
+
+def _set(heads: np.ndarray, index, *names: str) -> None:
+    for name in names:
+        heads["flags"][index] |= np.uint64(1 << (FLAGS[name] - 1))
+
+
+def _noise_readouts(samples: int, settings: ScanSettings, psi, rng):
+    count = settings.noise_readouts
+    sigma = settings.calibration_noise
+    sigma = (settings.noise or 1.0) if sigma is None else sigma
+    heads = _empty_heads(count, settings, samples)
+    _set(heads, slice(None), "noise")
+    heads["scan_counter"] = 1 + np.arange(count)
+    noise = _complex_noise(rng, psi, sigma, (settings.coils, count, samples))
+    return heads, [noise[:, i].astype(np.complex64) for i in range(count)]
+
+
+def _image_readouts(kspace, order, settings: ScanSettings, volumetric: bool, psi, rng):
+    """Headers and ``[coil, samples]`` data of every acquired readout, in scanner order."""
+    wide = kspace.shape[-1]
+    first = wide - int(round(settings.echo_fraction * wide))
+    n_slices = 1 if volumetric else kspace.shape[1]
+    count = len(order) * n_slices
+    heads = _empty_heads(count, settings, wide - first)
+    heads["center_sample"] = wide // 2 - first
+    heads["scan_counter"] = settings.noise_readouts + 1 + np.arange(count)
+    heads["acquisition_time_stamp"] = np.arange(count)
+    data = []
+    for s in range(n_slices):
+        block = slice(s * len(order), (s + 1) * len(order))
+        heads["idx"]["kspace_encode_step_1"][block] = order[:, 0]
+        if volumetric:
+            heads["idx"]["kspace_encode_step_2"][block] = order[:, 1]
+            lines = kspace[:, order[:, 1], order[:, 0], first:]
+        else:
+            heads["idx"]["slice"][block] = s
+            heads["position"][block] = (0, 0, (s - (n_slices - 1) / 2) * settings.slice_mm)
+            lines = kspace[:, s, order[:, 0], first:]
+        if settings.noise > 0:
+            lines = lines + _complex_noise(rng, psi, settings.noise, lines.shape)
+        data.extend(lines[:, i].astype(np.complex64) for i in range(len(order)))
+        steps = ("step1", "step2") if volumetric else ("step1",)
+        _set(heads, block.start, "first_slice", *(f"first_{step}" for step in steps))
+        _set(heads, block.stop - 1, "last_slice", *(f"last_{step}" for step in steps))
+    _set(heads, 0, "first_repetition")
+    _set(heads, count - 1, "last_repetition", "last_measurement")
+    return heads, data
+
+
+def _header(shape, settings: ScanSettings, volumetric: bool):
+    """The XML header: encoded/recon spaces, limits, Cartesian trajectory, system, subject."""
+    n, ny, nx = shape
+    dy, dx = settings.voxel_mm
+    nz = n if volumetric else 1
+    fov_z = settings.slice_mm * nz
+    wide = nx * settings.oversampling
+
+    def space(mx):
+        return xsd.encodingSpaceType(
+            matrixSize=xsd.matrixSizeType(x=mx, y=ny, z=nz),
+            fieldOfView_mm=xsd.fieldOfViewMm(x=dx * mx, y=dy * ny, z=fov_z))
+
+    def limit(size, centre=None):
+        return xsd.limitType(minimum=0, maximum=size - 1, center=size // 2 if centre is None
+                             else centre)
+
+    limits = xsd.encodingLimitsType(
+        kspace_encoding_step_0=limit(wide), kspace_encoding_step_1=limit(ny),
+        kspace_encoding_step_2=limit(nz), slice=limit(1 if volumetric else n, 0),
+        contrast=limit(1, 0), phase=limit(1, 0), repetition=limit(1, 0), set=limit(1, 0),
+        average=limit(1, 0), segment=limit(1, 0))
+    encoding = xsd.encodingType(encodedSpace=space(wide), reconSpace=space(nx),
+                                encodingLimits=limits, trajectory=xsd.trajectoryType.CARTESIAN)
+    return xsd.ismrmrdHeader(
+        version=1,
+        subjectInformation=xsd.subjectInformationType(patientName="Simulated^Phantom",
+                                                      patientID="NPGD-SIM"),
+        studyInformation=xsd.studyInformationType(studyDescription="npgd-simulate"),
+        measurementInformation=xsd.measurementInformationType(
+            patientPosition=xsd.patientPositionType.HFS, protocolName="npgd-simulate",
+            seriesDescription="simulated Cartesian raw data"),
+        acquisitionSystemInformation=xsd.acquisitionSystemInformationType(
+            systemVendor="npgd-recon", systemModel="npgd-simulate", systemFieldStrength_T=3.0,
+            receiverChannels=settings.coils),
+        experimentalConditions=xsd.experimentalConditionsType(H1resonanceFrequency_Hz=H1_HZ_3T),
+        encoding=[encoding],
+        sequenceParameters=xsd.sequenceParametersType(TR=[10.0], TE=[4.0], flipAngle_deg=[15.0]))
+
+
+def _write_file(path: Path, group: str, header, heads: np.ndarray, data: list) -> None:
+    """Write header and acquisitions to ``path`` all or nothing (:mod:`npgd_recon.io.atomic`)."""
+    table = np.zeros(len(heads), dtype=acquisition_dtype)
+    table["head"] = heads
+    empty = np.zeros(0, dtype=np.float32)
+    for i, readout in enumerate(data):
+        table["data"][i] = np.ascontiguousarray(readout).view(np.float32).ravel()
+        table["traj"][i] = empty
+    with Outputs(force=True) as outputs, h5py.File(outputs.file(path), "w") as file:
+        dataset = file.create_group(group)
+        xml = dataset.create_dataset("xml", (1,), dtype=h5py.special_dtype(vlen=bytes))
+        xml[0] = xsd.ToXML(header).encode()
+        dataset.create_dataset("data", data=table, maxshape=(None,), chunks=True,
+                               fletcher32=True)

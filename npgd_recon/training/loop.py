@@ -1,0 +1,222 @@
+"""Training NPGD with the paper's loss (P2), checkpoints, resume, validation and a CSV log.
+
+``data.operator`` picks the problem: ``"cartesian"`` (single-coil MRI, :class:`UndersampledSet`)
+or ``"block-average"`` (2x2 super resolution,
+:class:`~npgd_recon.training.superres_data.BlockAveragedSet`).
+
+Loss per batch, all terms means over pixels and the batch::
+
+    beta * |x_T - x*|^2  +  (1 - beta) * sum_t |y - Phi x_t|^2
+
+Runs on CPU or CUDA (AMP in bfloat16 on CUDA); under ``torchrun`` it uses
+DistributedDataParallel (one process per GPU, each drawing its own samples; rank 0 writes).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from npgd_recon.core.device import describe_hardware, pick_device
+from npgd_recon.core.metrics import snr_db_magnitude, ssim_magnitude
+from npgd_recon.core.operators import BlockAverageOp, CartesianOp, SenseOp
+from npgd_recon.core.transforms import NORMALISATION, normalise
+from npgd_recon.models.checkpoint import load_checkpoint, save_checkpoint
+from npgd_recon.models.npgd import NeuralPGD, architecture
+from npgd_recon.models.registry import resolve_weights
+from npgd_recon.training.data import Augment, UndersampledSet, build_source
+from npgd_recon.training.superres_data import BlockAveragedSet, image_source
+
+
+def p2_loss(iterates: list[torch.Tensor], target: torch.Tensor, y: torch.Tensor, op,
+            beta: float) -> torch.Tensor:
+    """The paper's training loss (P2) on normalised data."""
+    image_term = (iterates[-1] - target).abs().pow(2).mean()
+    data_term = sum((op.forward(x) - y).abs().pow(2).mean() for x in iterates)
+    return beta * image_term + (1 - beta) * data_term
+
+
+def normalised_problem(batch: dict, device) -> tuple:
+    """Move a batch to ``device`` and normalise it: ``(op, y, target)``.
+
+    A batch with ``lowres`` is super resolution; otherwise k-space with ``mask``, single-coil
+    or, with ``maps``, multi-coil through the SENSE operator.
+    """
+    target = batch["target"].to(device)
+    if "lowres" in batch:
+        op, y = BlockAverageOp(), batch["lowres"].to(device)
+    elif "maps" in batch:
+        op = SenseOp(batch["mask"].to(device), batch["maps"].to(device))
+        y = batch["kspace"].to(device)
+    else:
+        op, y = CartesianOp(batch["mask"].to(device)), batch["kspace"].to(device)
+    y, scale = normalise(y, op)
+    return op, y, target / scale
+
+
+def _datasets(dc: dict, length: int, seed: int) -> tuple:
+    """Training and validation sets for ``config["data"]``."""
+    if dc["operator"] == "block-average":
+        shape = tuple(dc["shape"])
+        train_set = BlockAveragedSet([image_source(s, shape) for s in dc["train"]], length,
+                                     noise=tuple(dc["noise"]), augment=True, seed=seed)
+        val_set = BlockAveragedSet([image_source(s, shape) for s in dc["validation"]],
+                                   dc["validation_slices"], noise=(dc["validation_noise"],) * 2)
+        return train_set, val_set
+    if dc["operator"] != "cartesian":
+        raise ValueError(f"data.operator must be 'cartesian' or 'block-average', got "
+                         f"{dc['operator']!r}")
+    augment = Augment(tuple(dc["shape"]), tuple(dc["zoom"]))
+    train_set = UndersampledSet([build_source(s) for s in dc["train"]], length, mask=dc["mask"],
+                                accel=dc["accel"], noise=tuple(dc["noise"]), augment=augment,
+                                seed=seed, coils=int(dc["coils"]))
+    val_set = UndersampledSet([build_source(s) for s in dc["validation"]],
+                              dc["validation_slices"], mask=dc["mask"], accel=dc["accel"],
+                              noise=(dc["validation_noise"],) * 2, seed=99,
+                              coils=int(dc["coils"]))
+    return train_set, val_set
+
+
+@torch.no_grad()
+def validate(model: NeuralPGD, dataset: UndersampledSet, device) -> dict[str, float]:
+    """Mean magnitude SNR / SSIM of the network and of zero filling over ``dataset``."""
+    model.eval()
+    snr, ssim, zf = [], [], []
+    for i in range(len(dataset)):
+        batch = {k: v[None] for k, v in dataset[i].items()}
+        op, y, target = normalised_problem(batch, device)
+        out = model(y, op)
+        snr.append(snr_db_magnitude(target[0].cpu(), out[0].cpu()))
+        ssim.append(ssim_magnitude(target[0].cpu(), out[0].cpu()))
+        zf.append(snr_db_magnitude(target[0].cpu(), op.adjoint(y)[0].cpu()))
+    model.train()
+    return {"snr_db": float(np.mean(snr)), "ssim": float(np.mean(ssim)),
+            "zerofill_snr_db": float(np.mean(zf))}
+
+
+def _distributed() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend)
+    rank = torch.distributed.get_rank() if world > 1 else 0
+    return rank, world
+
+
+def train(config: dict, out: Path, *, resume: bool = False, device: str = "auto",
+          progress: bool = True) -> dict:
+    """Train a model as ``config`` says, writing ``out/model.safetensors`` and ``out/log.csv``.
+
+    Returns the final validation metrics.
+    """
+    rank, world = _distributed()
+    dev = pick_device(device, rank)
+    tc, dc = config["train"], config["data"]
+    if tc["threads"]:
+        torch.set_num_threads(int(tc["threads"]))
+    torch.manual_seed(tc["seed"] + rank)
+    out.mkdir(parents=True, exist_ok=True)
+
+    model = NeuralPGD(**config["model"]).to(dev)
+    optimiser = torch.optim.Adam(model.parameters(), lr=tc["lr"], betas=(0.9, 0.999))
+    schedule = torch.optim.lr_scheduler.StepLR(optimiser, tc["lr_halve_every"], gamma=0.5)
+    start, elapsed, metrics = 0, 0.0, {}
+    state_path, model_path = out / "train_state.pt", out / "model.safetensors"
+    if resume and model_path.exists() and state_path.exists():
+        loaded, meta = load_checkpoint(model_path, dev)
+        if meta["architecture"] != architecture(model):
+            raise ValueError(f"--resume {out}: the run's architecture {meta['architecture']} "
+                             f"differs from the config's {architecture(model)}")
+        model.load_state_dict(loaded.state_dict())
+        state = torch.load(state_path, map_location=dev, weights_only=True)
+        optimiser.load_state_dict(state["optimiser"])
+        schedule.load_state_dict(state["schedule"])
+        start, elapsed = int(state["step"]), float(state["seconds"])
+        metrics = meta.get("validation", {})
+    elif tc["init"]:  # fine-tuning: start from a model of the same architecture
+        loaded, meta = load_checkpoint(resolve_weights(tc["init"]), dev)
+        if meta["architecture"] != architecture(model):
+            raise ValueError(f"train.init {tc['init']}: architecture {meta['architecture']} "
+                             f"differs from the config's {architecture(model)}")
+        model.load_state_dict(loaded.state_dict())
+    ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+
+    train_set, val_set = _datasets(dc, tc["steps"] * tc["batch_size"], tc["seed"] + 1000 * rank)
+    indices = list(range(start * tc["batch_size"], tc["steps"] * tc["batch_size"]))
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(train_set, indices),
+                                         batch_size=tc["batch_size"], num_workers=0)
+    amp = bool(tc["amp"]) and dev.type == "cuda"
+    log_path = out / "log.csv"
+    new_log = not (resume and log_path.exists())
+    log = (open(log_path, "w" if new_log else "a", newline="") if rank == 0
+           else open(os.devnull, "w"))
+    writer = csv.writer(log)
+    if new_log and rank == 0:
+        writer.writerow(["step", "loss", "lr", "alpha", "val_snr_db", "val_ssim", "seconds"])
+
+    bar = tqdm(loader, initial=start, total=tc["steps"], disable=not progress or rank != 0,
+               desc="train", unit="step")
+    tick = time.perf_counter()
+    step = start
+    for batch in bar:
+        op, y, target = normalised_problem(batch, dev)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+            iterates = ddp(y, op, return_iterates=True)
+        loss = p2_loss(iterates, target, y, op, tc["beta"])
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        step += 1
+        val = step % tc["validate_every"] == 0 or step == tc["steps"]
+        if val and rank == 0:
+            metrics = validate(model, val_set, dev)
+        if rank == 0:
+            seconds = elapsed + time.perf_counter() - tick
+            writer.writerow([step, f"{loss.item():.6g}", f"{schedule.get_last_lr()[0]:.3g}",
+                             f"{model.alpha.item():.4f}",
+                             f"{metrics['snr_db']:.3f}" if val else "",
+                             f"{metrics['ssim']:.4f}" if val else "", f"{seconds:.1f}"])
+            bar.set_postfix(loss=f"{loss.item():.4g}",
+                            val_snr=f"{metrics.get('snr_db', float('nan')):.2f}")
+        if rank == 0 and (step % tc["checkpoint_every"] == 0 or step == tc["steps"]):
+            log.flush()
+            _save(model, optimiser, schedule, out, config, step,
+                  elapsed + time.perf_counter() - tick, metrics, dev)
+    log.close()
+    if world > 1:
+        torch.distributed.destroy_process_group()
+    return metrics
+
+
+def _save(model, optimiser, schedule, out: Path, config: dict, step: int, seconds: float,
+          metrics: dict, dev) -> None:
+    sr = config["data"]["operator"] == "block-average"
+    meta = {
+        "normalisation": NORMALISATION,
+        "operator": "block-average-2x2" if sr else (
+            "cartesian-single-coil" if config["data"]["coils"] == 1
+            else f"sense-{config['data']['coils']}-coil"),
+        "mask": None if sr else {"kind": config["data"]["mask"], "accel": config["data"]["accel"]},
+        "data": {"train": config["data"]["train"], "validation": config["data"]["validation"]},
+        "steps": step,
+        "batch_size": config["train"]["batch_size"],
+        "loss": {"name": "P2", "beta": config["train"]["beta"]},
+        "validation": metrics,
+        "train_seconds": round(seconds, 1),
+        "hardware": describe_hardware(dev),
+        "config": json.loads(json.dumps(config)),
+    }
+    save_checkpoint(model, out / "model.safetensors", meta)
+    state = {"optimiser": optimiser.state_dict(), "schedule": schedule.state_dict(),
+             "step": step, "seconds": seconds}
+    tmp = out / "train_state.pt.tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, out / "train_state.pt")

@@ -1,0 +1,131 @@
+"""npgd-recon end to end: ISMRMRD in, dciodvfy-clean DICOM out; bad input never leaves output."""
+
+import shutil
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pydicom
+import pytest
+
+from npgd_recon.sim.phantoms import shepp_logan
+from npgd_recon.sim.scan_writer import ScanSettings, write_scan
+from sampling import vdrad
+from tests.conftest import save_tiny_model
+
+
+def recon(*args):
+    return subprocess.run([sys.executable, "-m", "npgd_recon.cli.recon", "--quiet", *args],
+                          capture_output=True, text=True)
+
+
+def dciodvfy_errors(path):
+    out = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
+    return [line for line in (out.stdout + out.stderr).splitlines() if line.startswith("Error")]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    write_scan(root / "full2d.h5", shepp_logan((2, 48, 40)),
+               settings=ScanSettings(coils=3, oversampling=2, noise=0.002))
+    write_scan(root / "vd3d.h5", shepp_logan((12, 32, 24)), volumetric=True,
+               pattern=vdrad((32, 12), 2.5, seed=1), settings=ScanSettings(coils=1))
+    save_tiny_model(root / "tiny.safetensors")
+    return root
+
+
+@pytest.mark.parametrize("method", ["zerofill", "cswv", "npgd"])
+def test_2d_multicoil_retrospective_series_is_dciodvfy_clean(files, tmp_path, method):
+    out = tmp_path / "series"
+    result = recon(str(files / "full2d.h5"), "--out", str(out), "--method", method,
+                   "--weights", str(files / "tiny.safetensors"), "--undersample", "3", "--png",
+                   "--also-ismrmrd", str(tmp_path / "images.h5"))
+    assert result.returncode == 0, result.stderr
+    assert f"2 images written to {out} | method {method}" in result.stdout
+    dicoms = sorted(out.iterdir())
+    assert [p.name for p in dicoms] == ["IM00001.dcm", "IM00002.dcm"]
+    for path in dicoms:
+        assert dciodvfy_errors(path) == []
+    first = pydicom.dcmread(dicoms[0])
+    assert (first.Rows, first.Columns) == (48, 40)
+    assert method.upper() in first.SeriesDescription
+    assert (tmp_path / "series.png").read_bytes()[:4] == b"\x89PNG"
+    with h5py.File(tmp_path / "images.h5") as f:
+        assert f["dataset/image_0/data"].shape[0] == 2
+
+
+def test_3d_file_gives_one_image_per_readout_position(files, tmp_path):
+    result = recon(str(files / "vd3d.h5"), "--out", str(tmp_path / "s"), "--method", "npgd",
+                   "--weights", str(files / "tiny.safetensors"), "--precision", "fp32")
+    assert result.returncode == 0, result.stderr
+    assert "(fp32)" in result.stdout
+    assert pydicom.dcmread(sorted((tmp_path / "s").iterdir())[0]).SeriesDescription.endswith(
+        "fp32")
+    images = sorted((tmp_path / "s").iterdir())
+    assert len(images) == 24
+    assert (pydicom.dcmread(images[0]).Rows, pydicom.dcmread(images[0]).Columns) == (32, 12)
+
+
+def corrupt(files, tmp_path, how):
+    path = tmp_path / "bad.h5"
+    if how == "not-hdf5":
+        path.write_text("hello\n")
+    elif how == "truncated":
+        data = (files / "full2d.h5").read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    elif how == "flipped":
+        data = bytearray((files / "full2d.h5").read_bytes())
+        data[len(data) // 2: len(data) // 2 + 64] = b"\xff" * 64
+        path.write_bytes(bytes(data))
+    elif how == "no-header":
+        shutil.copy(files / "full2d.h5", path)
+        with h5py.File(path, "a") as f:
+            del f["dataset/xml"]
+    elif how == "nan":
+        shutil.copy(files / "full2d.h5", path)
+        with h5py.File(path, "a") as f:
+            table = f["dataset/data"]
+            row = table[5]
+            row["data"][:] = np.nan
+            table[5] = row
+    return path
+
+
+@pytest.mark.parametrize("how", ["not-hdf5", "truncated", "flipped", "no-header", "nan"])
+def test_bad_files_one_line_exit_2_nothing_written(files, tmp_path, how):
+    path = corrupt(files, tmp_path, how)
+    out = tmp_path / "series"
+    result = recon(str(path), "--out", str(out), "--method", "zerofill")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["bad.h5"]
+
+
+def test_bad_options_one_line_exit_2(files, tmp_path):
+    out = tmp_path / "series"
+    for args in (["--weights", "no-such-model"], ["--group", "nope", "--method", "zerofill"],
+                 ["--undersample", "0.5", "--method", "zerofill"]):
+        result = recon(str(files / "full2d.h5"), "--out", str(out), *args)
+        assert result.returncode == 2 and result.stderr.count("\n") == 1, (args, result.stderr)
+        assert not out.exists()
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    result = recon(str(files / "full2d.h5"), "--out", str(out), "--method", "zerofill")
+    assert result.returncode == 2 and "--force" in result.stderr
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    result = recon(str(files / "vd3d.h5"), "--out", str(tmp_path / "x"), "--method",
+                   "zerofill", "--undersample", "4")
+    assert result.returncode == 2 and "fully sampled" in result.stderr
+
+
+def test_tool_generated_file(tmp_path):
+    subprocess.run(["ismrmrd_generate_cartesian_shepp_logan", "-m", "64", "-c", "4", "-O", "2",
+                    "-C", "-o", str(tmp_path / "sl.h5")], check=True, capture_output=True)
+    result = recon(str(tmp_path / "sl.h5"), "--out", str(tmp_path / "s"), "--method",
+                   "zerofill", "--undersample", "3")
+    assert result.returncode == 0, result.stderr
+    [image] = sorted((tmp_path / "s").iterdir())
+    assert dciodvfy_errors(image) == []

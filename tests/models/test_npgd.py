@@ -1,0 +1,221 @@
+"""The networks: shapes, iterates, gradients, data consistency, checkpoints, training steps."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from npgd_recon.core.operators import BlockAverageOp, CartesianOp, SenseOp
+from npgd_recon.models.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    read_metadata,
+    save_checkpoint,
+)
+from npgd_recon.models.inference import prepare_for_inference
+from npgd_recon.models.npgd import NeuralPGD
+from npgd_recon.training.loop import p2_loss
+from sampling import vdrad
+from tests.conftest import randc
+
+torch.manual_seed(0)
+MASK = torch.from_numpy(vdrad((24, 16), 4.0).mask)
+
+
+
+def small(**kwargs):
+    return NeuralPGD(**{"iterations": 3, "blocks": 1, "features": 8, **kwargs})
+
+
+@pytest.mark.parametrize("op, y_shape", [
+    (CartesianOp(MASK), (2, 24, 16)),
+    (SenseOp(MASK, randc(3, 24, 16) / 2), (2, 3, 24, 16)),
+    (BlockAverageOp(), (2, 12, 8)),
+])
+def test_output_shape_and_iterates_for_every_operator(op, y_shape):
+    model = small().eval()
+    y = randc(*y_shape)
+    out = model(y, op)
+    assert out.shape == (2, 24, 16) and out.dtype == torch.complex64
+    iterates = model(y, op, return_iterates=True)
+    assert len(iterates) == 3
+    torch.testing.assert_close(iterates[-1], out)
+
+
+def test_deep_resnet_is_one_pass_with_ten_blocks():
+    model = NeuralPGD(iterations=1, blocks=10, features=8)
+    assert len(model.prox.blocks) == 10
+    assert len(model(randc(1, 24, 16), CartesianOp(MASK), return_iterates=True)) == 1
+
+
+def test_gradient_reaches_alpha_and_proximal_weights():
+    model = small(global_skip=False)
+    op = CartesianOp(MASK)
+    y = op.forward(randc(2, 24, 16))
+    p2_loss(model(y, op, return_iterates=True), randc(2, 24, 16), y, op, 0.75).backward()
+    assert model.alpha_raw.grad is not None and model.alpha_raw.grad.abs() > 0
+    for name, parameter in model.prox.named_parameters():
+        assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
+
+
+def test_alpha_stays_positive():
+    model = small()
+    with torch.no_grad():
+        model.alpha_raw.fill_(-50.0)
+    assert model.alpha > 0
+
+
+def test_hard_data_consistency_keeps_measured_samples():
+    """With alpha = 1 and an identity proximal (untrained, global skip), each iterate keeps
+    the measured k-space exactly."""
+    model = small(data_consistency="hard").eval()
+    assert model.alpha.item() == 1.0
+    op = CartesianOp(MASK)
+    y = op.forward(randc(1, 24, 16))
+    for x in model(y, op, return_iterates=True):
+        torch.testing.assert_close(op.forward(x), y, rtol=1e-4, atol=1e-5)
+
+
+def test_checkpoint_round_trip(tmp_path):
+    model = small().eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    save_checkpoint(model, tmp_path / "m.safetensors", {"steps": 7})
+    loaded, meta = load_checkpoint(tmp_path / "m.safetensors")
+    assert meta["steps"] == 7 and meta["architecture"]["features"] == 8
+    op = CartesianOp(MASK)
+    y = randc(1, 24, 16)
+    torch.testing.assert_close(loaded(y, op), model(y, op))
+
+
+def test_corrupt_and_mismatched_checkpoints_are_clear_errors(tmp_path):
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(small(), path, {})
+    data = path.read_bytes()
+    (tmp_path / "truncated.safetensors").write_bytes(data[: len(data) // 2])
+    (tmp_path / "garbage.safetensors").write_bytes(b"\x00" * 64)
+    (tmp_path / "pickle.pt").write_bytes(b"\x80\x04\x95" + b"\x00" * 40)
+    for name in ["truncated.safetensors", "garbage.safetensors", "pickle.pt", "absent"]:
+        with pytest.raises(CheckpointError):
+            load_checkpoint(tmp_path / name)
+    # metadata claiming another architecture than the weights hold
+    size = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + size])
+    meta = json.loads(header["__metadata__"]["npgd"])
+    meta["architecture"]["features"] = 16
+    header["__metadata__"]["npgd"] = json.dumps(meta)
+    body = json.dumps(header).encode()
+    body += b" " * (-len(body) % 8)
+    mismatched = tmp_path / "mismatched.safetensors"
+    mismatched.write_bytes(len(body).to_bytes(8, "little") + body + data[8 + size:])
+    assert read_metadata(mismatched)["architecture"]["features"] == 16
+    with pytest.raises(CheckpointError, match="do not match"):
+        load_checkpoint(mismatched)
+
+
+def test_a_few_steps_lower_the_loss():
+    torch.manual_seed(1)
+    model = small(features=16)
+    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
+    op = CartesianOp(MASK)
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, 24), torch.linspace(-1, 1, 16), indexing="ij")
+    target = ((yy**2 + xx**2 < 0.5).float() + 0.5 * (yy.abs() < 0.2).float())
+    target = target.to(torch.complex64)[None].repeat(2, 1, 1)
+    y = op.forward(target)
+    losses = []
+    for _ in range(40):
+        loss = p2_loss(model(y, op, return_iterates=True), target, y, op, 0.75)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_train_cli_runs_resumes_and_rejects_bad_config(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text(
+        "[model]\niterations = 2\nfeatures = 4\n"
+        "[data]\ntrain = [{kind = 'phantom', count = 4}]\n"
+        "validation = [{kind = 'phantom', count = 1, seed = 5}]\nvalidation_slices = 1\n"
+        "shape = [32, 32]\n"
+        "[train]\nsteps = 4\nbatch_size = 2\ncheckpoint_every = 2\nvalidate_every = 2\n")
+    cmd = [sys.executable, "-m", "npgd_recon.cli.train", str(config), "--out",
+           str(tmp_path / "run"), "--no-progress"]
+    assert subprocess.run(cmd, capture_output=True).returncode == 0
+    meta = read_metadata(tmp_path / "run" / "model.safetensors")
+    assert meta["steps"] == 4 and "snr_db" in meta["validation"]
+    rows = (tmp_path / "run" / "log.csv").read_text().splitlines()
+    assert len(rows) == 5
+    config.write_text(config.read_text().replace("steps = 4", "steps = 6"))
+    assert subprocess.run(cmd + ["--resume"], capture_output=True).returncode == 0
+    assert read_metadata(tmp_path / "run" / "model.safetensors")["steps"] == 6
+    assert len((tmp_path / "run" / "log.csv").read_text().splitlines()) == 7
+
+    config.write_text("[model]\ndepth = 3\n")
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    assert result.returncode == 2 and "unknown config key" in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_folded_inference_model_computes_the_same_function():
+    model = small(features=8).train()
+    op = CartesianOp(MASK)
+    for _ in range(3):  # give BN non-trivial running statistics
+        model(op.forward(randc(4, 24, 16)), op)
+    model.eval()
+    fast = prepare_for_inference(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    y = op.forward(randc(2, 24, 16))
+    with torch.inference_mode():
+        torch.testing.assert_close(fast(y, op), model(y, op), rtol=1e-4, atol=1e-5)
+
+
+def test_train_fine_tunes_from_init_weights_on_multicoil_problems(tmp_path):
+    base = ("[data]\ntrain = [{kind = 'phantom', count = 4}]\ncoils = 2\n"
+            "validation = [{kind = 'phantom', count = 1, seed = 5}]\nvalidation_slices = 1\n"
+            "shape = [32, 32]\n[train]\nsteps = 2\nbatch_size = 2\nvalidate_every = 2\n")
+    start = small(iterations=2, features=4)
+    save_checkpoint(start, tmp_path / "start.safetensors", {"normalisation": {}})
+    config = tmp_path / "c.toml"
+    config.write_text("[model]\niterations = 2\nfeatures = 4\n" + base
+                      + f"init = '{tmp_path / 'start.safetensors'}'\n")
+    cmd = [sys.executable, "-m", "npgd_recon.cli.train", str(config), "--out",
+           str(tmp_path / "run"), "--no-progress"]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    meta = read_metadata(tmp_path / "run" / "model.safetensors")
+    assert meta["operator"] == "sense-2-coil" and meta["steps"] == 2
+    config.write_text("[model]\niterations = 3\nfeatures = 4\n" + base
+                      + f"init = '{tmp_path / 'start.safetensors'}'\n")
+    for extra in ([], ["--resume"]):  # a new run from init, or resuming the T=2 run as T=3
+        out = ["--out", str(tmp_path / ("run" if extra else "run2"))]
+        result = subprocess.run(cmd[:-3] + out + ["--no-progress"] + extra, capture_output=True,
+                                text=True)
+        assert result.returncode == 2 and "architecture" in result.stderr
+        assert result.stderr.count("\n") == 1
+
+
+def test_torchrun_data_parallel_training_on_cpu(tmp_path):
+    """Two processes through torchrun (DDP over gloo, the GPU code path without GPUs): one
+    log, one checkpoint, one report."""
+    config = tmp_path / "c.toml"
+    config.write_text(
+        "[model]\niterations = 2\nfeatures = 4\n"
+        "[data]\ntrain = [{kind = 'phantom', count = 4}]\n"
+        "validation = [{kind = 'phantom', count = 1, seed = 5}]\nvalidation_slices = 1\n"
+        "shape = [32, 32]\n[train]\nsteps = 4\nbatch_size = 2\nvalidate_every = 2\n")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "npgd_recon.cli.train", str(config), "--out", str(tmp_path / "run"),
+           "--no-progress"]
+    result = subprocess.run(cmd, capture_output=True, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("trained ->") == 1
+    assert read_metadata(tmp_path / "run" / "model.safetensors")["steps"] == 4
+    rows = (tmp_path / "run" / "log.csv").read_text().splitlines()
+    assert rows[0].startswith("step,") and [r.split(",")[0] for r in rows[1:]] == list("1234")

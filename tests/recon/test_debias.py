@@ -1,0 +1,73 @@
+"""De-biasing (Remark 1): shape, the zero-iteration invariant, a hand-checked case, the flag."""
+
+import pytest
+import torch
+
+from npgd_recon.core.operators import CartesianOp
+from npgd_recon.core.transforms import NORMALISATION
+from npgd_recon.models.checkpoint import save_checkpoint
+from npgd_recon.models.npgd import NeuralPGD
+from npgd_recon.recon.debias import debiased
+from npgd_recon.recon.methods import make_reconstructor
+from sampling import vdrad
+
+torch.manual_seed(0)
+MASK = torch.from_numpy(vdrad((16, 12), 3.0).mask)
+
+
+def perturbed(model):
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.1 * torch.randn_like(parameter))
+    return model.eval()
+
+
+def measurement(batch=2):
+    op = CartesianOp(MASK)
+    return op, op.forward(torch.randn(batch, 16, 12, dtype=torch.complex64))
+
+
+def test_zero_iterations_is_the_plain_output_and_shapes_are_kept():
+    model = perturbed(NeuralPGD(iterations=3, blocks=1, features=6))
+    op, y = measurement()
+    with torch.no_grad():
+        plain = model(y, op)
+    torch.testing.assert_close(debiased(model, y, op, iterations=0), plain)
+    out = debiased(model, y, op, iterations=3)
+    assert out.shape == plain.shape and out.dtype == torch.complex64
+    assert torch.isfinite(torch.view_as_real(out)).all()
+    assert (out - plain).abs().max() > 0
+
+
+def test_identity_proximal_debiasing_continues_gradient_descent():
+    """Untrained global-skip ResNet: M_T = I and no offsets, so k de-biasing steps are k more
+    gradient steps, the same as running the network for T + k iterations."""
+    model = NeuralPGD(iterations=2, blocks=1, features=4, alpha_init=0.7).eval()
+    longer = NeuralPGD(iterations=5, blocks=1, features=4, alpha_init=0.7).eval()
+    longer.load_state_dict(model.state_dict())
+    op, y = measurement(1)
+    with torch.no_grad():
+        expected = longer(y, op)
+    torch.testing.assert_close(debiased(model, y, op, iterations=3, tol=0.0), expected)
+
+
+def test_negative_iterations_are_refused():
+    model = NeuralPGD(iterations=1, blocks=1, features=4).eval()
+    op, y = measurement(1)
+    with pytest.raises(ValueError):
+        debiased(model, y, op, iterations=-1)
+
+
+def test_reconstructor_debias_flag(tmp_path):
+    path = tmp_path / "tiny.safetensors"
+    save_checkpoint(perturbed(NeuralPGD(iterations=2, blocks=1, features=4)), path,
+                    {"normalisation": NORMALISATION})
+    op, y = measurement()
+    kspace, mask = y[:, None].numpy(), MASK[None].repeat(2, 1, 1).numpy()
+    plain = make_reconstructor("npgd", str(path), "cpu", precision="fp32")(kspace, mask)
+    recon = make_reconstructor("npgd", str(path), "cpu", precision="fp32", debias=2)
+    out = recon(kspace, mask)
+    assert out.shape == plain.shape == (2, 16, 12)
+    assert abs(out - plain).max() > 0
+    with pytest.raises(ValueError, match="de-biasing"):
+        make_reconstructor("zerofill", debias=2)

@@ -1,0 +1,94 @@
+"""Reconstructors: one interface, same operator; zero filling, network, CS through BART."""
+
+
+import numpy as np
+import pytest
+import torch
+
+from npgd_recon.core.fft import fft2c
+from npgd_recon.core.metrics import snr_db_magnitude
+from npgd_recon.core.transforms import NORMALISATION
+from npgd_recon.models.checkpoint import save_checkpoint
+from npgd_recon.models.npgd import NeuralPGD
+from npgd_recon.models.registry import resolve_weights
+from npgd_recon.recon.methods import make_reconstructor
+from sampling import vdrad
+from tests.conftest import needs_bart
+
+
+def disc_phantom(n=48, m=40):
+    yy, xx = np.meshgrid(np.linspace(-1, 1, n), np.linspace(-1, 1, m), indexing="ij")
+    image = (yy**2 + xx**2 < 0.6).astype(float) + 0.5 * ((yy - 0.2) ** 2 + xx**2 < 0.05)
+    return (image * np.exp(0.5j * yy)).astype(np.complex64)
+
+
+def problems(n=3, coils=1):
+    image = disc_phantom()
+    masks = np.stack([vdrad(image.shape, 3.0, seed=s).mask for s in range(n)])
+    if coils == 1:
+        maps = None
+        kspace = (fft2c(np.repeat(image[None], n, 0)) * masks)[:, None]
+    else:
+        yy = np.linspace(-1, 1, image.shape[0])[:, None]
+        raw = np.stack([np.exp(1j * c * yy) * (1 + 0.5 * c * yy) + 0 * image
+                        for c in range(coils)])
+        maps = (raw / np.sqrt((np.abs(raw) ** 2).sum(0))).astype(np.complex64)
+        maps = np.repeat(maps[None], n, 0)
+        kspace = fft2c(maps * image) * masks[:, None]
+    return image, kspace.astype(np.complex64), masks, maps
+
+
+@pytest.mark.parametrize("coils", [1, 4])
+def test_zerofill_is_the_adjoint_and_keeps_scale(coils):
+    image, kspace, masks, maps = problems(coils=coils)
+    recon = make_reconstructor("zerofill")
+    out = recon(kspace, masks, maps)
+    assert out.shape == (3, *image.shape)
+    full = np.ones_like(masks)
+    np.testing.assert_allclose(recon(fft2c(np.broadcast_to(image, (3, *image.shape)))[:, None]
+                                     if maps is None else fft2c(maps * image), full, maps),
+                               np.broadcast_to(image, out.shape), atol=1e-4)
+    assert recon.seconds > 0
+
+
+@pytest.mark.parametrize("coils", [1, 4])
+def test_untrained_network_is_gradient_descent_in_the_data_scale(tmp_path, coils):
+    """An untrained NPGD (identity proximal) is plain gradient descent with alpha = 1, in the
+    data's own scale whatever that is: single coil, the zero-filled image is its fixed point;
+    multi-coil (SENSE), it improves on zero filling."""
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(NeuralPGD(iterations=10, blocks=1, features=4), path,
+                    {"normalisation": NORMALISATION})
+    image, kspace, masks, maps = problems(coils=coils)
+    recon = make_reconstructor("npgd", str(path), batch=2)
+    for factor in (1.0, 1000.0):
+        out = recon(kspace * factor, masks, maps)
+        zf = make_reconstructor("zerofill")(kspace * factor, masks, maps)
+        target = np.broadcast_to(image * factor, out.shape)
+        if coils == 1:
+            np.testing.assert_allclose(out, zf, atol=1e-5 * factor)
+        else:
+            assert np.all(snr_db_magnitude(target, out) > snr_db_magnitude(target, zf) + 1)
+
+
+@needs_bart
+def test_cs_methods_through_bart_beat_zero_filling():
+    image, kspace, masks, maps = problems(n=2, coils=4)
+    zf = make_reconstructor("zerofill")(kspace, masks, maps)
+    target = np.broadcast_to(image, zf.shape)
+    for method in ("cswv", "cstv"):
+        out = make_reconstructor(method)(kspace, masks, maps)
+        assert np.all(snr_db_magnitude(target, out) > snr_db_magnitude(target, zf) + 2), method
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="unknown method"):
+        make_reconstructor("magic")
+    with pytest.raises(ValueError, match="unknown --weights"):
+        resolve_weights("no-such-model")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            make_reconstructor("zerofill", device="cuda")
+    with pytest.raises(ValueError, match="coil maps"):
+        make_reconstructor("zerofill")(np.zeros((1, 2, 8, 8), np.complex64),
+                                       np.ones((1, 8, 8), bool))

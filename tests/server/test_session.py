@@ -1,0 +1,161 @@
+"""npgd-serve streams: images equal to the npgd-recon pipeline's, geometry, meta attributes,
+config choices, 3-D volumes, two clients at once, --dump."""
+
+import threading
+
+import ismrmrd
+import numpy as np
+import pytest
+
+from npgd_recon.io.ismrmrd_file import read_raw
+from npgd_recon.recon.methods import make_reconstructor
+from npgd_recon.recon.pipeline import reconstruct_study
+from npgd_recon.server.config import SessionConfig
+from tests.server.mrd_client import read_file, stream_file
+
+
+def cli_magnitude(path, method="zerofill", weights=None):
+    """What npgd-recon's pipeline makes of the same file: magnitude ``[n, y, x]``."""
+    recon = make_reconstructor(method, weights, device="cpu")
+    return np.abs(reconstruct_study(read_raw(path), recon, progress=False).images)
+
+
+def pixels(image):
+    return image.data.reshape(image.data.shape[-2:])
+
+
+def meta(image):
+    return ismrmrd.Meta.deserialize(image.attribute_string)
+
+
+def assert_same_images(images, expected):
+    assert len(images) == len(expected)
+    for image, reference in zip(images, expected):
+        assert pixels(image).shape == reference.shape
+        np.testing.assert_allclose(pixels(image), reference, rtol=1e-4,
+                                   atol=1e-5 * reference.max())
+
+
+def test_multislice_multicoil_equals_cli_pipeline(start_server, raw):
+    server = start_server()
+    reply = stream_file(server.address, raw / "multislice.h5")
+    assert reply.closed and reply.texts == []
+    assert_same_images(reply.images, cli_magnitude(raw / "multislice.h5"))
+    for number, image in enumerate(reply.images):
+        assert image.data.dtype == np.float32 and image.image_type == ismrmrd.IMTYPE_MAGNITUDE
+        assert image.slice == number and image.image_index == number + 1
+        assert image.image_series_index == 1
+
+
+def test_geometry_is_copied_from_the_acquisitions(start_server, raw):
+    server = start_server()
+    reply = stream_file(server.address, raw / "multislice.h5")
+    _, acquisitions = read_file(raw / "multislice.h5")
+    first_of_slice = {}
+    for acquisition in acquisitions:
+        if not acquisition.is_flag_set(ismrmrd.ACQ_IS_NOISE_MEASUREMENT):
+            first_of_slice.setdefault(acquisition.idx.slice, acquisition)
+    for image in reply.images:
+        acquisition = first_of_slice[image.slice]
+        np.testing.assert_allclose(image.position[:], acquisition.position[:])
+        np.testing.assert_allclose(image.read_dir[:], acquisition.read_dir[:])
+        np.testing.assert_allclose(image.phase_dir[:], acquisition.phase_dir[:])
+        np.testing.assert_allclose(image.slice_dir[:], acquisition.slice_dir[:])
+        np.testing.assert_allclose(image.field_of_view[:], (40, 48, 3))
+    assert [image.position[2] for image in reply.images] == [-3, 0, 3]
+
+
+def test_meta_attributes(start_server, raw):
+    server = start_server()
+    images = stream_file(server.address, raw / "multislice.h5").images
+    magnitude = np.stack([pixels(image) for image in images])
+    for image in images:
+        attributes = meta(image)
+        assert attributes["DataRole"] == "Image"
+        assert list(attributes["ImageProcessingHistory"]) == ["NPGD-RECON", "ZEROFILL"]
+        width = float(attributes["WindowWidth"])
+        assert float(attributes["WindowCenter"]) == pytest.approx(width / 2)
+        assert 0 < width <= magnitude.max() * 1.0001
+
+
+def test_ismrmrd_tool_file_with_noise_scan(start_server, shepp):
+    server = start_server()
+    reply = stream_file(server.address, shepp, "simplefft")
+    assert reply.closed and reply.texts == []
+    assert_same_images(reply.images, cli_magnitude(shepp))
+    assert pixels(reply.images[0]).shape == (64, 64)
+
+
+def test_3d_volume_is_reconstructed_at_its_last_readout(start_server, raw):
+    server = start_server()
+    reply = stream_file(server.address, raw / "volume.h5")
+    expected = cli_magnitude(raw / "volume.h5")
+    assert len(expected) == 16
+    assert_same_images(reply.images, expected)
+    assert [image.slice for image in reply.images] == list(range(16))
+
+
+def test_tiny_npgd_model_loaded_once_and_chosen_by_config(start_server, raw):
+    weights = str(raw / "tiny.safetensors")
+    server = start_server("zerofill", weights)
+    reply = stream_file(server.address, raw / "multislice.h5", "npgd")
+    assert reply.texts == []
+    assert_same_images(reply.images, cli_magnitude(raw / "multislice.h5", "npgd", weights))
+    assert list(meta(reply.images[0])["ImageProcessingHistory"]) == ["NPGD-RECON", "NPGD"]
+    again = stream_file(server.address, raw / "multislice.h5", 'method = "npgd"', text=True)
+    assert_same_images(again.images, [pixels(image) for image in reply.images])
+    config = SessionConfig(method="npgd")
+    assert server.pool.get(config) is server.pool.get(config)
+
+
+def test_uint16_and_series_index_from_config_text(start_server, raw):
+    server = start_server()
+    config = 'method = "zerofill"\ndtype = "uint16"\nseries_index = 7\n'
+    reply = stream_file(server.address, raw / "multislice.h5", config, text=True)
+    expected = cli_magnitude(raw / "multislice.h5")
+    scale = 32767 / expected[0].max()
+    for image, reference in zip(reply.images, expected):
+        assert image.data.dtype == np.uint16 and image.image_series_index == 7
+        np.testing.assert_allclose(pixels(image), np.rint(reference * scale), atol=1)
+    assert pixels(reply.images[0]).max() == 32767
+
+
+def test_unknown_config_is_refused_with_a_text_message(start_server, raw):
+    server = start_server()
+    reply = stream_file(server.address, raw / "multislice.h5", "invertcontrast")
+    assert reply.images == [] and reply.closed
+    assert "unknown config 'invertcontrast'" in reply.texts[0]
+
+
+def test_client_may_not_load_files_from_the_server(start_server, raw):
+    server = start_server()
+    reply = stream_file(server.address, raw / "multislice.h5",
+                        '{"method": "npgd", "weights": "/etc/passwd"}', text=True)
+    assert reply.images == [] and "not offered by this server" in reply.texts[0]
+
+
+def test_two_clients_at_once(start_server, raw, shepp):
+    server = start_server()
+    replies = {}
+
+    def run(name, path):
+        replies[name] = stream_file(server.address, path)
+
+    threads = [threading.Thread(target=run, args=(name, path))
+               for name, path in (("multislice", raw / "multislice.h5"), ("shepp", shepp))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert_same_images(replies["multislice"].images, cli_magnitude(raw / "multislice.h5"))
+    assert_same_images(replies["shepp"].images, cli_magnitude(shepp))
+
+
+def test_dump_saves_the_stream_as_received(start_server, raw, tmp_path):
+    server = start_server(dump_dir=tmp_path)
+    stream_file(server.address, raw / "multislice.h5")
+    dumps = list(tmp_path.glob("stream-*.h5"))
+    assert len(dumps) == 1
+    original, dumped = read_raw(raw / "multislice.h5"), read_raw(dumps[0])
+    np.testing.assert_array_equal(dumped.volumes[0].kspace, original.volumes[0].kspace)
+    np.testing.assert_array_equal(dumped.whitener, original.whitener)

@@ -1,0 +1,132 @@
+"""npgd-serve under bad clients: garbage, unknown ids, absurd lengths, truncated and abandoned
+streams, buffer limits; each ends only its own connection, and the server answers next."""
+
+import struct
+import time
+
+import ismrmrd
+import pytest
+from ismrmrd.serialization import ConfigFile, ISMRMRDMessageID, ProtocolSerializer
+
+from npgd_recon.server.session import MIB, Limits
+from tests.server.mrd_client import connect, read_file, receive, stream_file
+
+LIMITS = Limits(max_message_bytes=MIB, max_buffer_bytes=4 * MIB, idle_timeout_s=30)
+
+
+def send_raw(address, payload: bytes):
+    """Send bytes as they are, then read the reply."""
+    with connect(address, timeout=30) as sock:
+        sock.sendall(payload)
+        return receive(sock)
+
+
+def message_id(value: int) -> bytes:
+    return struct.pack("<H", value)
+
+
+def assert_still_serving(server, raw):
+    reply = stream_file(server.address, raw / "multislice.h5")
+    assert reply.closed and len(reply.images) == 3
+
+
+def wait_for_log(caplog, text, seconds=10.0):
+    """The server's log records (from its connection threads) containing ``text``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = [r for r in caplog.records if text in r.getMessage()]
+        if found:
+            return found
+        time.sleep(0.05)
+    return []
+
+
+@pytest.mark.parametrize("payload, message", [
+    (b"\x99\x99 certainly not MRD " * 50, "Unknown MessageID: 39321"),
+    (message_id(ISMRMRDMessageID.HEADER) + struct.pack("<I", 0xFFFFFFFF),
+     "declares 4294967295 bytes, above the limit of 1 MiB"),
+    (message_id(ISMRMRDMessageID.TEXT) + struct.pack("<I", 2 * MIB), "above the limit"),
+    (message_id(ISMRMRDMessageID.HEADER) + struct.pack("<I", 9) + b"<garbage>",
+     "npgd-serve: error:"),
+])
+def test_bad_bytes_end_the_connection_with_an_error(start_server, raw, payload, message):
+    server = start_server(limits=LIMITS)
+    reply = send_raw(server.address, payload)
+    assert reply.images == [] and reply.closed
+    assert message in reply.texts[0]
+    assert_still_serving(server, raw)
+
+
+def test_absurd_acquisition_size_is_refused_without_allocating_it(start_server, raw):
+    server = start_server(limits=LIMITS)
+    header, _ = read_file(raw / "multislice.h5")
+    head = ismrmrd.AcquisitionHeader()
+    head.version, head.number_of_samples, head.active_channels = 1, 65535, 65535
+    with connect(server.address) as sock:
+        out = sock.makefile("wb")
+        serializer = ProtocolSerializer(out)
+        serializer.serialize(ismrmrd.xsd.CreateFromDocument(header))
+        out.write(message_id(ISMRMRDMessageID.ACQUISITION) + bytes(head))
+        out.close()
+        reply = receive(sock)
+    assert reply.closed and reply.images == []
+    # refused by the size limit, or (machines with less memory) by numpy's lazy allocation
+    assert "above the limit" in reply.texts[0] or "Unable to allocate" in reply.texts[0]
+    assert_still_serving(server, raw)
+
+
+def test_client_vanishing_mid_stream_logs_one_line(start_server, raw, caplog):
+    server = start_server(limits=LIMITS)
+    header, acquisitions = read_file(raw / "multislice.h5")
+    with connect(server.address) as sock:
+        out = sock.makefile("wb")
+        serializer = ProtocolSerializer(out)
+        serializer.serialize(ConfigFile("zerofill"))
+        serializer.serialize(ismrmrd.xsd.CreateFromDocument(header))
+        for acquisition in acquisitions[:20]:
+            serializer.serialize(acquisition)
+        out.write(message_id(ISMRMRDMessageID.ACQUISITION) + acquisitions[20].to_bytes()[:100])
+        out.close()
+        port = sock.getsockname()[1]
+    lines = wait_for_log(caplog, f":{port}: connection ended")
+    assert len(lines) == 1 and "went away mid-stream" in lines[0].getMessage()
+    assert_still_serving(server, raw)
+
+
+def test_acquisition_before_header_is_a_protocol_error(start_server, raw):
+    server = start_server(limits=LIMITS)
+    _, acquisitions = read_file(raw / "multislice.h5")
+    reply = send_raw(server.address, message_id(ISMRMRDMessageID.ACQUISITION)
+                     + acquisitions[0].to_bytes())
+    assert "an acquisition before the XML header" in reply.texts[0]
+
+
+def test_slice_outside_the_header_limits_is_refused(start_server, raw):
+    server = start_server(limits=LIMITS)
+    header, acquisitions = read_file(raw / "multislice.h5")
+    acquisitions[-1].idx.slice = 7
+    with connect(server.address) as sock:
+        out = sock.makefile("wb")
+        serializer = ProtocolSerializer(out)
+        serializer.serialize(ismrmrd.xsd.CreateFromDocument(header))
+        serializer.serialize(acquisitions[-1])
+        out.close()
+        reply = receive(sock)
+    assert "slice 7 is outside the header's limits (0, 2)" in reply.texts[0]
+
+
+def test_buffered_acquisitions_are_capped(start_server, raw):
+    limits = Limits(max_message_bytes=MIB, max_buffer_bytes=20_000, idle_timeout_s=30)
+    server = start_server(limits=limits)
+    reply = stream_file(server.address, raw / "multislice.h5")
+    assert reply.images == [] and "acquisitions buffered" in reply.texts[0]
+    assert stream_file(start_server(limits=LIMITS).address, raw / "multislice.h5").images
+
+
+def test_silent_client_times_out(start_server, raw, caplog):
+    server = start_server(limits=Limits(idle_timeout_s=1.0))
+    with connect(server.address) as sock:
+        sock.sendall(message_id(ISMRMRDMessageID.CONFIG_FILE))
+        assert receive(sock).images == []
+    assert wait_for_log(caplog, "went away mid-stream")
+    assert_still_serving(server, raw)

@@ -1,0 +1,120 @@
+"""Training data: every source kind, fresh masks per sample, deterministic validation items."""
+
+import h5py
+import numpy as np
+import pytest
+
+from npgd_recon.core.fft import fft2c
+from npgd_recon.core.metrics import snr_db_magnitude
+from npgd_recon.io.dicom_writer import write_series
+from npgd_recon.io.geometry import PlaneGeometry
+from npgd_recon.sim.phantoms import shepp_logan
+from npgd_recon.sim.scan_writer import ScanSettings, write_scan
+from npgd_recon.training.data import (
+    Augment,
+    DicomImages,
+    FastMRISource,
+    IsmrmrdSource,
+    PhantomSource,
+    UndersampledSet,
+    build_source,
+)
+from sampling import vdrad
+
+
+@pytest.fixture
+def sources(tmp_path):
+    volume = np.zeros((20, 24, 16), np.float32)
+    volume[4:16, 6:18, 3:13] = 1.0
+    np.save(tmp_path / "vol.npy", volume)
+    image = np.zeros((2, 32, 28), np.complex64)
+    image[:, 8:24, 6:20] = 1 + 1j
+    with h5py.File(tmp_path / "fastmri.h5", "w") as f:
+        f["kspace"] = fft2c(image[:, None].repeat(3, axis=1))  # [slice, coil, ky, kx]
+    return tmp_path
+
+
+def test_every_source_kind(sources):
+    npy = build_source({"kind": "npy", "path": str(sources / "vol.npy")})
+    assert len(npy) > 0 and np.iscomplexobj(npy.image(0, np.random.default_rng(0)))
+    fastmri = build_source({"kind": "fastmri", "paths": [str(sources / "fastmri.h5")]})
+    assert isinstance(fastmri, FastMRISource) and len(fastmri) == 2
+    image = fastmri.image(1, np.random.default_rng(0))
+    assert image.shape == (32, 28)
+    np.testing.assert_allclose(np.abs(image)[8:24, 6:20], np.sqrt(3 * 2), rtol=1e-4)
+    assert len(PhantomSource(5, size=32)) == 5
+    with pytest.raises(ValueError, match="unknown data source"):
+        build_source({"kind": "dicom-folder"})
+
+
+def test_ismrmrd_source_gives_the_coil_combined_images_and_refuses_undersampled_data(tmp_path):
+    truth = write_scan(tmp_path / "full.h5", shepp_logan((3, 40, 32)),
+                       settings=ScanSettings(coils=3, oversampling=2, noise_readouts=0))
+    source = build_source({"kind": "ismrmrd", "paths": [str(tmp_path / "full.h5")]})
+    assert isinstance(source, IsmrmrdSource) and len(source) == 3
+    image = source.image(1, np.random.default_rng(0))
+    assert image.shape == (40, 32)
+    assert snr_db_magnitude(truth.image[1], image) > 40  # RSS of normalised maps: |x| exactly
+    write_scan(tmp_path / "under.h5", shepp_logan((1, 40, 32)), pattern=vdrad((40, 32), 3.0),
+               settings=ScanSettings(coils=2, noise_readouts=0))
+    with pytest.raises(ValueError, match="undersampled"):
+        IsmrmrdSource([tmp_path / "under.h5"])
+
+
+def test_dicom_source_reads_a_series_and_shrinks_large_images(tmp_path):
+    images = np.zeros((3, 64, 48), np.float32)
+    images[:, 16:48, 8:40] = np.arange(1, 4)[:, None, None]
+    geometry = [PlaneGeometry(np.array([0.0, 0.0, 2.0 * i]), np.array([1.0, 0.0, 0.0]),
+                              np.array([0.0, 1.0, 0.0]), (1.0, 1.0), (64, 48), 2.0,
+                              np.zeros(3)) for i in range(3)]
+    write_series(images, geometry, tmp_path / "series", series_description="test")
+    source = build_source({"kind": "dicom", "paths": [str(tmp_path / "series")]})
+    assert isinstance(source, DicomImages) and len(source) == 3
+    for i in range(3):  # every image normalised to 1 inside its block, 0 outside
+        magnitude = np.abs(source.image(i, np.random.default_rng(i)))
+        np.testing.assert_allclose(magnitude[16:48, 8:40], 1.0, rtol=1e-3)
+        assert magnitude[:16].max() < 1e-3
+    small = DicomImages([tmp_path / "series"], max_size=32)
+    assert small.image(0, np.random.default_rng(0)).shape == (32, 24)
+    (tmp_path / "junk.dcm").write_bytes(b"not dicom")
+    with pytest.raises(ValueError, match="not a readable DICOM"):
+        DicomImages([tmp_path / "junk.dcm"])
+
+
+def test_training_items_get_fresh_exact_rate_masks(sources):
+    dataset = UndersampledSet([PhantomSource(10, size=48)], 6, augment=Augment((32, 32)))
+    items = [dataset[i] for i in range(3)]
+    for item in items:
+        assert item["target"].shape == item["kspace"].shape == item["mask"].shape == (32, 32)
+        assert item["mask"].sum() == round(32 * 32 / 5)
+        assert np.all(item["kspace"].numpy()[item["mask"].numpy() == 0] == 0)
+    assert not np.array_equal(items[0]["mask"], items[1]["mask"])
+    np.testing.assert_array_equal(dataset[1]["kspace"], items[1]["kspace"])  # deterministic
+
+
+def test_validation_items_are_fixed_images(sources):
+    source = build_source({"kind": "npy", "path": str(sources / "vol.npy")})
+    dataset = UndersampledSet([source], 4, noise=(0.0, 0.0))
+    item = dataset[0]
+    assert item["target"].shape[0] % 2 == 0 and item["target"].shape[1] % 2 == 0
+    full = fft2c(item["target"].numpy()) * item["mask"].numpy()
+    np.testing.assert_allclose(item["kspace"].numpy(), full, atol=1e-5)
+    with pytest.raises(ValueError, match="empty"):
+        UndersampledSet([PhantomSource(0)], 1)
+
+
+def test_multicoil_items_carry_maps_that_explain_their_kspace():
+    from npgd_recon.core.operators import SenseOp
+
+    dataset = UndersampledSet([PhantomSource(6, size=40)], 4, noise=(0.0, 0.0),
+                              augment=Augment((32, 24)), coils=3)
+    items = [dataset[i] for i in range(2)]
+    for item in items:
+        assert item["kspace"].shape == item["maps"].shape == (3, 32, 24)
+        np.testing.assert_allclose((item["maps"].abs() ** 2).sum(0), 1.0, rtol=1e-4)
+        op = SenseOp(item["mask"][None], item["maps"][None])
+        expected = op.forward(item["target"][None])[0]
+        assert (expected - item["kspace"]).abs().max() < 1e-4 * item["kspace"].abs().max()
+    assert not np.allclose(items[0]["maps"], items[1]["maps"])  # random flips and phases
+    with pytest.raises(ValueError, match="coils"):
+        UndersampledSet([PhantomSource(2)], 1, coils=0)
