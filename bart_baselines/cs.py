@@ -48,6 +48,11 @@ from bart_baselines.runner import run_bart
 
 WAVELET_LAMBDA = 1.1e-4
 TV_LAMBDA = 3.5e-3
+# auto_lambda's (floor, slope): floors are the noiseless optima above, slopes fitted in
+# benchmarks/cs_lambda.py (docs/bart_baselines.md)
+AUTO_LAMBDA = {"wavelet": (WAVELET_LAMBDA, 1.0), "tv": (TV_LAMBDA, 1.0)}
+OUTER_RADIUS = 0.8
+MIN_NOISE_SAMPLES = 64
 ROBUST_MAX_PERCENTILE = 99.0
 FISTA_STEP = 0.95
 SLICE_DIM = 13
@@ -155,11 +160,15 @@ def _zero_filled_rss(problem: _Problem) -> np.ndarray:
     return np.sqrt((np.abs(coils) ** 2).sum(axis=1))
 
 
-def _problem(kspace, mask, sens, stack: bool, threads: int | None) -> _Problem:
-    """Check the inputs and bring them to the stack layout (ESPIRiT maps estimated here)."""
+def _problem(kspace, mask, sens, stack: bool, threads: int | None,
+             need_maps: bool = True) -> _Problem:
+    """Check the inputs and bring them to the stack layout (ESPIRiT maps estimated here, unless
+    ``need_maps`` is False)."""
     k = _as_stack(kspace, stack)
     m = _as_mask(mask, k)
-    if isinstance(sens, str):
+    if isinstance(sens, str) and not need_maps:
+        maps = None
+    elif isinstance(sens, str):
         if sens != "espirit":
             raise ValueError(f"sens must be an array, None or 'espirit', got {sens!r}")
         maps = espirit_maps(k * m[:, None], stack=True, threads=threads)
@@ -176,19 +185,69 @@ def _robust_max(problem: _Problem) -> np.ndarray:
     return scale.astype(np.float32)
 
 
-def _pics(kspace, mask, sens, lam, iters, threads, stack, method) -> np.ndarray:
+def estimate_noise_std(kspace: np.ndarray, mask: np.ndarray) -> float:
+    """Complex noise standard deviation per k-space sample, from the data alone.
+
+    The outermost sampled k-space (radius above ``OUTER_RADIUS`` of the inscribed ellipse, every
+    coil and slice) holds mostly noise; its median magnitude, divided by ``sqrt(ln 2)`` (the
+    median of a complex Gaussian's magnitude is ``sigma sqrt(ln 2)``), estimates ``sigma``. When
+    fewer than ``MIN_NOISE_SAMPLES`` samples lie there, the outer tenth of the sampled radii is
+    used. Residual signal there biases the estimate up, which errs on the side of more
+    regularisation.
+
+    Args:
+        kspace: ``[slice, coil, y, x]``, zeros where unsampled.
+        mask: ``[slice, y, x]``, 1 where sampled.
+    """
+    ny, nx = mask.shape[-2:]
+    y, x = np.meshgrid((np.arange(ny) - ny // 2) / (ny / 2), (np.arange(nx) - nx // 2) / (nx / 2),
+                       indexing="ij")
+    radius = np.broadcast_to(np.hypot(y, x), mask.shape)
+    sampled = mask > 0
+    outer = sampled & (radius > OUTER_RADIUS)
+    if outer.sum() * kspace.shape[1] < MIN_NOISE_SAMPLES:
+        outer = sampled & (radius >= np.quantile(radius[sampled], 0.9))
+    values = np.abs(np.moveaxis(kspace, 1, -1)[outer])
+    return float(np.median(values) / np.sqrt(np.log(2.0))) if values.size else 0.0
+
+
+def auto_lambda(method: str, noise: float) -> float:
+    """The regularisation weight for a normalised noise level (``docs/bart_baselines.md``).
+
+    ``noise`` is the complex noise std per k-space sample in the normalised units of the
+    problem (zero-filled robust maximum = 1); the rule is ``max(floor, slope * noise)``, with the
+    floor the best weight for noiseless data (undersampling artefacts only) and the slope fitted
+    against the oracle weight on phantoms and brain slices at noise levels 0-5 %.
+    """
+    floor, slope = AUTO_LAMBDA[method]
+    return max(floor, slope * noise)
+
+
+def normalised_noise(kspace, mask=None, sens=None, *, stack: bool = False,
+                     noise_std: float | None = None) -> float:
+    """The noise level :func:`auto_lambda` is given for these data: ``noise_std`` (or the
+    estimate of :func:`estimate_noise_std`) over the slices' normalisation, median over slices.
+    Arguments as for :func:`cs_wavelet`."""
+    problem = _problem(kspace, mask, sens, stack, None, need_maps=False)
+    sigma = estimate_noise_std(problem.kspace, problem.mask) if noise_std is None else noise_std
+    return float(np.median(sigma / _robust_max(problem)))
+
+
+def _pics(kspace, mask, sens, lam, iters, threads, stack, method, noise_std) -> np.ndarray:
     """Normalise, run one ``bart pics`` for the whole stack, undo the normalisation."""
     if method not in _REGULARISERS:
         raise ValueError(f"method must be one of {', '.join(_REGULARISERS)}, got {method!r}")
-    if lam is None:
-        lam = WAVELET_LAMBDA if method == "wavelet" else TV_LAMBDA
-    if not lam > 0:
+    if lam is not None and not lam > 0:
         raise ValueError(f"lam must be > 0, got {lam}")
     if iters < 1:
         raise ValueError(f"iters must be >= 1, got {iters}")
     problem = _problem(kspace, mask, sens, stack, threads)
     slices, _, ny, nx = problem.kspace.shape
     scale = _robust_max(problem)
+    if lam is None:
+        sigma = (estimate_noise_std(problem.kspace, problem.mask) if noise_std is None
+                 else noise_std)
+        lam = auto_lambda(method, float(np.median(sigma / scale)))
     max_sos = float((np.abs(problem.maps) ** 2).sum(axis=1).max())
     if not max_sos > 0:
         raise ValueError("sens maps are zero everywhere")
@@ -220,6 +279,7 @@ def cs_wavelet(
     threads: int | None = None,
     *,
     stack: bool = False,
+    noise_std: float | None = None,
 ) -> np.ndarray:
     """CS-WV: l1-wavelet regularised SENSE reconstruction by FISTA in ``bart pics``.
 
@@ -230,11 +290,13 @@ def cs_wavelet(
             sample (of any coil) as sampled.
         sens: None (single coil), maps ``[coil, y, x]`` (or ``[slice, coil, y, x]``), or
             ``"espirit"`` for ``bart ecalib -m 1`` maps.
-        lam: regularisation weight in normalised units (zero-filled robust max = 1); None uses
-            ``WAVELET_LAMBDA``.
+        lam: regularisation weight in normalised units (zero-filled robust max = 1); None
+            chooses it from the data's noise level (:func:`auto_lambda`).
         iters: FISTA iterations.
         threads: ``OMP_NUM_THREADS`` for BART; None inherits the environment.
         stack: the leading axis is slices.
+        noise_std: complex noise std per k-space sample when known (e.g. 1 for prewhitened
+            data); None estimates it from the outer k-space (:func:`estimate_noise_std`).
 
     Returns:
         Complex64 image ``[y, x]`` (``[slice, y, x]``), oriented and scaled like the zero-filled
@@ -244,7 +306,7 @@ def cs_wavelet(
         ValueError: shapes that do not fit the conventions, a non-binary mask, lam <= 0.
         BartError: BART failed (its message included); BartNotFoundError when it is missing.
     """
-    return _pics(kspace, mask, sens, lam, iters, threads, stack, "wavelet")
+    return _pics(kspace, mask, sens, lam, iters, threads, stack, "wavelet", noise_std)
 
 
 def cs_tv(
@@ -256,10 +318,11 @@ def cs_tv(
     threads: int | None = None,
     *,
     stack: bool = False,
+    noise_std: float | None = None,
 ) -> np.ndarray:
     """CS-TV: total-variation regularised SENSE reconstruction by ADMM in ``bart pics``.
 
-    Arguments, return value and errors as :func:`cs_wavelet`; ``lam`` defaults to
-    ``TV_LAMBDA`` and ``iters`` is BART's ADMM budget (``-i``).
+    Arguments, return value and errors as :func:`cs_wavelet`; ``iters`` is BART's ADMM budget
+    (``-i``).
     """
-    return _pics(kspace, mask, sens, lam, iters, threads, stack, "tv")
+    return _pics(kspace, mask, sens, lam, iters, threads, stack, "tv", noise_std)

@@ -27,8 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--shape", type=_shape, default=(200, 100), help="NYxNZ (default 200x100)")
     parser.add_argument("--accel", type=float, default=5.0,
                         help="acceleration R (rate 1/R; default 5)")
-    parser.add_argument("--kind", choices=sorted(GENERATORS), default="vdrad")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--kind", choices=sorted(GENERATORS), default="vdrad",
+                        help="pattern family (default vdrad)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--calib", type=_shape, default=None,
                         help="calibration box CYxCZ (vdrad, poisson) or line count (lines)")
     return parser

@@ -27,8 +27,10 @@ def save_cfl(pattern: SamplingPattern, base: Path) -> None:
     data.ravel(order="F").tofile(base.with_name(base.name + ".cfl"))
 
 
-def save_png(pattern: SamplingPattern, path: Path) -> None:
-    """Two panels: the mask, and the samples coloured by their position in the view order."""
+def save_png(pattern: SamplingPattern, path: Path,
+             axes_labels: tuple[str, str] = ("ky", "kz")) -> None:
+    """Two panels: the mask, and the samples coloured by their position in the view order;
+    ``axes_labels`` names the rows then the columns (``("ky", "kx")`` for a 2-D slice's plane)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -46,7 +48,7 @@ def save_png(pattern: SamplingPattern, path: Path) -> None:
     axes[1].set_title("view order")
     fig.colorbar(image, ax=axes[1], label="sample index")
     for axis in axes:
-        axis.set_xlabel("kz")
-        axis.set_ylabel("ky")
+        axis.set_ylabel(axes_labels[0])
+        axis.set_xlabel(axes_labels[1])
     fig.savefig(path, dpi=100)
     plt.close(fig)

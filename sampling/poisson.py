@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import sigpy.mri
 
 from sampling.pattern import (
     SamplingPattern,
@@ -43,6 +42,8 @@ def poisson(
     if n_target == support.sum():
         mask = support.copy()
     else:
+        import sigpy.mri  # seconds to import: only when a Poisson mask is asked for
+
         mask = sigpy.mri.poisson(shape, max(accel, 1.0 + 1e-6), calib=calib, dtype=np.float32,
                                  seed=seed, tol=0.05 * accel).astype(bool)
         mask = (mask | box) & support

@@ -22,6 +22,15 @@ needs_ismrmrd_tools = pytest.mark.skipif(
     reason="ismrmrd-tools not installed")
 
 
+def dciodvfy_findings(path: Path) -> list[str]:
+    """dciodvfy's error and warning lines for one DICOM file (a clean file has none)."""
+    import subprocess
+
+    result = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
+    return [line for line in (result.stdout + result.stderr).splitlines()
+            if line.startswith(("Error", "Warning"))]
+
+
 def randc(*shape: int, dtype: torch.dtype = torch.complex64) -> torch.Tensor:
     """A complex Gaussian tensor of ``shape``."""
     return torch.randn(*shape, dtype=dtype)

@@ -48,20 +48,30 @@ def retrospective(images: np.ndarray, accel: float = 5.0, kind: str = "vdrad", s
 
 def tuned_lambdas(kspace: np.ndarray, masks: np.ndarray, reference: np.ndarray,
                   maps: np.ndarray | None = None, methods: tuple[str, ...] = ("cswv", "cstv"),
-                  slices: int = 3, iters: int = 300) -> dict[str, float]:
+                  slices: int = 3, iters: int = 300, progress: bool = False) -> dict[str, float]:
     """Best-SNR lambda of each CS method among ``methods`` on the first ``slices`` problems
     (the paper tuned CS for best SNR), for :func:`~npgd_recon.recon.methods.make_reconstructor`.
 
     ``kspace [n, coil, y, x]``, ``masks [n, y, x]``, ``reference [n, y, x]``, ``maps`` as for
-    :func:`evaluate`.
+    :func:`evaluate`. ``progress`` counts the BART runs of the search as they finish.
     """
     t = slice(0, max(1, slices))
     y = kspace[t, 0] if maps is None else kspace[t]
-    solvers = {m: reconstructor_class(m) for m in methods}
-    return {m: tune_lambda(y, masks[t].astype(np.float32), reference[t], snr_db_magnitude,
-                           cls.regulariser, sens=None if maps is None else maps[t], iters=iters,
-                           stack=True)[0]
-            for m, cls in solvers.items() if issubclass(cls, CompressedSensing)}
+    solvers = {m: cls for m in methods
+               if issubclass(cls := reconstructor_class(m), CompressedSensing)}
+    lams = {}
+    for method, cls in solvers.items():
+        with tqdm(desc=f"tuning {cls.label} lambda", unit="BART run", disable=not progress,
+                  leave=False) as bar:
+
+            def scored(ref: np.ndarray, image: np.ndarray) -> np.ndarray:
+                bar.update()
+                return snr_db_magnitude(ref, image)
+
+            lams[method] = tune_lambda(y, masks[t].astype(np.float32), reference[t], scored,
+                                       cls.regulariser, sens=None if maps is None else maps[t],
+                                       iters=iters, stack=True)[0]
+    return lams
 
 
 def evaluate(reference: np.ndarray, kspace: np.ndarray, masks: np.ndarray,
@@ -76,7 +86,9 @@ def evaluate(reference: np.ndarray, kspace: np.ndarray, masks: np.ndarray,
         ``outputs``: method -> images ``[n, y, x]``.
     """
     records, outputs = [], {}
-    for recon in tqdm(reconstructors, desc=case, disable=not progress, unit="method"):
+    bar = tqdm(reconstructors, desc=case, disable=not progress, unit="method")
+    for recon in bar:
+        bar.set_postfix_str(recon.method, refresh=True)
         before = recon.seconds
         out = recon(kspace, masks, maps)
         per_slice = (recon.seconds - before) / len(out)

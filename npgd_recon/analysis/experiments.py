@@ -23,13 +23,12 @@ from npgd_recon.core.transforms import normalise
 from npgd_recon.io.ismrmrd_file import read_raw
 from npgd_recon.io.preview import save_montage
 from npgd_recon.models.checkpoint import load_checkpoint
-from npgd_recon.models.registry import resolve_weights
+from npgd_recon.models.registry import SR_DEFAULT, resolve_weights
 from npgd_recon.recon.debias import DEFAULT_ITERATIONS
 from npgd_recon.recon.methods import make_reconstructor
 from npgd_recon.recon.pipeline import espirit_coil_maps, undersample
 from npgd_recon.training.superres_data import folder_images, lfw_faces
 
-SR_DEFAULT = "npgd-sr-faces"
 FIG4_ITERATIONS = (1, 5, 25)
 
 

@@ -17,16 +17,22 @@ import sys
 from collections.abc import Callable
 
 from bart_baselines.runner import BartError
+from npgd_recon.core.choices import DEVICES, PRECISIONS
 from npgd_recon.core.errors import NpgdError
-from npgd_recon.models.inference import PRECISIONS
 from sampling import GENERATORS
 
 USER_ERRORS = (NpgdError, BartError, ValueError, OSError)
-DEVICES = ("auto", "cpu", "cuda")
 
 
 class Parser(argparse.ArgumentParser):
-    """An argument parser whose usage errors are one line and exit status 2."""
+    """An argument parser whose usage errors are one line and exit status 2, and whose help
+    shows the module docstrings it is given without their reStructuredText backticks."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        for key in ("description", "epilog"):
+            if kwargs.get(key):
+                kwargs[key] = kwargs[key].replace("``", "")
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:
         self.exit(2, f"{self.prog}: error: {message}\n")

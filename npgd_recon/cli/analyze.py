@@ -15,14 +15,13 @@ import json
 import sys
 from pathlib import Path
 
-from npgd_recon.analysis.experiments import SR_DEFAULT, run_contraction, run_debias, run_superres
 from npgd_recon.cli._common import DEVICES, Parser, run
-from npgd_recon.io.atomic import atomic_output_dir
-from npgd_recon.models.registry import CPU_DEFAULT, RESNET_CPU
+from npgd_recon.models.registry import CPU_DEFAULT, RESNET_CPU, SR_DEFAULT
 from sampling import GENERATORS
 
 PROG = "npgd-analyze"
 CH2 = "/usr/share/mricron/templates/ch2.nii.gz"
+
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,7 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = commands.add_parser("contraction", help="nRMSE, eta1, eta2 per iteration on MRI data")
     c.add_argument("inputs", nargs="+", type=Path, help="fully sampled ISMRMRD .h5 file(s)")
-    c.add_argument("--undersample", type=float, required=True, metavar="R")
+    c.add_argument("--undersample", type=float, required=True, metavar="R",
+                   help="retrospective acceleration R")
     c.add_argument("--seeds", type=int, nargs="+", default=[0], help="mask seeds")
     c.add_argument("--problems", type=int, default=8, help="2-D problems per volume")
     c.add_argument("--weights", default=CPU_DEFAULT, help="shipped model name or file")
@@ -43,10 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--count", type=int, default=20, help="held-out images to analyse")
 
     d = commands.add_parser("debias", help="SNR / SSIM with and without de-biasing")
-    d.add_argument("--weights", nargs="+", default=[CPU_DEFAULT, RESNET_CPU])
+    d.add_argument("--weights", nargs="+", default=[CPU_DEFAULT, RESNET_CPU],
+                   help=f"models to de-bias (default {CPU_DEFAULT} {RESNET_CPU})")
     d.add_argument("--volume", default=CH2, help="held-out NIfTI volume (default Colin27)")
-    d.add_argument("--undersample", type=float, default=5.0, metavar="R")
-    d.add_argument("--slices", type=int, default=12)
+    d.add_argument("--undersample", type=float, default=5.0, metavar="R",
+                   help="retrospective acceleration R (default 5)")
+    d.add_argument("--slices", type=int, default=12, help="held-out slices (default 12)")
     d.add_argument("--noise", type=float, default=0.01, help="k-space noise, fraction of peak")
     d.add_argument("--iterations", type=int, nargs="+", default=[1, 5, 20],
                    help="de-biasing iteration counts to compare with none")
@@ -62,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace, out: Path) -> dict:
+    from npgd_recon.analysis.experiments import run_contraction, run_debias, run_superres
+
     if args.command == "contraction":
         if args.problems < 1:
             raise ValueError(f"--problems must be at least 1, got {args.problems}")
@@ -94,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _analyze(args: argparse.Namespace) -> int:
+    from npgd_recon.io.atomic import atomic_output_dir
+
     with atomic_output_dir(args.out, args.force) as staging:
         result = _run(args, staging)
         (staging / f"{args.command}.json").write_text(json.dumps(result, indent=1) + "\n")

@@ -6,15 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from npgd_recon.analysis.compare import (
-    DEFAULT_METHODS,
-    CompareOptions,
-    compare_file,
-    write_report,
-    write_tables,
-)
 from npgd_recon.cli._common import Parser, add_mask_options, add_model_options, run
-from npgd_recon.io.atomic import atomic_output_dir
 from npgd_recon.recon.methods import METHODS
 
 PROG = "npgd-compare"
@@ -37,10 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--undersample", type=float, default=5.0, metavar="R",
                         help="retrospective acceleration (default 5: 20%% of k-space)")
     add_mask_options(parser)
-    parser.add_argument("--methods", type=_methods, default=DEFAULT_METHODS,
+    parser.add_argument("--methods", type=_methods, default=METHODS,
                         metavar="M1,M2,...",
                         help=f"comma-separated methods among {', '.join(METHODS)} "
-                             f"(default {','.join(DEFAULT_METHODS)})")
+                             f"(default: all, in this order)")
     add_model_options(parser, weights=False, batch=False)
     parser.add_argument("--npgd-weights", help="model for npgd (default: the shipped one)")
     parser.add_argument("--resnet-weights", help="model for resnet (default: the shipped one)")
@@ -51,17 +43,20 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
+    from npgd_recon.analysis.compare import CompareOptions, compare_file, write_report, write_tables
+    from npgd_recon.io.atomic import atomic_output_dir
+
     options = CompareOptions(args.undersample, args.mask, args.seed, args.methods, args.device,
                              precision=args.precision, npgd_weights=args.npgd_weights,
                              resnet_weights=args.resnet_weights, progress=not args.quiet)
     with atomic_output_dir(args.out, args.force) as staging:
-        records, shapes = [], []
+        records, planes = [], []
         for path in args.inputs:
-            file_records, shape = compare_file(path, staging, options)
+            file_records, shape, is_3d = compare_file(path, staging, options)
             records += file_records
-            shapes.append(shape)
+            planes.append((shape, is_3d))
         markdown = write_tables(records, staging)
-        write_report(records, staging, options, shapes[0])
+        write_report(records, staging, options, *planes[0])
     print(markdown)
     print(f"report: {args.out / 'report.html'}")
     return 0

@@ -7,10 +7,8 @@ import sys
 from pathlib import Path
 
 from npgd_recon.cli._common import Parser, add_mask_options, add_model_options, run
-from npgd_recon.io.ismrmrd_file import read_raw
-from npgd_recon.recon.debias import DEFAULT_ITERATIONS
-from npgd_recon.recon.methods import METHODS, make_reconstructor
-from npgd_recon.recon.pipeline import plan_outputs, reconstruct_study, write_outputs
+from npgd_recon.recon.methods import DEFAULT_DEBIAS_ITERATIONS as DEFAULT_ITERATIONS
+from npgd_recon.recon.methods import METHODS
 
 PROG = "npgd-recon"
 
@@ -25,6 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--method", choices=METHODS, default="npgd",
                         help="reconstruction method (default npgd)")
     add_model_options(parser)
+    parser.add_argument("--cs-lambda", type=float, metavar="LAMBDA",
+                        help="CS regularisation weight for cswv / cstv in normalised units "
+                             "(default: chosen from the data's noise level)")
     parser.add_argument("--debias", action="store_true",
                         help="de-bias the network output (paper Remark 1: masks frozen, "
                              "proximal replaced by its linear map, iterated again)")
@@ -49,19 +50,40 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _recon(args: argparse.Namespace) -> int:
+    from npgd_recon.io.ismrmrd_file import read_raw
+    from npgd_recon.recon.methods import make_reconstructor
+    from npgd_recon.recon.pipeline import (
+        UndersamplingError,
+        plan_outputs,
+        reconstruct_study,
+        write_outputs,
+    )
+
     if args.batch < 1:
         raise ValueError(f"--batch must be at least 1, got {args.batch}")
+    if args.cs_lambda is not None and not args.cs_lambda > 0:
+        raise ValueError(f"--cs-lambda must be positive, got {args.cs_lambda:g}")
     if args.undersample is not None and not args.undersample > 1:
         raise ValueError(f"--undersample must be above 1, got {args.undersample:g}")
     outputs, staging = plan_outputs(args.out, force=args.force, png=args.png,
                                     also_ismrmrd=args.also_ismrmrd)
     with outputs:
-        recon = make_reconstructor(args.method, args.weights, args.device, args.batch,
-                                   precision=args.precision,
-                                   debias=args.debias_iterations if args.debias else 0)
         study = read_raw(args.input, args.group)
-        result = reconstruct_study(study, recon, accel=args.undersample, mask_kind=args.mask,
-                                   seed=args.seed, progress=not args.quiet)
+        recon = make_reconstructor(args.method, args.weights, args.device, args.batch,
+                                   lam=args.cs_lambda, precision=args.precision,
+                                   debias=args.debias_iterations if args.debias else 0,
+                                   coils=study.n_coils)
+        if recon.model_name and not args.quiet:
+            print(f"{PROG}: {study.n_coils}-coil data: model {recon.model_name} "
+                  f"({recon.precision}) on {recon.device.type}", file=sys.stderr, flush=True)
+        try:
+            result = reconstruct_study(study, recon, accel=args.undersample,
+                                       mask_kind=args.mask, seed=args.seed,
+                                       progress=not args.quiet)
+        except UndersamplingError as error:
+            message = str(error).replace("accel", "R").replace("lower R or shrink calib",
+                                                                "choose a lower R")
+            raise ValueError(f"--undersample {args.undersample:g}: {message}") from None
         files = write_outputs(result, study, recon, staging)
     model = f", model {recon.model_name} ({recon.precision})" if recon.model_name else ""
     print(f"{len(files)} images written to {args.out} | method {recon.method}{model} | "

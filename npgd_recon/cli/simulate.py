@@ -12,16 +12,11 @@ import argparse
 import sys
 from pathlib import Path
 
-import nibabel
 import numpy as np
-from nibabel.filebasedimages import ImageFileError
-from scipy import ndimage
 
 from npgd_recon.cli._common import Parser, run
-from npgd_recon.io.atomic import Outputs
 from npgd_recon.sim.phantoms import shepp_logan
 from npgd_recon.sim.phase import smooth_phase
-from npgd_recon.sim.scan_writer import ScanSettings, write_scan
 from sampling import GENERATORS, make_mask, multicoil_calib
 
 PROG = "npgd-simulate"
@@ -52,12 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
                              "the phantom, the source size otherwise (resampled if given)")
     parser.add_argument("--slices", default=None,
                         help="slice count N (phantom; central N of a file) or range A:B")
-    parser.add_argument("--coils", type=int, default=1)
+    parser.add_argument("--coils", type=int, default=1, help="receive coils (default 1)")
     parser.add_argument("--undersample", type=float, default=1.0, metavar="R",
                         help="acceleration R (default 1: fully sampled)")
     parser.add_argument("--mask", choices=sorted(GENERATORS), default=None,
                         help="undersampling pattern (default: lines for 2-D, vdrad for 3-D)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the mask, the noise and the NIfTI phase (default 0)")
     parser.add_argument("--noise", type=float, default=0.0, metavar="SIGMA",
                         help="complex noise std per k-space sample (peak magnitude is 1)")
     parser.add_argument("--noise-readouts", type=int, default=32,
@@ -65,9 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--oversampling", type=int, default=2, help="readout oversampling")
     parser.add_argument("--echo-fraction", type=float, default=1.0,
                         help="fraction of each readout acquired (asymmetric echo below 1)")
-    parser.add_argument("--voxel-size", type=float, default=1.0, help="in-plane voxel in mm")
+    parser.add_argument("--voxel-size", type=float, default=None,
+                        help="in-plane voxel of the written matrix in mm (default: a NIfTI's "
+                             "own voxel, scaled by any --matrix resampling; else 1)")
     parser.add_argument("--slice-thickness", type=float, default=None,
-                        help="mm (default 3 for 2-D slices, the voxel size for 3-D)")
+                        help="slice (2-D) or partition (3-D) thickness in mm (default: a NIfTI's "
+                             "own, scaled by resampling; else 3 for 2-D, the voxel for 3-D)")
     return parser
 
 
@@ -102,45 +101,75 @@ def _phantom(args) -> np.ndarray:
     return shepp_logan((ny, nx))[None] if count == 1 else shepp_logan((count, ny, nx))
 
 
-def _load_file(args) -> np.ndarray:
-    """The source file as ``[n, y, x]`` (complex for .npy, magnitude with phase for NIfTI)."""
+def _load_file(args) -> tuple[np.ndarray, tuple[float, float, float] | None]:
+    """The source file as ``[n, y, x]`` (complex for .npy, magnitude with phase for NIfTI) and
+    its voxel size in mm along those axes (None when the file does not say: ``.npy``)."""
     if args.nifti is not None:
-        data = np.asarray(nibabel.load(args.nifti).get_fdata(dtype=np.float32))
+        import nibabel
+        from nibabel.filebasedimages import ImageFileError
+
+        try:
+            image = nibabel.load(args.nifti)
+        except ImageFileError as error:
+            raise ValueError(f"{args.nifti}: not a NIfTI volume ({error})") from None
+        data = np.asarray(image.get_fdata(dtype=np.float32))
         if data.ndim == 4:
             data = data[..., 0]
         if data.ndim != 3:
             raise ValueError(f"{args.nifti}: expected a 3-D volume, got shape {data.shape}")
         stack = np.rot90(data, axes=(0, 1)).transpose(2, 0, 1)  # [z, y, x], anterior on top
         stack = stack[_slice_range(args.slices, stack.shape[0])]
-        return np.abs(stack) * np.exp(1j * smooth_phase(stack.shape, seed=args.seed))
+        zx, zy, zz = (float(v) for v in image.header.get_zooms()[:3])
+        voxel = (zz, zy, zx)  # stack axes [z, y, x]: rot90 keeps each axis's length
+        return np.abs(stack) * np.exp(1j * smooth_phase(stack.shape, seed=args.seed)), voxel
     data = np.load(args.npy, allow_pickle=False)
     data = data[None] if data.ndim == 2 else data
     if data.ndim != 3:
         raise ValueError(f"{args.npy}: expected [y, x] or [n, y, x], got shape {data.shape}")
-    return data[_slice_range(args.slices, data.shape[0])]
+    return data[_slice_range(args.slices, data.shape[0])], None
 
 
-def _resample(stack: np.ndarray, args) -> np.ndarray:
+def _resample(stack: np.ndarray, voxel: tuple[float, ...] | None,
+              args) -> tuple[np.ndarray, tuple[float, ...] | None]:
+    """Resample to ``--matrix``; the voxel grows so that the field of view stays the source's."""
     if args.matrix is None:
-        return stack
+        return stack, voxel
     if args.volumetric:
         ny, nz, nx = args.matrix
         target = (nz, ny, nx)
     else:
         target = (stack.shape[0], *args.matrix)
+    from scipy import ndimage
+
     zoom = [t / s for t, s in zip(target, stack.shape)]
-    return (ndimage.zoom(stack.real, zoom, order=1)
-            + 1j * ndimage.zoom(stack.imag, zoom, order=1))
+    resampled = (ndimage.zoom(stack.real, zoom, order=1)
+                 + 1j * ndimage.zoom(stack.imag, zoom, order=1))
+    if voxel is not None:
+        voxel = tuple(v * s / n for v, s, n in zip(voxel, stack.shape, resampled.shape))
+    return resampled, voxel
 
 
-def _source(args) -> np.ndarray:
+def _source(args) -> tuple[np.ndarray, tuple[float, ...] | None]:
+    """The object ``[slice|z, y, x]`` (peak magnitude 1) and its voxel in mm, if known."""
     if args.matrix is not None and len(args.matrix) != (3 if args.volumetric else 2):
         raise ValueError("--matrix is NYxNX for 2-D slices and NYxNZxNX with --3d")
-    stack = _phantom(args) if args.phantom else _resample(_load_file(args), args)
+    stack, voxel = (_phantom(args), None) if args.phantom else _resample(*_load_file(args), args)
     peak = float(np.abs(stack).max())
     if not np.isfinite(stack).all() or peak == 0:
         raise ValueError("the source image is empty or holds NaN/Inf")
-    return (stack / peak).astype(np.complex64)
+    return (stack / peak).astype(np.complex64), voxel
+
+
+def _voxels(args, voxel: tuple[float, ...] | None) -> tuple[tuple[float, float], float]:
+    """In-plane ``(dy, dx)`` and slice/partition thickness in mm: the options, else the
+    source's (NIfTI), else 1 mm in-plane and 3 mm slices (2-D) or cubic voxels (3-D)."""
+    if args.voxel_size is not None and args.voxel_size <= 0:
+        raise ValueError(f"--voxel-size must be positive, got {args.voxel_size:g}")
+    dz, dy, dx = voxel or (None, 1.0, 1.0)
+    if args.voxel_size is not None:
+        dy = dx = args.voxel_size
+    thickness = args.slice_thickness or dz or (dy if args.volumetric else 3.0)
+    return (dy, dx), thickness
 
 
 def _pattern(args, shape: tuple[int, int, int]):
@@ -164,15 +193,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    try:
-        image = _source(args)
-    except ImageFileError as error:
-        raise ValueError(f"{args.nifti}: not a NIfTI volume ({error})") from None
-    thickness = args.slice_thickness or (args.voxel_size if args.volumetric else 3.0)
+    from npgd_recon.io.atomic import Outputs
+    from npgd_recon.sim.scan_writer import ScanSettings, write_scan
+
+    image, voxel = _source(args)
+    in_plane, thickness = _voxels(args, voxel)
     settings = ScanSettings(coils=args.coils, noise=args.noise,
                             noise_readouts=args.noise_readouts, oversampling=args.oversampling,
                             echo_fraction=args.echo_fraction,
-                            voxel_mm=(args.voxel_size, args.voxel_size),
+                            voxel_mm=in_plane,
                             slice_mm=thickness, seed=args.seed)
     pattern = _pattern(args, image.shape)
     with Outputs(args.force) as outputs:

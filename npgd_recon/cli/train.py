@@ -8,8 +8,6 @@ import sys
 from pathlib import Path
 
 from npgd_recon.cli._common import DEVICES, Parser, run
-from npgd_recon.training.config import load_config
-from npgd_recon.training.loop import train
 
 PROG = "npgd-train"
 
@@ -21,13 +19,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true", help="continue from RUN/ checkpoint")
     parser.add_argument("--device", default="auto", choices=DEVICES,
                         help="where to train (auto: CUDA when present, else CPU)")
+    parser.add_argument("--max-seconds", type=float, metavar="S",
+                        help="stop after S seconds of training (validated and checkpointed; "
+                             "overrides train.max_seconds)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     return run(PROG, lambda: _train(args))
 
 
 def _train(args: argparse.Namespace) -> int:
+    from npgd_recon.training.config import load_config
+    from npgd_recon.training.loop import train
+
     config = load_config(args.config)
+    if args.max_seconds is not None:
+        if not args.max_seconds > 0:
+            raise ValueError(f"--max-seconds must be positive, got {args.max_seconds:g}")
+        config["train"]["max_seconds"] = args.max_seconds
     metrics = train(config, args.out, resume=args.resume, device=args.device,
                     progress=not args.no_progress)
     if int(os.environ.get("RANK", "0")) == 0:  # torchrun: one report, from the writing rank

@@ -7,6 +7,8 @@ import platform
 
 import torch
 
+from npgd_recon.core.errors import NpgdError
+
 
 def pick_device(name: str = "auto", rank: int = 0) -> torch.device:
     """Resolve ``auto|cpu|cuda``; ``rank`` picks the GPU under torchrun.
@@ -18,10 +20,10 @@ def pick_device(name: str = "auto", rank: int = 0) -> torch.device:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError("--device cuda asked for, but no CUDA GPU is available")
+            raise NpgdError("device 'cuda' asked for, but no CUDA GPU is available")
         return torch.device("cuda", rank % torch.cuda.device_count())
     if name != "cpu":
-        raise ValueError(f"unknown device {name!r}; use auto, cpu or cuda")
+        raise NpgdError(f"unknown device {name!r}; use auto, cpu or cuda")
     return torch.device("cpu")
 
 

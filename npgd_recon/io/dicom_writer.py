@@ -16,6 +16,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pydicom
@@ -35,6 +36,15 @@ _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 _MAX_PIXEL = 65535
 
 
+class VolumeIndex(NamedTuple):
+    """The ISMRMRD counters that tell an image's volume apart from the others of a study."""
+
+    contrast: int = 0
+    phase: int = 0
+    repetition: int = 0
+    set: int = 0
+
+
 @dataclass
 class StudyInfo:
     """Patient, study and scanner fields (anonymous defaults; see :func:`study_info_from_header`).
@@ -42,7 +52,7 @@ class StudyInfo:
     Dates are ``YYYYMMDD``, times ``HHMMSS``; empty strings are written as empty type-2 fields.
     """
 
-    patient_name: str = "Anonymous"
+    patient_name: str = "Anonymous^"
     patient_id: str = "ANONYMOUS"
     patient_birth_date: str = ""
     patient_sex: str = ""
@@ -63,6 +73,7 @@ class StudyInfo:
     imaging_frequency_mhz: float | None = None
     repetition_time_ms: float | None = None
     echo_time_ms: float | None = None
+    echo_times_ms: list[float] = field(default_factory=list)
     flip_angle_deg: float | None = None
     acquisition_type: str = "2D"
 
@@ -100,6 +111,7 @@ def study_info_from_header(header, is_3d: bool = False) -> StudyInfo:
     if sequence is not None:
         info.repetition_time_ms = sequence.TR[0] if sequence.TR else None
         info.echo_time_ms = sequence.TE[0] if sequence.TE else None
+        info.echo_times_ms = [float(te) for te in sequence.TE or []]
         info.flip_angle_deg = sequence.flipAngle_deg[0] if sequence.flipAngle_deg else None
     return info
 
@@ -114,6 +126,7 @@ def write_series(
     series_number: int = 1,
     force: bool = False,
     include_table_position: bool = False,
+    volumes: Sequence[VolumeIndex] | None = None,
 ) -> list[Path]:
     """Write one DICOM MR image per 2-D image; return the file paths in instance order.
 
@@ -127,6 +140,11 @@ def write_series(
         force: replace an existing non-empty ``out_dir``.
         include_table_position: add each plane's ``table_position`` to ImagePositionPatient
             (off by default: ISMRMRD positions are already patient coordinates).
+        volumes: each image's (contrast, phase, repetition, set) (default: all one volume).
+            Every volume gets its own AcquisitionNumber (1, 2, ... in counter order),
+            EchoNumbers is the contrast + 1 (EchoTime the header's TE of that contrast),
+            repetitions set TemporalPositionIdentifier / NumberOfTemporalPositions, and
+            ImageComments spells out the four counters when there is more than one volume.
 
     Raises:
         ValueError: images not finite, or images and geometry disagree.
@@ -137,29 +155,53 @@ def write_series(
         names = write_series_files(magnitude, geometry, staging,
                                    series_description=series_description, info=info,
                                    series_number=series_number,
-                                   include_table_position=include_table_position)
+                                   include_table_position=include_table_position,
+                                   volumes=volumes)
     return [Path(out_dir) / name for name in names]
 
 
 def write_series_files(images: np.ndarray | Sequence[np.ndarray],
                        geometry: Sequence[PlaneGeometry], folder: Path, *,
                        series_description: str, info: StudyInfo | None = None,
-                       series_number: int = 1,
-                       include_table_position: bool = False) -> list[str]:
+                       series_number: int = 1, include_table_position: bool = False,
+                       volumes: Sequence[VolumeIndex] | None = None) -> list[str]:
     """Write the series' files into an existing folder (the caller makes it atomic); returns
-    the file names in instance order. Arguments as for :func:`write_series`."""
+    the file names in instance order. Arguments as for :func:`write_series`; ``volumes`` gives
+    each image's (contrast, phase, repetition, set), which :func:`write_series` documents."""
     magnitude = _check_images(images, geometry)
+    volumes = list(volumes) if volumes is not None else [VolumeIndex()] * len(geometry)
+    if len(volumes) != len(geometry):
+        raise ValueError(f"{len(geometry)} images but {len(volumes)} volume indices")
     info = info or StudyInfo()
     peak = float(magnitude.max())
     pixels = np.rint(magnitude * (_MAX_PIXEL / peak if peak > 0 else 1.0)).astype(np.uint16)
     series = _series_dataset(info, series_description, series_number, pixels)
+    order = sorted(set(volumes))
+    repetitions = len({v.repetition for v in volumes})
     names = []
     for index, (image, plane) in enumerate(zip(pixels, geometry)):
-        dataset = _image_dataset(series, image, plane, index, geometry, include_table_position)
+        same = [g for g, v in zip(geometry, volumes) if v == volumes[index]]
+        dataset = _image_dataset(series, image, plane, index, same, include_table_position)
+        _label_volume(dataset, volumes[index], order, repetitions, info)
         name = f"IM{index + 1:05d}.dcm"
         pydicom.dcmwrite(folder / name, dataset, enforce_file_format=True)
         names.append(name)
     return names
+
+
+def _label_volume(ds: Dataset, volume: VolumeIndex, order: list[VolumeIndex],
+                  repetitions: int, info: StudyInfo) -> None:
+    """The tags viewers sort and tell images apart by (``docs/io.md``)."""
+    ds.AcquisitionNumber = order.index(volume) + 1
+    ds.EchoNumbers = volume.contrast + 1
+    if volume.contrast < len(info.echo_times_ms):
+        ds.EchoTime = _ds(info.echo_times_ms[volume.contrast])[0]
+    if repetitions > 1:
+        ds.TemporalPositionIdentifier = volume.repetition + 1
+        ds.NumberOfTemporalPositions = repetitions
+    if len(order) > 1:
+        ds.ImageComments = (f"contrast {volume.contrast}, phase {volume.phase}, "
+                            f"repetition {volume.repetition}, set {volume.set}")
 
 
 def _check_images(images, geometry) -> np.ndarray:
@@ -206,7 +248,7 @@ def _series_dataset(info: StudyInfo, description: str, number: int, pixels) -> D
     ds.SeriesTime = ds.ContentTime = now.strftime("%H%M%S")
     ds.AccessionNumber = info.accession_number[:16]
     ds.Modality = "MR"
-    ds.Laterality = ""
+    ds.ImageLaterality = "U"  # unpaired body part: Laterality (0020,0060) is then left out
     ds.Manufacturer = info.manufacturer[:64]
     ds.InstitutionName = info.institution[:64]
     ds.ReferringPhysicianName = info.referring_physician[:64]
@@ -232,7 +274,7 @@ def _series_dataset(info: StudyInfo, description: str, number: int, pixels) -> D
     ds.PatientPosition = info.patient_position
     ds.StudyInstanceUID = info.study_uid
     ds.SeriesInstanceUID = generate_uid()
-    ds.StudyID = info.study_id[:16]
+    ds.StudyID = (info.study_id or "1")[:16]  # a DICOMDIR needs one; "1" when unknown
     ds.SeriesNumber = number
     ds.FrameOfReferenceUID = info.frame_of_reference_uid
     ds.PositionReferenceIndicator = ""
@@ -249,7 +291,8 @@ def _series_dataset(info: StudyInfo, description: str, number: int, pixels) -> D
 
 def _image_dataset(series: Dataset, pixels: np.ndarray, plane: PlaneGeometry, index: int,
                    geometry: Sequence[PlaneGeometry], add_table: bool) -> Dataset:
-    """One image: the series attributes plus its UID, number, geometry and pixels."""
+    """One image: the series attributes plus its UID, number, geometry and pixels;
+    ``geometry`` holds the planes of the image's own volume (for the slice spacing)."""
     ds = Dataset()
     ds.update(series)
     ds.SOPInstanceUID = generate_uid()
@@ -260,7 +303,8 @@ def _image_dataset(series: Dataset, pixels: np.ndarray, plane: PlaneGeometry, in
     ds.SliceThickness = _ds(plane.thickness)[0]
     ds.SliceLocation = _ds(float(corner @ plane.normal))[0]
     if len(geometry) > 1:
-        neighbour = geometry[1 if index == 0 else index - 1]
+        here = next(i for i, g in enumerate(geometry) if g is plane)
+        neighbour = geometry[1 if here == 0 else here - 1]
         gap = abs(float((neighbour.centre - plane.centre) @ plane.normal))
         ds.SpacingBetweenSlices = _ds(gap)[0]
     ds.Rows, ds.Columns = pixels.shape

@@ -8,12 +8,14 @@ the file.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import h5py
 import numpy as np
 from ismrmrd import xsd
+from xsdata.exceptions import ConverterWarning
 
 from npgd_recon.io.assembly import RawDataError, RawStudy, assemble_study
 
@@ -60,7 +62,9 @@ def read_raw(path: str | Path, group: str = "dataset") -> RawStudy:
 def parse_header(text: str | bytes, source: str):
     """Parse ISMRMRD XML into ``ismrmrd.xsd.ismrmrdHeader``; a :class:`RawDataError` if invalid."""
     try:
-        return xsd.CreateFromDocument(text.encode() if isinstance(text, str) else bytes(text))
+        with warnings.catch_warnings():  # a value xsdata cannot convert is an invalid header
+            warnings.simplefilter("error", ConverterWarning)
+            return xsd.CreateFromDocument(text.encode() if isinstance(text, str) else bytes(text))
     except Exception as error:  # xsdata raises several parser-specific types
         reason = (str(error).splitlines() or [type(error).__name__])[0]
         raise RawDataError(f"{source}: the XML header is not a valid ISMRMRD header ({reason})") \

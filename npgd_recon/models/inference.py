@@ -19,9 +19,9 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from npgd_recon.core.choices import PRECISIONS
 from npgd_recon.models.npgd import NeuralPGD, ResidualBlock
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 

@@ -39,6 +39,7 @@ class ReconOptions:
         precision: network proximal precision (``auto``, ``fp32``, ``bf16``).
         debias: de-biasing iterations after the network (0: none; paper Remark 1).
         compile: run the proximal through ``torch.compile``.
+        coils: receive coils of the data to come (the default model may depend on it).
     """
 
     weights: str | None = None
@@ -48,6 +49,7 @@ class ReconOptions:
     precision: str = "auto"
     debias: int = 0
     compile: bool = False
+    coils: int = 1
 
 
 class Reconstructor(ABC):
@@ -79,18 +81,22 @@ class Reconstructor(ABC):
     def build(cls, options: ReconOptions) -> Reconstructor:
         """A ready reconstructor for ``options`` (models are loaded here, once)."""
 
-    def __call__(self, kspace: np.ndarray, mask: np.ndarray,
-                 maps: np.ndarray | None = None) -> np.ndarray:
-        """Reconstruct ``[n, y, x]`` images; adds the compute time to ``self.seconds``."""
+    def __call__(self, kspace: np.ndarray, mask: np.ndarray, maps: np.ndarray | None = None,
+                 noise_std: float | None = None) -> np.ndarray:
+        """Reconstruct ``[n, y, x]`` images; adds the compute time to ``self.seconds``.
+
+        ``noise_std`` is the complex noise std per k-space sample when known (1 for prewhitened
+        data); methods whose regularisation follows the noise use it, the others ignore it.
+        """
         _check(kspace, mask, maps)
         start = time.perf_counter()
-        out = self.reconstruct(kspace, mask, maps)
+        out = self.reconstruct(kspace, mask, maps, noise_std)
         self.seconds += time.perf_counter() - start
         return out.astype(np.complex64)
 
     @abstractmethod
-    def reconstruct(self, kspace: np.ndarray, mask: np.ndarray,
-                    maps: np.ndarray | None) -> np.ndarray:
+    def reconstruct(self, kspace: np.ndarray, mask: np.ndarray, maps: np.ndarray | None,
+                    noise_std: float | None = None) -> np.ndarray:
         """The method itself, on checked input (see the module docstring for shapes)."""
 
     def chunk(self, problems: int) -> int:

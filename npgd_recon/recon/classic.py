@@ -2,7 +2,8 @@
 
 - ``zerofill``: ``Phi^H y`` through the project's operator.
 - ``cswv`` / ``cstv``: ``bart pics`` with an l1-wavelet or total-variation prior through
-  :mod:`bart_baselines` (one BART call per volume), ``lam`` in its normalised units.
+  :mod:`bart_baselines` (one BART call per volume), ``lam`` in its normalised units; without a
+  ``lam`` it follows the data's noise level (:func:`bart_baselines.cs.auto_lambda`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ class ZeroFilled(Reconstructor):
     def build(cls, options: ReconOptions) -> ZeroFilled:
         return cls(pick_device(options.device), options.batch)
 
-    def reconstruct(self, kspace, mask, maps) -> np.ndarray:
+    def reconstruct(self, kspace, mask, maps, noise_std=None) -> np.ndarray:
         op = operator_for(torch.from_numpy(mask), None if maps is None else torch.from_numpy(maps))
         return op.adjoint(torch.from_numpy(measurement(kspace, maps))).numpy()
 
@@ -49,10 +50,10 @@ class CompressedSensing(Reconstructor):
     def build(cls, options: ReconOptions) -> CompressedSensing:
         return cls(pick_device(options.device), options.batch, options.lam)
 
-    def reconstruct(self, kspace, mask, maps) -> np.ndarray:
+    def reconstruct(self, kspace, mask, maps, noise_std=None) -> np.ndarray:
         solver = cs_wavelet if self.regulariser == "wavelet" else cs_tv
         return solver(measurement(kspace, maps), mask.astype(np.float32), maps, lam=self.lam,
-                      stack=True)
+                      stack=True, noise_std=noise_std)
 
 
 @register

@@ -23,8 +23,8 @@ import torch
 from npgd_recon.core.operators import Operator
 from npgd_recon.models.linearise import LinearisedProximal
 from npgd_recon.models.npgd import NeuralPGD
+from npgd_recon.recon.methods import DEFAULT_DEBIAS_ITERATIONS as DEFAULT_ITERATIONS
 
-DEFAULT_ITERATIONS = 5
 DEFAULT_TOL = 1e-4
 
 

@@ -43,7 +43,7 @@ class NetworkReconstructor(Reconstructor):
         if options.compile and options.debias:
             raise NpgdError("compiling the network and de-biasing cannot be combined")
         device = pick_device(options.device)
-        name = options.weights or default_weights(cls.method, device.type)
+        name = options.weights or default_weights(cls.method, device.type, options.coils)
         model, meta = load_checkpoint(resolve_weights(name), device)
         if meta.get("operator") == "block-average-2x2":
             raise NpgdError(f"model {name} is a super-resolution model; MRI needs an MRI model")
@@ -51,7 +51,7 @@ class NetworkReconstructor(Reconstructor):
         return cls(device, prepare_for_inference(model, precision, options.compile), meta, name,
                    options.batch, precision, options.debias)
 
-    def reconstruct(self, kspace, mask, maps) -> np.ndarray:
+    def reconstruct(self, kspace, mask, maps, noise_std=None) -> np.ndarray:
         return np.concatenate([
             self._batch(kspace[i:i + self.batch], mask[i:i + self.batch],
                         None if maps is None else maps[i:i + self.batch])

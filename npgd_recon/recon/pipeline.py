@@ -17,9 +17,10 @@ import numpy as np
 from tqdm import tqdm
 
 from bart_baselines.cs import espirit_maps
+from npgd_recon.core.errors import NpgdError
 from npgd_recon.io.assembly import RawStudy, RawVolume
 from npgd_recon.io.atomic import Outputs
-from npgd_recon.io.dicom_writer import study_info_from_header, write_series_files
+from npgd_recon.io.dicom_writer import VolumeIndex, study_info_from_header, write_series_files
 from npgd_recon.io.ismrmrd_images import to_ismrmrd_image, write_ismrmrd_images
 from npgd_recon.io.preview import save_montage
 from npgd_recon.recon.base import Reconstructor
@@ -29,27 +30,40 @@ from sampling import make_mask, multicoil_calib
 @dataclass
 class Reconstruction:
     """Images of one study: ``images`` complex ``[n, y, x]`` over all volumes, their geometry,
-    and the (contrast, repetition) of each image."""
+    and the volume (contrast, phase, repetition, set) of each image."""
 
     images: np.ndarray
     geometry: list
-    counters: list[tuple[int, int]] = field(default_factory=list)
+    volumes: list[VolumeIndex] = field(default_factory=list)
     seconds: float = 0.0
+
+
+class UndersamplingError(NpgdError):
+    """Retrospective undersampling is impossible for these data or this acceleration."""
 
 
 def undersample(volume: RawVolume, accel: float, kind: str = "vdrad",
                 seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Retrospectively undersample a fully sampled volume with one mask for every problem."""
+    """Retrospectively undersample a fully sampled volume with one mask for every problem.
+
+    Raises:
+        UndersamplingError: the volume is already undersampled, or the mask generator cannot
+            reach ``accel`` on its plane (the message is the generator's, with its own terms).
+    """
     if not volume.fully_sampled:
         rate = float(volume.mask.mean())
-        raise ValueError(f"--undersample needs fully sampled data, but this volume is already "
-                         f"undersampled (rate {rate:.1%})")
+        raise UndersamplingError(f"retrospective undersampling needs fully sampled data, but "
+                                 f"this volume is already undersampled (rate {rate:.1%})")
     shape = volume.mask.shape[1:]
     options = {"seed": seed}
     if volume.kspace.shape[1] > 1:
         calib = multicoil_calib(shape)
         options["calib"] = calib[0] if kind == "lines" else calib
-    pattern = make_mask(kind, shape, accel, **options).mask
+    try:
+        pattern = make_mask(kind, shape, accel, **options).mask
+    except ValueError as error:
+        raise UndersamplingError(f"{kind} mask on the {shape[0]}x{shape[1]} plane: "
+                                 f"{error}") from None
     mask = volume.mask & pattern[None]
     return volume.kspace * mask[:, None], mask
 
@@ -70,7 +84,7 @@ def reconstruct_study(study: RawStudy, recon: Reconstructor, *, accel: float | N
                       progress: bool = True) -> Reconstruction:
     """Reconstruct every volume of a study with ``recon``."""
     total = sum(len(v.kspace) for v in study.volumes)
-    images, geometry, counters = [], [], []
+    images, geometry, volumes = [], [], []
     start = time.perf_counter()
     with tqdm(total=total, desc=recon.method, unit="slice", disable=not progress) as bar:
         for volume in study.volumes:
@@ -80,14 +94,17 @@ def reconstruct_study(study: RawStudy, recon: Reconstructor, *, accel: float | N
                 kspace, mask = undersample(volume, accel, mask_kind, seed)
             maps = espirit_coil_maps(kspace)
             chunk = recon.chunk(len(kspace))
+            # prewhitened data have unit noise per sample; otherwise CS estimates it
+            noise_std = 1.0 if study.whitener is not None else None
             for i in range(0, len(kspace), chunk):
                 part = slice(i, i + chunk)
                 images.append(recon(kspace[part], mask[part],
-                                    None if maps is None else maps[part]))
+                                    None if maps is None else maps[part], noise_std))
                 bar.update(len(images[-1]))
             geometry += volume.geometry
-            counters += [(volume.contrast, volume.repetition)] * len(kspace)
-    return Reconstruction(np.concatenate(images), geometry, counters,
+            volumes += [VolumeIndex(volume.contrast, volume.phase, volume.repetition,
+                                    volume.set)] * len(kspace)
+    return Reconstruction(np.concatenate(images), geometry, volumes,
                           time.perf_counter() - start)
 
 
@@ -131,7 +148,8 @@ def write_outputs(result: Reconstruction, study: RawStudy, recon: Reconstructor,
     magnitude = np.abs(result.images)
     names = write_series_files(magnitude, result.geometry, staging["series"],
                                series_description=series_description(recon),
-                               info=study_info_from_header(study.header, study.is_3d))
+                               info=study_info_from_header(study.header, study.is_3d),
+                               volumes=result.volumes)
     if "png" in staging:
         picks = np.linspace(0, len(magnitude) - 1, min(len(magnitude), 12)).round().astype(int)
         save_montage(magnitude[picks], staging["png"],
@@ -141,8 +159,9 @@ def write_outputs(result: Reconstruction, study: RawStudy, recon: Reconstructor,
         window = float(np.percentile(magnitude, 99.5))
         meta = {"DataRole": "Image", "ImageProcessingHistory": ["NPGD-RECON", recon.method.upper()],
                 "WindowCenter": window / 2, "WindowWidth": window}
-        images = [to_ismrmrd_image(m, plane, i, meta=meta, contrast=c, repetition=r)
-                  for i, (m, plane, (c, r)) in enumerate(zip(magnitude, result.geometry,
-                                                             result.counters))]
+        images = [to_ismrmrd_image(m, plane, i, meta=meta, contrast=v.contrast,
+                                   repetition=v.repetition)
+                  for i, (m, plane, v) in enumerate(zip(magnitude, result.geometry,
+                                                        result.volumes))]
         write_ismrmrd_images(staging["ismrmrd"], ismrmrd.xsd.ToXML(study.header), images)
     return names

@@ -30,6 +30,9 @@ DEFAULTS: dict = {
         "accel": 5.0,
         "noise": [0.0, 0.02],
         "validation_noise": 0.01,
+        "gamma": [1.0, 1.0],  # contrast augmentation (training.data.Augment), off by default:
+        "invert": 0.0,  # random gamma range, inversion probability,
+        "bias": 0.0,  # smooth bias-field strength
     },
     "train": {
         "steps": 10000,
@@ -42,7 +45,9 @@ DEFAULTS: dict = {
         "validate_every": 200,
         "amp": True,
         "threads": 0,
+        "workers": 0,  # DataLoader worker processes (0: batches made in the training process)
         "init": "",
+        "max_seconds": 0,  # stop (validated, checkpointed) after this much training; 0: none
     },
 }
 
@@ -73,4 +78,8 @@ def load_config(path: str | Path | None) -> dict:
         raise ValueError(f"config file not found: {path}") from None
     except tomllib.TOMLDecodeError as error:
         raise ValueError(f"{path}: invalid TOML ({error})") from None
-    return _merge(DEFAULTS, given, "")
+    config = _merge(DEFAULTS, given, "")
+    workers = config["train"]["workers"]
+    if isinstance(workers, bool) or int(workers) != workers or workers < 0:
+        raise ValueError(f"{path}: train.workers must be a whole number >= 0, got {workers!r}")
+    return config

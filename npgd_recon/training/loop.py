@@ -10,6 +10,9 @@ Loss per batch, all terms means over pixels and the batch::
 
 Runs on CPU or CUDA (AMP in bfloat16 on CUDA); under ``torchrun`` it uses
 DistributedDataParallel (one process per GPU, each drawing its own samples; rank 0 writes).
+``train.workers`` > 0 prepares batches in that many persistent loader processes (one torch
+thread each; :func:`make_loader`); every sample is drawn from its own ``(seed, index)``
+generator, so a run's batches do not depend on the worker count.
 """
 
 from __future__ import annotations
@@ -73,7 +76,8 @@ def _datasets(dc: dict, length: int, seed: int) -> tuple:
     if dc["operator"] != "cartesian":
         raise ValueError(f"data.operator must be 'cartesian' or 'block-average', got "
                          f"{dc['operator']!r}")
-    augment = Augment(tuple(dc["shape"]), tuple(dc["zoom"]))
+    augment = Augment(tuple(dc["shape"]), tuple(dc["zoom"]), gamma=tuple(dc["gamma"]),
+                      invert=float(dc["invert"]), bias=float(dc["bias"]))
     train_set = UndersampledSet([build_source(s) for s in dc["train"]], length, mask=dc["mask"],
                                 accel=dc["accel"], noise=tuple(dc["noise"]), augment=augment,
                                 seed=seed, coils=int(dc["coils"]))
@@ -82,6 +86,33 @@ def _datasets(dc: dict, length: int, seed: int) -> tuple:
                               noise=(dc["validation_noise"],) * 2, seed=99,
                               coils=int(dc["coils"]))
     return train_set, val_set
+
+
+def _worker_init(worker: int) -> None:
+    """A loader worker: one torch thread, numpy's and torch's global seeds from the worker's.
+
+    Samples do not depend on these (each item draws from its own ``(seed, index)`` generator);
+    they make any global random draw in a worker reproducible too.
+    """
+    torch.set_num_threads(1)
+    seed = torch.utils.data.get_worker_info().seed % 2**32
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_loader(dataset, indices: list[int], batch_size: int, workers: int = 0,
+                seed: int = 0, pin_memory: bool = False) -> torch.utils.data.DataLoader:
+    """Batches of ``dataset[indices]`` in order; with ``workers`` > 0 from that many persistent
+    worker processes (one torch thread each). The batches are the same for any worker count."""
+    if int(workers) != workers or workers < 0:
+        raise ValueError(f"train.workers must be a whole number >= 0, got {workers}")
+    workers = int(workers)
+    extra = {"persistent_workers": True, "worker_init_fn": _worker_init,
+             "prefetch_factor": 4} if workers else {}
+    return torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, indices),
+                                       batch_size=batch_size, shuffle=False,
+                                       num_workers=workers, pin_memory=pin_memory,
+                                       generator=torch.Generator().manual_seed(seed), **extra)
 
 
 @torch.no_grad()
@@ -150,8 +181,8 @@ def train(config: dict, out: Path, *, resume: bool = False, device: str = "auto"
 
     train_set, val_set = _datasets(dc, tc["steps"] * tc["batch_size"], tc["seed"] + 1000 * rank)
     indices = list(range(start * tc["batch_size"], tc["steps"] * tc["batch_size"]))
-    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(train_set, indices),
-                                         batch_size=tc["batch_size"], num_workers=0)
+    loader = make_loader(train_set, indices, tc["batch_size"], tc["workers"],
+                         seed=tc["seed"] + rank, pin_memory=dev.type == "cuda")
     amp = bool(tc["amp"]) and dev.type == "cuda"
     log_path = out / "log.csv"
     new_log = not (resume and log_path.exists())
@@ -164,6 +195,7 @@ def train(config: dict, out: Path, *, resume: bool = False, device: str = "auto"
     bar = tqdm(loader, initial=start, total=tc["steps"], disable=not progress or rank != 0,
                desc="train", unit="step")
     tick = time.perf_counter()
+    deadline = tick + tc["max_seconds"] if tc["max_seconds"] > 0 else None
     step = start
     for batch in bar:
         op, y, target = normalised_problem(batch, dev)
@@ -175,7 +207,8 @@ def train(config: dict, out: Path, *, resume: bool = False, device: str = "auto"
         optimiser.step()
         schedule.step()
         step += 1
-        val = step % tc["validate_every"] == 0 or step == tc["steps"]
+        stop = _out_of_time(deadline, world, dev)
+        val = step % tc["validate_every"] == 0 or step == tc["steps"] or stop
         if val and rank == 0:
             metrics = validate(model, val_set, dev)
         if rank == 0:
@@ -186,14 +219,28 @@ def train(config: dict, out: Path, *, resume: bool = False, device: str = "auto"
                              f"{metrics['ssim']:.4f}" if val else "", f"{seconds:.1f}"])
             bar.set_postfix(loss=f"{loss.item():.4g}",
                             val_snr=f"{metrics.get('snr_db', float('nan')):.2f}")
-        if rank == 0 and (step % tc["checkpoint_every"] == 0 or step == tc["steps"]):
+        if rank == 0 and (step % tc["checkpoint_every"] == 0 or step == tc["steps"] or stop):
             log.flush()
             _save(model, optimiser, schedule, out, config, step,
                   elapsed + time.perf_counter() - tick, metrics, dev)
+        if stop:
+            break
     log.close()
     if world > 1:
         torch.distributed.destroy_process_group()
     return metrics
+
+
+def _out_of_time(deadline: float | None, world: int, dev: torch.device) -> bool:
+    """Whether ``train.max_seconds`` has run out (under torchrun: on any rank, so all stop)."""
+    if deadline is None:
+        return False
+    stop = time.perf_counter() >= deadline
+    if world > 1:
+        flag = torch.tensor([float(stop)], device=dev)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        stop = bool(flag.item())
+    return stop
 
 
 def _save(model, optimiser, schedule, out: Path, config: dict, step: int, seconds: float,

@@ -49,7 +49,21 @@ def test_metrics_tables_pictures_and_report(inputs, tmp_path):
     assert (out / "metrics.csv").read_text().count("\n") == len(records) + 1
     report = (out / "report.html").read_text()
     assert report.count("data:image/png;base64,") == 3 and "SNR (dB)" in report
+    assert "tiny.safetensors</td>" in report and "<th>precision</th>" in report  # model named
+    assert "<h3>CS regularisation</h3>" in report and "<td>CS-WV</td>" in report
+    assert "<pre>" not in report and "SNR = 20 log10" in report  # definitions as prose
     assert "zerofill" in result.stdout and "report:" in result.stdout
+
+
+def test_progress_from_the_first_phase(inputs, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "npgd_recon.cli.compare", str(inputs / "b.h5"),
+                             "--out", str(tmp_path / "c"), "--methods", "zerofill,cstv",
+                             "--undersample", "3"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    err = result.stderr
+    phases = ["reading", "ESPIRiT", "tuning CS-TV lambda", "writing pictures"]
+    assert all(p in err for p in phases), err
+    assert [err.index(p) for p in phases] == sorted(err.index(p) for p in phases)
 
 
 def test_refusals(inputs, tmp_path):

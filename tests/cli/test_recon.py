@@ -1,6 +1,7 @@
 """npgd-recon end to end: ISMRMRD in, dciodvfy-clean DICOM out; bad input never leaves output."""
 
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -12,17 +13,12 @@ import pytest
 from npgd_recon.sim.phantoms import shepp_logan
 from npgd_recon.sim.scan_writer import ScanSettings, write_scan
 from sampling import vdrad
-from tests.conftest import save_tiny_model
+from tests.conftest import dciodvfy_findings, needs_bart, save_tiny_model
 
 
 def recon(*args):
     return subprocess.run([sys.executable, "-m", "npgd_recon.cli.recon", "--quiet", *args],
                           capture_output=True, text=True)
-
-
-def dciodvfy_errors(path):
-    out = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
-    return [line for line in (out.stdout + out.stderr).splitlines() if line.startswith("Error")]
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +43,7 @@ def test_2d_multicoil_retrospective_series_is_dciodvfy_clean(files, tmp_path, me
     dicoms = sorted(out.iterdir())
     assert [p.name for p in dicoms] == ["IM00001.dcm", "IM00002.dcm"]
     for path in dicoms:
-        assert dciodvfy_errors(path) == []
+        assert dciodvfy_findings(path) == []
     first = pydicom.dcmread(dicoms[0])
     assert (first.Rows, first.Columns) == (48, 40)
     assert method.upper() in first.SeriesDescription
@@ -119,6 +115,11 @@ def test_bad_options_one_line_exit_2(files, tmp_path):
     result = recon(str(files / "vd3d.h5"), "--out", str(tmp_path / "x"), "--method",
                    "zerofill", "--undersample", "4")
     assert result.returncode == 2 and "fully sampled" in result.stderr
+    result = recon(str(files / "full2d.h5"), "--out", str(tmp_path / "y"), "--method",
+                   "zerofill", "--undersample", "60")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "--undersample 60" in result.stderr
+    assert "accel" not in result.stderr and "calib" not in result.stderr.replace("calibration", "")
 
 
 def test_tool_generated_file(tmp_path):
@@ -128,4 +129,63 @@ def test_tool_generated_file(tmp_path):
                    "zerofill", "--undersample", "3")
     assert result.returncode == 0, result.stderr
     [image] = sorted((tmp_path / "s").iterdir())
-    assert dciodvfy_errors(image) == []
+    assert dciodvfy_findings(image) == []
+
+
+def leftovers(folder):
+    """Every name in ``folder`` (temporary ones included)."""
+    return sorted(p.name for p in folder.iterdir())
+
+
+@pytest.mark.parametrize("case", ["png-is-a-folder", "ismrmrd-parent-is-a-file",
+                                  "ismrmrd-exists", "bad-input"])
+def test_every_output_is_checked_first_and_nothing_is_left(files, tmp_path, case):
+    out = tmp_path / "series"
+    source = files / "full2d.h5"
+    extra = ["--png", "--also-ismrmrd", str(tmp_path / "images.h5")]
+    if case == "png-is-a-folder":
+        (tmp_path / "series.png").mkdir()
+    elif case == "ismrmrd-parent-is-a-file":
+        (tmp_path / "file").write_text("x")
+        extra = ["--png", "--also-ismrmrd", str(tmp_path / "file" / "images.h5")]
+    elif case == "ismrmrd-exists":
+        (tmp_path / "images.h5").write_text("old")
+    else:
+        source = tmp_path / "missing.h5"
+    before = leftovers(tmp_path)
+    result = recon(str(source), "--out", str(out), "--method", "zerofill", *extra)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr and ".part" not in result.stderr
+    assert leftovers(tmp_path) == before
+    if case == "ismrmrd-exists":
+        assert "--force" in result.stderr and (tmp_path / "images.h5").read_text() == "old"
+
+
+def test_all_outputs_appear_together_and_force_replaces_them(files, tmp_path):
+    args = [str(files / "full2d.h5"), "--out", str(tmp_path / "s"), "--method", "zerofill",
+            "--png", "--also-ismrmrd", str(tmp_path / "s.h5")]
+    assert recon(*args).returncode == 0
+    assert leftovers(tmp_path) == ["s", "s.h5", "s.png"]
+    assert recon(*args).returncode == 2
+    assert recon(*args, "--force").returncode == 0
+    assert leftovers(tmp_path) == ["s", "s.h5", "s.png"]
+
+
+@needs_bart
+def test_ctrl_c_exits_130_with_one_line_and_nothing_left(files, tmp_path):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "npgd_recon.cli.recon", str(files / "full2d.h5"), "--out",
+         str(tmp_path / "s"), "--method", "cstv", "--png"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = ""
+    while "cstv" not in seen:  # the progress bar: the reconstruction (inside bart) has begun
+        char = process.stderr.read(1)
+        assert char, "npgd-recon ended before its progress bar"
+        seen += char
+    process.send_signal(signal.SIGINT)
+    _, rest = process.communicate(timeout=60)
+    assert process.returncode == 130
+    lines = [line for line in rest.replace("\r", "\n").splitlines() if "npgd-recon:" in line]
+    assert lines == ["npgd-recon: interrupted; nothing was written"]
+    assert "Traceback" not in rest
+    assert leftovers(tmp_path) == []

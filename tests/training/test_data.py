@@ -3,6 +3,7 @@
 import h5py
 import numpy as np
 import pytest
+import torch
 
 from npgd_recon.core.fft import fft2c
 from npgd_recon.core.metrics import snr_db_magnitude
@@ -118,3 +119,96 @@ def test_multicoil_items_carry_maps_that_explain_their_kspace():
     assert not np.allclose(items[0]["maps"], items[1]["maps"])  # random flips and phases
     with pytest.raises(ValueError, match="coils"):
         UndersampledSet([PhantomSource(2)], 1, coils=0)
+
+
+def test_nrrd_source_reads_a_volume_and_shifts_ct_values(tmp_path):
+    nrrd = pytest.importorskip("nrrd")
+    volume = np.full((12, 10, 6), -1000, np.int16)  # air in Hounsfield units
+    volume[2:10, 2:8, :] = 40  # soft tissue
+    nrrd.write(str(tmp_path / "ct.nrrd"), volume)
+    source = build_source({"kind": "nrrd", "path": str(tmp_path / "ct.nrrd"), "axes": [2]})
+    assert len(source) == 6 and {axis for axis, _ in source.index} == {2}
+    magnitude = np.abs(source.image(0, np.random.default_rng(0)))
+    assert magnitude.shape == (12, 10)
+    np.testing.assert_allclose(magnitude[2:10, 2:8], 1.0, rtol=1e-5)
+    assert magnitude[0].max() == 0  # air is dark, not |-1000|
+    (tmp_path / "bad.nrrd").write_bytes(b"NRRD0004\nnonsense\n")
+    with pytest.raises(ValueError, match="bad.nrrd: not a readable volume"):
+        build_source({"kind": "nrrd", "path": str(tmp_path / "bad.nrrd")})
+    with pytest.raises(ValueError, match="needs 'path'"):
+        build_source({"kind": "nrrd"})
+
+
+def test_the_cropped_zoom_equals_ndimage_zoom():
+    from scipy import ndimage
+
+    from npgd_recon.training.data import _zoom_region
+
+    rng = np.random.default_rng(0)
+    image = (rng.standard_normal((37, 29)) + 1j * rng.standard_normal((37, 29)))
+    for factor in (0.55, 0.8, 1.0):
+        full = (ndimage.zoom(image.real, factor, order=1)
+                + 1j * ndimage.zoom(image.imag, factor, order=1))
+        region = [(3, full.shape[0] - 5), (0, full.shape[1])]
+        part = _zoom_region(image, list(full.shape), region)
+        np.testing.assert_allclose(part, full[3:-2], atol=1e-12)
+
+
+def test_contrast_augmentation_is_off_by_default_and_changes_images_when_on():
+    source = PhantomSource(8, size=40)
+    plain = UndersampledSet([source], 4, augment=Augment((32, 32)))
+    explicit = UndersampledSet([source], 4, augment=Augment((32, 32), gamma=(1.0, 1.0)))
+    np.testing.assert_array_equal(plain[2]["target"], explicit[2]["target"])
+    for options in ({"gamma": (0.5, 0.6)}, {"invert": 1.0}, {"bias": 0.5}):
+        changed = UndersampledSet([source], 4, augment=Augment((32, 32), **options))
+        a, b = plain[1]["target"].numpy(), changed[1]["target"].numpy()
+        assert not np.allclose(np.abs(a), np.abs(b))
+        support = np.abs(a) > 1e-3 * np.abs(a).max()
+        np.testing.assert_allclose(np.angle(a[support] * np.conj(b[support])), 0,
+                                   atol=1e-4)  # the phase is kept
+        assert np.all(b[np.abs(a) == 0] == 0)  # the background stays dark
+    image = np.zeros((32, 32), np.complex64)
+    image[8:24, 8:24] = np.linspace(0.1, 1, 16)[None]
+    rng = np.random.default_rng(0)
+    inverted = Augment((32, 32), invert=1.0)._contrast(image, rng)
+    assert np.abs(inverted[16, 9]) > np.abs(inverted[16, 22])  # dark became bright
+    for bad in ({"gamma": (0.0, 1.0)}, {"gamma": (2.0, 1.0)}, {"invert": 1.5}, {"bias": -1}):
+        with pytest.raises(ValueError, match="augmentation"):
+            Augment((32, 32), **bad)
+
+
+def test_loader_workers_give_the_same_batches_as_the_training_process(tmp_path):
+    from npgd_recon.training.loop import make_loader
+
+    dataset = UndersampledSet([PhantomSource(10, size=40)], 12,
+                              augment=Augment((32, 32), gamma=(0.7, 1.4), bias=0.2), seed=5)
+    indices = list(range(2, 12))
+    batches = {}
+    for workers in (0, 2):
+        batches[workers] = list(make_loader(dataset, indices, 3, workers, seed=1))
+    assert len(batches[0]) == len(batches[2]) == 4
+    for a, b in zip(batches[0], batches[2]):
+        for key in ("target", "kspace", "mask"):
+            assert torch.equal(a[key], b[key])
+    assert not torch.equal(batches[0][0]["target"][0], batches[0][0]["target"][1])
+    with pytest.raises(ValueError, match="workers"):
+        make_loader(dataset, indices, 3, -1)
+
+
+def test_config_knows_workers_and_contrast_and_the_gpu_config_loads(tmp_path):
+    from pathlib import Path
+
+    from npgd_recon.training.config import load_config
+
+    config = load_config(None)
+    assert config["train"]["workers"] == 0
+    assert config["data"]["gamma"] == [1.0, 1.0] and config["data"]["invert"] == 0.0
+    root = Path(__file__).resolve().parents[2]
+    gpu = load_config(root / "configs" / "gpu-paper.toml")
+    assert gpu["train"]["workers"] == 14 and gpu["train"]["batch_size"] == 16
+    assert (gpu["model"]["iterations"], gpu["model"]["blocks"], gpu["model"]["features"]) == (
+        10, 1, 128)
+    assert {s["kind"] for s in gpu["data"]["train"]} >= {"cache", "nifti", "phantom"}
+    (tmp_path / "bad.toml").write_text("[train]\nworkers = 1.5\n")
+    with pytest.raises(ValueError, match="train.workers"):
+        load_config(tmp_path / "bad.toml")
