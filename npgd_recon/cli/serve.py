@@ -11,8 +11,6 @@ from pathlib import Path
 
 from npgd_recon.cli._common import Parser, add_model_options, run
 from npgd_recon.recon.methods import METHODS
-from npgd_recon.server.session import MIB, Limits, ReconstructorPool
-from npgd_recon.server.transport import ReconServer
 
 PROG = "npgd-serve"
 
@@ -37,18 +35,22 @@ def build_parser() -> argparse.ArgumentParser:
                         help="largest accepted message field in MiB (default 64)")
     parser.add_argument("--max-buffer-mb", type=int, default=2048,
                         help="acquisitions one connection may buffer, in MiB (default 2048)")
-    parser.add_argument("--timeout", type=float, default=600.0,
-                        help="seconds a connection may stay silent (default 600)")
+    parser.add_argument("--timeout", type=float, default=60.0,
+                        help="seconds a client may stay silent while the server waits for it "
+                             "(default 60)")
+    parser.add_argument("--workers", type=int,
+                        help="reconstructions run at once per device (default: 1 on a GPU, "
+                             "the CPU cores on the CPU)")
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
-                        default="info")
+                        default="info", help="server log detail (default info)")
     return parser
 
 
 def _check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     if not 0 <= args.port <= 65535:
         parser.error(f"--port must be 0-65535, got {args.port}")
-    for name in ("max_message_mb", "max_buffer_mb", "timeout"):
-        if getattr(args, name) <= 0:
+    for name in ("max_message_mb", "max_buffer_mb", "timeout", "workers"):
+        if getattr(args, name) is not None and getattr(args, name) <= 0:
             parser.error(f"--{name.replace('_', '-')} must be positive")
 
 
@@ -58,13 +60,16 @@ def main(argv: list[str] | None = None) -> int:
     _check(args, parser)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(message)s")
+    from npgd_recon.server.session import MIB, Limits, ReconstructorPool
+    from npgd_recon.server.transport import ReconServer
+
     started: list[ReconServer] = []
 
     def start() -> int:
         if args.dump is not None:
             args.dump.mkdir(parents=True, exist_ok=True)
         pool = ReconstructorPool(args.method, args.weights, args.device, args.batch,
-                                 args.precision, args.compile)
+                                 args.precision, args.compile, args.workers)
         limits = Limits(args.max_message_mb * MIB, args.max_buffer_mb * MIB, args.timeout)
         started.append(ReconServer(pool, args.host, args.port, limits, args.dump))
         return 0
@@ -79,8 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     recon = pool.get(pool.default)
     model = f", model {recon.model_name} ({recon.precision})" if recon.model_name else ""
     host, port = server.address
+    _, workers = pool.workers(recon)
     print(f"npgd-serve: listening on {host}:{port} | method {recon.method}{model} | "
-          f"device {recon.device.type}", flush=True)
+          f"device {recon.device.type} ({workers} at once)", flush=True)
     server.serve_forever()
     print("npgd-serve: stopped", flush=True)
     return 0

@@ -1,17 +1,29 @@
-"""What an ``npgd-serve`` client asks for: its config message as a :class:`SessionConfig`.
+"""What an ``npgd-serve`` client asks for: its config messages as a :class:`SessionConfig`.
 
-A stream opens with either message (see ``docs/server.md``):
+A stream may choose its reconstruction three ways (see ``docs/server.md``):
 
 - ``CONFIG_FILE``: a name. A method (``npgd``, ``resnet``, ``cswv``, ``cstv``, ``zerofill``) or
   an alias (``default``: the server's method; ``simplefft``, ``fft``: ``zerofill``); a directory
-  part and a ``.xml`` / ``.json`` / ``.toml`` suffix are ignored, case too.
+  part and a ``.xml`` / ``.json`` / ``.toml`` suffix are ignored, case too. Any other name (the
+  reference client's default is ``invertcontrast``) falls back to the server's default
+  reconstruction with a warning, as python-ismrmrd-server does.
 - ``CONFIG_TEXT``: a bare name as above; TOML ``key = value`` lines (quotes optional); a JSON
-  object (keys at the top or under ``"parameters"``, where ``"config"`` means ``method``, as
-  python-ismrmrd-server sends it); or Gadgetron XML with ``<property name=".." value=".."/>``
-  (or ``<property><name>..</name><value>..</value></property>``) elements.
+  object (keys at the top, or under ``"parameters"`` where ``"config"`` / ``"customconfig"`` name
+  the method, as python-ismrmrd-server writes it); or Gadgetron XML with
+  ``<property name=".." value=".."/>`` (or ``<property><name>..</name><value>..</value>
+  </property>``) elements.
+- a ``TEXT`` message holding python-ismrmrd-server's JSON (``{"parameters": {"config": ..}}``),
+  sent after the header by its ``client.py``: laid over the config chosen so far.
 
 Keys: ``method``, ``weights`` (a shipped model name, or the server's ``--weights``),
-``dtype`` (``float32`` | ``uint16``), ``series_index`` (0-65535).
+``dtype`` (``float32`` | ``uint16`` | ``int16``), ``series_index`` (0-65535), and for
+retrospective undersampling of fully sampled data ``undersample`` (R above 1; 0 or ``none``:
+off), ``mask`` (``vdrad``, ``poisson``, ``lines``), ``seed`` (an integer from 0); and
+``log_text`` (``true`` | ``false``: ``TEXT`` log messages to the client; default true, false
+for a Gadgetron XML config); ``cs_lambda`` (a positive CS weight for ``cswv`` / ``cstv``, as
+``npgd-recon --cs-lambda``; default: chosen from the data's noise level).
+
+Every string is cut at its first NUL byte first: MRD clients end (and pad) their strings so.
 """
 
 from __future__ import annotations
@@ -19,17 +31,21 @@ from __future__ import annotations
 import json
 import re
 import tomllib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 from xml.etree import ElementTree
 
 from npgd_recon.recon.methods import METHODS
+from sampling import GENERATORS
 
 ALIASES = {"simplefft": "zerofill", "fft": "zerofill"}
-DTYPES = ("float32", "uint16")
-KEYS = ("method", "weights", "dtype", "series_index")
+DTYPES = ("float32", "uint16", "int16")
+KEYS = ("method", "weights", "dtype", "series_index", "undersample", "mask", "seed",
+        "log_text", "cs_lambda")
 _SUFFIXES = (".xml", ".json", ".toml")
 _LINE = re.compile(r"^\s*([A-Za-z_]+)\s*=\s*(.*?)\s*$")
+_OFF = ("", "0", "none", "off", "false", "no")
+_TRUE, _FALSE = ("1", "on", "true", "yes"), ("0", "off", "false", "no")
 
 
 class ConfigError(ValueError):
@@ -41,21 +57,51 @@ class SessionConfig:
     """How one stream is reconstructed and returned.
 
     Attributes:
-        method: one of :data:`npgd_recon.recon.base.METHODS`.
+        method: one of :data:`npgd_recon.recon.methods.METHODS`.
         weights: the model for ``npgd`` / ``resnet`` (None: the server's choice).
-        dtype: pixel type of the returned magnitude images, ``float32`` or ``uint16``.
+        dtype: pixel type of the returned magnitude images: ``float32``, ``uint16``, ``int16``.
         series_index: ``image_series_index`` of the returned images.
+        undersample: retrospective acceleration R of fully sampled data (None: off).
+        mask: mask family for ``undersample``.
+        seed: mask seed for ``undersample``.
+        cs_lambda: the CS regularisation weight (None: from the noise level).
+        log_text: send ``TEXT`` log messages (what runs, warnings, processing time) to the
+            client; off by default for Gadgetron XML configs (Gadgetron refuses ``TEXT``).
     """
 
     method: str = "npgd"
     weights: str | None = None
     dtype: str = "float32"
     series_index: int = 1
+    undersample: float | None = None
+    cs_lambda: float | None = None
+    mask: str = "vdrad"
+    seed: int = 0
+    log_text: bool = True
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A config message's outcome: the config, warnings for the client (``TEXT``), and
+    whether the message named the method (a later name replaces an earlier one's warning)."""
+
+    config: SessionConfig
+    warnings: tuple[str, ...] = field(default=())
+    named: bool = False
+
+
+def clean(text: str) -> str:
+    """A wire string up to its first NUL byte (C terminator or padding), trimmed."""
+    return text.split("\0", 1)[0].strip()
 
 
 def method_from_name(name: str, default: SessionConfig) -> str:
-    """The method a config name stands for (``default`` is the server's method)."""
-    stem = PurePosixPath(name.strip().replace("\\", "/")).name.lower()
+    """The method a config name stands for (``default`` is the server's method).
+
+    Raises:
+        ConfigError: a name the server does not know.
+    """
+    stem = PurePosixPath(clean(name).replace("\\", "/")).name.lower()
     for suffix in _SUFFIXES:
         stem = stem.removesuffix(suffix)
     if stem == "default":
@@ -63,37 +109,72 @@ def method_from_name(name: str, default: SessionConfig) -> str:
     stem = ALIASES.get(stem, stem)
     if stem not in METHODS:
         names = ", ".join((*METHODS, "default", *ALIASES))
-        raise ConfigError(f"unknown config {name.strip()!r}; use one of {names}")
+        raise ConfigError(f"unknown config {clean(name)!r}; use one of {names}")
     return stem
 
 
-def parse_config_file(name: str, default: SessionConfig) -> SessionConfig:
+def choose_by_name(name: str, base: SessionConfig, default: SessionConfig) -> Choice:
+    """A config *name* over ``base``: a known name sets the method; any other name falls back
+    to the server's default reconstruction (method and weights) with a warning."""
+    try:
+        return Choice(replace(base, method=method_from_name(name, default)), named=True)
+    except ConfigError:
+        warning = (f"config {clean(name)!r} is not offered by npgd-serve; using the default "
+                   f"reconstruction ({default.method}); configs: "
+                   f"{', '.join((*METHODS, 'default', *ALIASES))}")
+        return Choice(replace(base, method=default.method, weights=default.weights), (warning,),
+                      named=True)
+
+
+def parse_config_file(name: str, default: SessionConfig) -> Choice:
     """A ``CONFIG_FILE`` message: the name picks the method, the rest stays ``default``."""
-    return replace(default, method=method_from_name(name, default))
+    return choose_by_name(name, default, default)
 
 
-def parse_config_text(text: str, default: SessionConfig) -> SessionConfig:
+def parse_config_text(text: str, default: SessionConfig) -> Choice:
     """A ``CONFIG_TEXT`` message in any of the accepted forms (see the module docstring)."""
-    body = text.strip()
+    body = clean(text)
     if not body:
-        return default
+        return Choice(default)
     if body.startswith("{"):
-        values = _json_values(body)
-    elif body.startswith("<"):
+        return _json_choice(_json_object(body), default, default, strict=True)
+    if "=" not in body and len(body.split()) == 1 and not body.startswith("<"):
+        return choose_by_name(body, default, default)
+    if body.startswith("<"):  # Gadgetron: no TEXT messages unless asked for
         values = _xml_values(body)
-    elif "=" not in body and len(body.split()) == 1:
-        values = {"method": body}
+        base = replace(default, log_text=False)
     else:
-        values = _toml_values(body)
-    return apply_values(values, default)
+        values, base = _toml_values(body), default
+    return Choice(apply_values(values, base, default), named="method" in values)
 
 
-def apply_values(values: dict, default: SessionConfig) -> SessionConfig:
-    """Validate ``key -> value`` pairs and lay them over ``default``."""
+def parse_text_message(text: str, config: SessionConfig,
+                       default: SessionConfig) -> Choice | None:
+    """A ``TEXT`` message: python-ismrmrd-server's JSON ``{"parameters": {...}}`` (its
+    ``config`` / ``customconfig`` name the method; known keys apply, others are left alone)
+    laid over ``config``; None when the text is not such a JSON object (it is only logged)."""
+    body = clean(text)
+    if not body.startswith("{"):
+        return None
+    try:
+        data = json.loads(body)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("parameters"), dict):
+        return None
+    return _json_choice(data, config, default, strict=False)
+
+
+def apply_values(values: dict, base: SessionConfig, default: SessionConfig) -> SessionConfig:
+    """Validate ``key -> value`` pairs and lay them over ``base``.
+
+    Raises:
+        ConfigError: an unknown key or a value out of range.
+    """
     unknown = sorted(set(values) - set(KEYS))
     if unknown:
         raise ConfigError(f"unknown config key {unknown[0]!r}; keys are {', '.join(KEYS)}")
-    config = default
+    config = base
     if "method" in values:
         config = replace(config, method=method_from_name(str(values["method"]), default))
     if values.get("weights") not in (None, ""):
@@ -101,37 +182,89 @@ def apply_values(values: dict, default: SessionConfig) -> SessionConfig:
     if "dtype" in values:
         dtype = str(values["dtype"]).lower()
         if dtype not in DTYPES:
-            raise ConfigError(f"dtype must be {' or '.join(DTYPES)}, got {values['dtype']!r}")
+            raise ConfigError(f"dtype must be {', '.join(DTYPES)}, got {values['dtype']!r}")
         config = replace(config, dtype=dtype)
     if "series_index" in values:
-        config = replace(config, series_index=_series_index(values["series_index"]))
+        config = replace(config, series_index=_integer("series_index", values["series_index"],
+                                                       65535))
+    if "undersample" in values:
+        config = replace(config, undersample=_acceleration(values["undersample"]))
+    if "mask" in values:
+        mask = str(values["mask"]).lower()
+        if mask not in GENERATORS:
+            raise ConfigError(f"mask must be {', '.join(GENERATORS)}, got {values['mask']!r}")
+        config = replace(config, mask=mask)
+    if "seed" in values:
+        config = replace(config, seed=_integer("seed", values["seed"], 2**32 - 1))
+    if "log_text" in values:
+        config = replace(config, log_text=_boolean("log_text", values["log_text"]))
+    if "cs_lambda" in values:
+        try:
+            lam = float(values["cs_lambda"])
+        except (TypeError, ValueError):
+            lam = float("nan")
+        if not lam > 0 or lam == float("inf"):
+            raise ConfigError(f"cs_lambda must be a positive number, got {values['cs_lambda']!r}")
+        config = replace(config, cs_lambda=lam)
     return config
 
 
-def _series_index(value) -> int:
+def _boolean(key: str, value) -> bool:
+    text = str(value).strip().lower()
+    if text not in _TRUE + _FALSE:
+        raise ConfigError(f"{key} must be true or false, got {value!r}")
+    return text in _TRUE
+
+
+def _integer(key: str, value, largest: int) -> int:
     try:
-        index = int(str(value))
+        number = int(str(value))
     except ValueError:
-        index = -1
-    if not 0 <= index <= 65535:
-        raise ConfigError(f"series_index must be an integer 0-65535, got {value!r}")
-    return index
+        number = -1
+    if not 0 <= number <= largest or isinstance(value, bool | float):
+        raise ConfigError(f"{key} must be an integer 0-{largest}, got {value!r}")
+    return number
 
 
-def _json_values(body: str) -> dict:
+def _acceleration(value) -> float | None:
+    if value is None or value is False or str(value).strip().lower() in _OFF:
+        return None
+    try:
+        accel = float(str(value))
+    except ValueError:
+        accel = 0.0
+    if not 1 < accel < float("inf") or isinstance(value, bool):
+        raise ConfigError(f"undersample must be a number above 1 (or 0: off), got {value!r}")
+    return accel
+
+
+def _json_object(body: str) -> dict:
     try:
         data = json.loads(body)
     except json.JSONDecodeError as error:
         raise ConfigError(f"config text is not valid JSON ({error})") from None
     if not isinstance(data, dict):
         raise ConfigError("JSON config text must be an object")
+    return data
+
+
+def _json_choice(data: dict, base: SessionConfig, default: SessionConfig, *,
+                 strict: bool) -> Choice:
+    """A JSON config: keys at the top (``strict``: unknown keys refused), or
+    python-ismrmrd-server's ``parameters`` (``config`` / ``customconfig`` name the method,
+    keys the server does not know are left alone)."""
     parameters = data.get("parameters")
     if not isinstance(parameters, dict):
-        return data
+        if not strict:
+            return Choice(base)
+        return Choice(apply_values(data, base, default), named="method" in data)
     values = {key: parameters[key] for key in KEYS if key in parameters}
-    if "method" not in values and parameters.get("config"):
-        values["method"] = parameters["config"]
-    return values
+    name = parameters.get("customconfig") or parameters.get("config")
+    choice = Choice(base)
+    if "method" not in values and isinstance(name, str) and clean(name):
+        choice = choose_by_name(name, base, default)
+    return Choice(apply_values(values, choice.config, default), choice.warnings,
+                  choice.named or "method" in values)
 
 
 def _xml_values(body: str) -> dict:

@@ -1,22 +1,32 @@
-"""One ``npgd-serve`` client's stream, from received MRD messages to the images sent back.
+"""One ``npgd-serve`` client's stream, from received MRD messages to the messages sent back.
 
-A stream is config (optional), XML header, then acquisitions;
-noise readouts are kept for prewhitening, image readouts are buffered per slice until
-``ACQ_LAST_IN_SLICE`` (a 3-D volume is one slice) or the client's CLOSE. A finished slice is
+A stream is config (optional: ``CONFIG_FILE`` or ``CONFIG_TEXT``), XML header, an optional
+``TEXT`` with python-ismrmrd-server's JSON (``parameters.config`` chooses the config), then
+acquisitions; noise readouts are kept for prewhitening, image readouts are buffered per slice
+until ``ACQ_LAST_IN_SLICE`` (a 3-D volume is one slice) or the client's CLOSE. A finished slice is
 assembled in memory with the noise readouts by the very code ``npgd-recon`` runs on a file
 (:func:`~npgd_recon.io.assembly.assemble_study`,
 :func:`~npgd_recon.recon.pipeline.reconstruct_study`); its magnitude images go back as
-``ismrmrd.Image`` messages, then CLOSE answers CLOSE (the transport, :mod:`npgd_recon.server.
-transport`, does the sending). Reconstructors are built once and shared; a lock serialises their
-use.
+``ismrmrd.Image`` messages, with ``TEXT`` log messages as the reference server sends them (what
+runs; warnings; the processing time of the image series). The transport
+(:mod:`npgd_recon.server.transport`) does the sending.
+
+Reconstructors are built once and shared by every connection (:class:`ReconstructorPool`);
+each session calls its shared reconstructor through a wrapper of its own (its own ``seconds``,
+a cancellation check before every call). At most :attr:`ReconstructorPool.workers` slices run at
+once per device (one on a GPU, the CPU cores otherwise); a session whose client has gone away
+stops at the next slice (or batch) boundary.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import os
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,22 +43,27 @@ from npgd_recon.recon.base import Reconstructor
 from npgd_recon.recon.methods import make_reconstructor, reconstructor_class
 from npgd_recon.recon.pipeline import Reconstruction, reconstruct_study
 from npgd_recon.server.config import (
+    Choice,
     ConfigError,
     SessionConfig,
     parse_config_file,
     parse_config_text,
+    parse_text_message,
 )
+from npgd_recon.server.protocol import MIB, StreamError, Text, log_text
+
+__all__ = ["MIB", "Cancelled", "Limits", "ReconstructorPool", "Session", "StreamError"]
 
 log = logging.getLogger(__name__)
 
-MIB = 1 << 20
 _ACQ_HEADER_BYTES = 340
-_UINT16_PEAK = 32767  # the first slice's maximum; later, brighter slices have 2x headroom
+_PEAKS = {"uint16": 32767, "int16": 4095}  # the first slice's maximum (int16: 12 bits stored)
+_WAIT_S = 0.2
 _dump_numbers = itertools.count(1)
 
 
-class StreamError(ValueError):
-    """The stream broke the protocol or a server limit; the message says how, in one line."""
+class Cancelled(Exception):
+    """The client went away (or the server is stopping): its remaining work is dropped."""
 
 
 @dataclass(frozen=True)
@@ -57,41 +72,104 @@ class Limits:
 
     max_message_bytes: int = 64 * MIB
     max_buffer_bytes: int = 2048 * MIB
-    idle_timeout_s: float = 600.0
+    idle_timeout_s: float = 60.0
+
+
+def cpu_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 class ReconstructorPool:
     """Reconstructors built once (the server's own at start, others on first use) and shared
-    by every connection; ``compute_lock`` serialises their use."""
+    by every connection, and the slots that bound how many reconstructions run at once.
+
+    Slots are counted per device: a network on a GPU gets ``workers`` slots on that GPU
+    (default 1), everything else (networks on the CPU, zero filling, BART) the CPU's
+    (default: the CPU cores).
+    """
 
     def __init__(self, method: str = "npgd", weights: str | None = None, device: str = "auto",
-                 batch: int = 8, precision: str = "auto", compile: bool = False) -> None:
+                 batch: int = 8, precision: str = "auto", compile: bool = False,
+                 workers: int | None = None) -> None:
+        if workers is not None and workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
         self.default = SessionConfig(method=method, weights=weights)
-        self.compute_lock = threading.Lock()
         self._device, self._batch, self._precision = device, batch, precision
-        self._compile = compile
-        self._cache: dict[tuple[str, str | None], Reconstructor] = {}
+        self._compile, self._workers = compile, workers
+        self._cache: dict[tuple, Reconstructor] = {}
         self._cache_lock = threading.Lock()
+        self._slots: dict[str, threading.BoundedSemaphore] = {}
         self.get(self.default)
 
-    def get(self, config: SessionConfig) -> Reconstructor:
+    def get(self, config: SessionConfig, coils: int = 1) -> Reconstructor:
         """The reconstructor for a config; a client may name only the server's ``--weights``
-        or a shipped model (never an arbitrary file on the server)."""
+        or a shipped model (never an arbitrary file on the server). Without either, a network
+        method takes the default model for ``coils`` (the multi-coil one for several)."""
         weights = None
-        if reconstructor_class(config.method).uses_weights:
+        network = reconstructor_class(config.method).uses_weights
+        if network:
             allowed = (self.default.weights, *shipped_models())
             if config.weights is not None and config.weights not in allowed:
                 names = ", ".join(n for n in allowed if n) or "none"
                 raise ConfigError(f"weights {config.weights!r} are not offered by this server "
                                   f"({names})")
             weights = config.weights or self.default.weights
-        key = (config.method, weights)
+        multicoil = coils > 1 and weights is None and network
+        lam = config.cs_lambda if not network else None
+        key = (config.method, weights, multicoil, lam)
         with self._cache_lock:
             if key not in self._cache:
                 self._cache[key] = make_reconstructor(config.method, weights, self._device,
-                                                      self._batch, precision=self._precision,
-                                                      compile=self._compile)
+                                                      self._batch, lam=lam,
+                                                      precision=self._precision,
+                                                      compile=self._compile,
+                                                      coils=2 if multicoil else 1)
             return self._cache[key]
+
+    def workers(self, recon: Reconstructor) -> tuple[str, int]:
+        """The device whose slots ``recon`` uses, and how many reconstructions it runs at once."""
+        kind = recon.device.type if type(recon).uses_weights else "cpu"
+        if self._workers is not None:
+            return kind, self._workers
+        return kind, 1 if kind != "cpu" else cpu_cores()
+
+    @contextmanager
+    def slot(self, recon: Reconstructor, cancelled: Callable[[], bool]) -> Iterator[None]:
+        """Hold one of the device's slots; waiting ends with :class:`Cancelled` if
+        ``cancelled()`` turns true."""
+        kind, count = self.workers(recon)
+        with self._cache_lock:
+            semaphore = self._slots.setdefault(kind, threading.BoundedSemaphore(count))
+        while not semaphore.acquire(timeout=_WAIT_S):
+            if cancelled():
+                raise Cancelled("the client went away while waiting for a reconstruction slot")
+        try:
+            yield
+        finally:
+            semaphore.release()
+
+
+class SessionReconstructor:
+    """One session's use of a shared reconstructor: a cancellation check before every call
+    and its own ``seconds`` (the shared object's attributes are only read)."""
+
+    def __init__(self, recon: Reconstructor, cancelled: Callable[[], bool]) -> None:
+        self.shared, self._cancelled = recon, cancelled
+        self.seconds = 0.0
+
+    def __getattr__(self, name: str):
+        return getattr(self.shared, name)
+
+    def __call__(self, *args, **kwargs) -> np.ndarray:
+        """:meth:`Reconstructor.__call__ <npgd_recon.recon.base.Reconstructor.__call__>` of the
+        shared reconstructor (same arguments), timed into this session."""
+        if self._cancelled():
+            raise Cancelled("the client went away")
+        return Reconstructor.__call__(self, *args, **kwargs)
 
 
 class StreamDump:
@@ -120,15 +198,19 @@ def _nbytes(acquisition: ismrmrd.Acquisition) -> int:
 
 
 class Session:
-    """One client's stream: turns received messages into the images to send back."""
+    """One client's stream: turns received messages into the messages to send back (images
+    and ``TEXT`` strings)."""
 
     def __init__(self, pool: ReconstructorPool, limits: Limits, peer: str,
-                 dump_dir: Path | None = None) -> None:
+                 dump_dir: Path | None = None,
+                 cancelled: Callable[[], bool] = lambda: False) -> None:
         self.pool, self.limits, self.peer = pool, limits, peer
+        self.cancelled = cancelled
         self.config = pool.default
         self.recon = pool.get(self.config)
         self.header: ismrmrdHeader | None = None
         self.images_sent = 0
+        self.slices_done = 0
         self._dump_dir = dump_dir
         self._dump: StreamDump | None = None
         self._noise: list[ismrmrd.Acquisition] = []
@@ -137,27 +219,41 @@ class Session:
         self._acquisitions = 0
         self._scale: float | None = None
         self._slice_range = (0, 0)
+        self._use: SessionReconstructor | None = None
+        self._processing_s = 0.0
+        self._warnings: list[str] = []
+        self._coils = 1
 
-    def receive(self, message) -> list[ismrmrd.Image]:
-        """Handle one message; returns the images of any slice it completed."""
+    def receive(self, message) -> list:
+        """Handle one message; returns what to send back (images of a slice it completed,
+        ``TEXT`` strings)."""
         if isinstance(message, ConfigFile | ConfigText):
-            self._configure(message)
-        elif isinstance(message, ismrmrdHeader):
+            return self._configure(message)
+        if isinstance(message, ismrmrdHeader):
             self._set_header(message)
         elif isinstance(message, ismrmrd.Acquisition):
             return self._add(message)
         elif isinstance(message, ismrmrd.Waveform):
             if self._dump is not None:
                 self._dump.add(message)
-        elif isinstance(message, str):
-            log.info("%s: text: %s", self.peer, message.strip()[:500])
+        elif isinstance(message, Text | str):
+            return self._text(message)
         else:
             log.info("%s: ignored a %s message", self.peer, type(message).__name__)
         return []
 
-    def finish(self) -> list[ismrmrd.Image]:
-        """The client closed the stream: reconstruct every slice still buffered."""
-        return [image for index in sorted(self._slices) for image in self._flush(index)]
+    def finish(self) -> list:
+        """The client closed the stream: reconstruct every slice still buffered; then the
+        series' processing time as a ``TEXT``."""
+        out = self._say_warnings()
+        out += [image for index in sorted(self._slices) for image in self._flush(index)]
+        if self._use is not None and self.slices_done:
+            text = (f"processing time for image series {self.config.series_index}: "
+                    f"{self.images_sent} images, {self._processing_s * 1e3:.2f} ms "
+                    f"({self._use.seconds * 1e3:.2f} ms in {self.recon.method})")
+            log.info("%s: %s", self.peer, text)
+            out += self._say("INFO", text)
+        return out
 
     def close(self) -> None:
         """Release the dump file and the buffers."""
@@ -165,16 +261,41 @@ class Session:
             self._dump.close()
         self._noise, self._slices = [], {}
 
-    def _configure(self, message: str) -> None:
+    def _choose(self, choice: Choice) -> list:
+        """Apply a config message; its warnings wait until the config is fixed (the first
+        acquisition), so that a later message naming a method replaces them."""
+        recon = self.pool.get(choice.config, self._coils)
+        self.config, self.recon = choice.config, recon
+        if choice.named:
+            self._warnings = list(choice.warnings)
+        return []
+
+    def _say(self, level: str, text: str) -> list[str]:
+        """A ``TEXT`` log message for the client, unless the config turned them off."""
+        return [log_text(level, text)] if self.config.log_text else []
+
+    def _say_warnings(self) -> list:
+        warnings, self._warnings = self._warnings, []
+        for warning in warnings:
+            log.warning("%s: %s", self.peer, warning)
+        return [text for warning in warnings for text in self._say("WARNING", warning)]
+
+    def _configure(self, message: str) -> list:
         if self._acquisitions:
             raise StreamError("a config message after the first acquisition")
         parse = parse_config_file if isinstance(message, ConfigFile) else parse_config_text
-        self.config = parse(message, self.pool.default)
-        self.recon = self.pool.get(self.config)
-        config = self.config
-        log.info("%s: method %s%s, %s images, series %d", self.peer, config.method,
-                 f" ({self.recon.model_name})" if self.recon.model_name else "", config.dtype,
-                 config.series_index)
+        return self._choose(parse(message, self.pool.default))
+
+    def _text(self, text: str) -> list:
+        log.info("%s: text: %s", self.peer, text.strip()[:500])
+        choice = parse_text_message(text, self.config, self.pool.default)
+        if choice is None:
+            return []
+        if self._acquisitions:
+            log.info("%s: a JSON config in a TEXT after the first acquisition is ignored",
+                     self.peer)
+            return []
+        return self._choose(choice)
 
     def _set_header(self, header: ismrmrdHeader) -> None:
         if self.header is not None:
@@ -184,13 +305,30 @@ class Session:
         except (ValueError, TypeError, AttributeError) as error:
             raise StreamError(f"XML header: {error}") from None
         self.header = header
+        system = header.acquisitionSystemInformation
+        self._coils = int(system.receiverChannels or 1) if system is not None else 1
+        self.recon = self.pool.get(self.config, self._coils)
         if self._dump_dir is not None:
             self._dump = StreamDump(self._dump_dir, header.toXML())
             log.info("%s: dumping the stream to %s", self.peer, self._dump.path)
 
-    def _add(self, acquisition: ismrmrd.Acquisition) -> list[ismrmrd.Image]:
+    def _start(self) -> list:
+        """The first acquisition fixes the config: say what runs."""
+        self._use = SessionReconstructor(self.recon, self.cancelled)
+        config, recon = self.config, self.recon
+        model = (f", model {Path(recon.model_name).name} ({recon.precision})"
+                 if recon.model_name else "")  # a file's name only: no server paths
+        sampling = (f", retrospectively undersampled R={config.undersample:g} ({config.mask}, "
+                    f"seed {config.seed})" if config.undersample else "")
+        text = (f"npgd-serve: method {recon.method}{model}, device {recon.device.type}; "
+                f"{config.dtype} images, series {config.series_index}{sampling}")
+        log.info("%s: %s", self.peer, text)
+        return [*self._say_warnings(), *self._say("INFO", text)]
+
+    def _add(self, acquisition: ismrmrd.Acquisition) -> list:
         if self.header is None:
             raise StreamError("an acquisition before the XML header")
+        out = self._start() if self._use is None else []
         self._acquisitions += 1
         if self._dump is not None:
             self._dump.add(acquisition)
@@ -201,22 +339,30 @@ class Session:
                               "ACQ_LAST_IN_SLICE?")
         if acquisition.is_flag_set(ismrmrd.ACQ_IS_NOISE_MEASUREMENT):
             self._noise.append(acquisition)
-            return []
+            return out
         index = acquisition.idx.slice
         if not self._slice_range[0] <= index <= self._slice_range[1]:
             raise StreamError(f"slice {index} is outside the header's limits {self._slice_range}")
         self._slices.setdefault(index, []).append(acquisition)
         if acquisition.is_flag_set(ismrmrd.ACQ_LAST_IN_SLICE):
-            return self._flush(index)
-        return []
+            out += self._flush(index)
+        return out
 
     def _flush(self, index: int) -> list[ismrmrd.Image]:
         lines = self._slices.pop(index)
         self._buffered -= sum(_nbytes(a) for a in lines)
-        study = self._read_slice(lines)
-        with self.pool.compute_lock:
-            result = reconstruct_study(study, self.recon, progress=False)
-        return self._to_images(study, result, index)
+        if self.cancelled():
+            raise Cancelled("the client went away")
+        with self.pool.slot(self.recon, self.cancelled):
+            start = time.perf_counter()
+            study = self._read_slice(lines)
+            config = self.config
+            result = reconstruct_study(study, self._use, accel=config.undersample,
+                                       mask_kind=config.mask, seed=config.seed, progress=False)
+            images = self._to_images(study, result, index)
+            self._processing_s += time.perf_counter() - start
+        self.slices_done += 1
+        return images
 
     def _read_slice(self, lines: list[ismrmrd.Acquisition]) -> RawStudy:
         """The noise and one slice's readouts assembled in memory exactly as ``npgd-recon``
@@ -229,12 +375,12 @@ class Session:
     def _to_images(self, study: RawStudy, result: Reconstruction,
                    index: int) -> list[ismrmrd.Image]:
         magnitude = np.abs(result.images)
-        dtype = np.uint16 if self.config.dtype == "uint16" else np.float32
-        if dtype == np.uint16:
+        dtype = np.dtype(self.config.dtype)
+        if dtype != np.float32:
             if self._scale is None:
                 peak = float(magnitude.max())
-                self._scale = _UINT16_PEAK / peak if peak > 0 else 1.0
-            magnitude = np.clip(np.rint(magnitude * self._scale), 0, 65535)
+                self._scale = _PEAKS[self.config.dtype] / peak if peak > 0 else 1.0
+            magnitude = np.clip(np.rint(magnitude * self._scale), 0, np.iinfo(dtype).max)
         window = float(np.percentile(magnitude, 99.5))
         meta = {"DataRole": "Image",
                 "ImageProcessingHistory": ["NPGD-RECON", self.recon.method.upper()],

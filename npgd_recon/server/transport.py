@@ -1,51 +1,202 @@
-"""The ``npgd-serve`` transport: a TCP listener, a thread per connection, MRD message framing.
+"""The ``npgd-serve`` transport: a TCP listener and two threads per connection.
 
-Each connection is read through ``ismrmrd.serialization`` with every message field bounded
-(:class:`~npgd_recon.server.session.Limits`), its messages handed to a
-:class:`~npgd_recon.server.session.Session`, and the images it returns written back. Protocol
-violations, limits and failures end only their own connection, with one log line (and a TEXT
-message to the client where it can still read it).
+A connection's *reader* thread reads its messages ahead (:mod:`npgd_recon.server.protocol`,
+every field bounded by :class:`~npgd_recon.server.session.Limits`) into an inbox bounded by
+``max_buffer_bytes``; its *session* thread hands them to a
+:class:`~npgd_recon.server.session.Session` and writes back what it returns. So the server
+notices a client that goes away while its slices are being reconstructed (end of stream or
+reset, also after the client's CLOSE) and the session stops at the next slice boundary; and a
+client is dropped for silence only while the server waits for it (``idle_timeout_s`` with no
+byte while the session has nothing to do, or in the middle of a message), never while it is busy
+with the client's work. A clean end of the stream at a message boundary is logged at INFO.
+Protocol violations, limits and failures end only their own connection, with one log line (and
+``TEXT`` + ``CLOSE`` to the client where it can still read them).
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import socket
 import threading
 import time
 from pathlib import Path
 
-import ismrmrd
-from ismrmrd.serialization import ProtocolDeserializer, ProtocolSerializer
+from ismrmrd.serialization import ProtocolSerializer
 
-from npgd_recon.server.session import MIB, Limits, ReconstructorPool, Session, StreamError
+from npgd_recon.server.protocol import (
+    Close,
+    EndOfStream,
+    SocketReader,
+    log_text,
+    read_message,
+    write_messages,
+)
+from npgd_recon.server.session import MIB, Cancelled, Limits, ReconstructorPool, Session
 
 log = logging.getLogger(__name__)
 
 _POLL_S = 0.2
 _JOIN_S = 5.0
 _DRAIN_BYTES = MIB
+_RECV_BYTES = 1 << 16
 
 
-class _LimitedReader:
-    """The connection's input: every read is complete (else EOFError) and at most ``limit``."""
+class IdleTimeout(TimeoutError):
+    """The client sent nothing for ``idle_timeout_s`` while the server waited for it."""
 
-    def __init__(self, stream, limit: int) -> None:
-        self._stream, self._limit = stream, limit
 
-    def read(self, size: int) -> bytes:
-        size = int(size)
-        if not 0 <= size <= self._limit:
-            raise StreamError(f"a message declares {size} bytes, above the limit of "
-                              f"{self._limit // MIB} MiB (--max-message-mb)")
-        data = self._stream.read(size)
-        if len(data) < size:
-            raise EOFError(f"stream ended inside a message ({len(data)} of {size} bytes)")
-        return data
+class _Stop(Exception):
+    """The session stopped taking messages: the reader only discards from now on."""
+
+
+class _Inbox:
+    """Messages read ahead of the session, at most ``limit`` bytes of them (the reader waits
+    beyond that), and how the reading ended (raised to the session after the messages)."""
+
+    def __init__(self, limit: int) -> None:
+        self._items: collections.deque = collections.deque()
+        self._bytes, self._limit = 0, limit
+        self._cond = threading.Condition()
+        self._end: BaseException | None = None
+        self._waiting = False
+        self.closed = False
+
+    def put(self, message, size: int) -> None:
+        """Queue one message (raises :class:`_Stop` once the session has stopped)."""
+        with self._cond:
+            while self._bytes > self._limit and not self.closed:
+                self._cond.wait()
+            if self.closed:
+                raise _Stop
+            self._items.append((message, size))
+            self._bytes += size
+            self._cond.notify_all()
+
+    def end(self, error: BaseException) -> None:
+        """The reading ended with ``error``."""
+        with self._cond:
+            self._end = error
+            self._cond.notify_all()
+
+    def get(self):
+        """The next message, or the reading's end raised."""
+        with self._cond:
+            while not self._items and self._end is None:
+                self._waiting = True
+                self._cond.wait()
+            self._waiting = False
+            if not self._items:
+                raise self._end
+            message, size = self._items.popleft()
+            self._bytes -= size
+            self._cond.notify_all()
+            return message
+
+    def idle(self) -> bool:
+        """Whether the session waits for a message and none is queued."""
+        with self._cond:
+            return self._waiting and not self._items
+
+    def close(self) -> None:
+        """The session stopped: drop what is queued, release the reader."""
+        with self._cond:
+            self.closed = True
+            self._items.clear()
+            self._bytes = 0
+            self._cond.notify_all()
+
+
+class _Connection:
+    """One client: the socket, its reader thread and the flags both threads share."""
+
+    def __init__(self, conn: socket.socket, name: str, limits: Limits,
+                 stop: threading.Event) -> None:
+        self.conn, self.name, self.limits, self.stop = conn, name, limits, stop
+        self.reader = SocketReader(conn, limits.max_message_bytes)
+        self.inbox = _Inbox(limits.max_buffer_bytes)
+        self.gone = threading.Event()      # the client closed or reset its side
+        self.done = threading.Event()      # the session thread has finished
+        self.reported = threading.Event()  # an error went out: drain until quiet
+        self.thread = threading.Thread(target=self._read_ahead, daemon=True,
+                                       name=f"npgd-serve reader {name}")
+
+    def cancelled(self) -> bool:
+        """Whether the session's remaining work should be dropped."""
+        return self.gone.is_set() or self.stop.is_set()
+
+    def _hung_up(self) -> None:
+        if not self.gone.is_set():
+            log.debug("%s: the client hung up", self.name)
+        self.gone.set()
+
+    def _read_ahead(self) -> None:
+        try:
+            while True:
+                self._wait_for_message()
+                before = self.reader.consumed
+                message = read_message(self.reader)
+                self.inbox.put(message, self.reader.consumed - before)
+                if message is Close:
+                    break
+        except _Stop:
+            pass
+        except TimeoutError:
+            self.inbox.end(IdleTimeout(f"no data for {self.limits.idle_timeout_s:g} s "
+                                       "(--timeout)"))
+        except (EOFError, ConnectionError) as error:
+            self._hung_up()
+            self.inbox.end(error)
+            return
+        except OSError as error:  # the session thread shut the socket down
+            self.inbox.end(EOFError(str(error)))
+            return
+        except Exception as error:  # a protocol violation: the session reports it
+            self.inbox.end(error)
+        self._discard()
+
+    def _wait_for_message(self) -> None:
+        """Wait until a message starts arriving; raise TimeoutError once the client has been
+        silent for ``idle_timeout_s`` while the session had nothing to do."""
+        silent_since = None
+        while not self.reader.pending(_POLL_S):
+            if self.inbox.closed:
+                raise _Stop
+            if self.stop.is_set():
+                raise EndOfStream("server shutting down")
+            if not self.inbox.idle():
+                silent_since = None
+            elif silent_since is None:
+                silent_since = time.monotonic()
+            elif time.monotonic() - silent_since >= self.limits.idle_timeout_s:
+                raise TimeoutError
+
+    def _discard(self) -> None:
+        """After CLOSE or an error: read and drop what still comes, noting when the client
+        hangs up; ends when the session is done, or (after an error report) once the client
+        is quiet, has closed, or has sent ``_DRAIN_BYTES``."""
+        self.reader.discard()
+        drained = 0
+        try:
+            while not self.done.is_set():
+                if not self.reader.pending(_POLL_S):
+                    if self.reported.is_set():
+                        return
+                    continue
+                chunk = self.conn.recv(_RECV_BYTES)
+                if not chunk:
+                    self._hung_up()
+                    return
+                if self.reported.is_set():
+                    drained += len(chunk)
+                    if drained >= _DRAIN_BYTES:
+                        return
+        except OSError:
+            self._hung_up()
 
 
 class ReconServer:
-    """The TCP listener: a thread per connection, :meth:`shutdown` from any thread."""
+    """The TCP listener: two threads per connection, :meth:`shutdown` from any thread."""
 
     def __init__(self, pool: ReconstructorPool, host: str = "127.0.0.1", port: int = 9002,
                  limits: Limits | None = None, dump_dir: Path | None = None) -> None:
@@ -101,19 +252,32 @@ class ReconServer:
     def _serve(self, conn: socket.socket, peer: tuple) -> None:
         name = f"{peer[0]}:{peer[1]}"
         conn.settimeout(self.limits.idle_timeout_s)
-        reader, writer = conn.makefile("rb"), conn.makefile("wb")
+        client = _Connection(conn, name, self.limits, self._stop)
+        writer = conn.makefile("wb")
         out = ProtocolSerializer(writer)
         session = None
         start = time.perf_counter()
+        client.thread.start()
         try:
-            session = Session(self.pool, self.limits, name, self.dump_dir)
-            stream = _LimitedReader(reader, self.limits.max_message_bytes)
-            for message in ProtocolDeserializer(stream).deserialize():
-                _send(out, writer, session.receive(message))
-            _send(out, writer, session.finish())
+            session = Session(self.pool, self.limits, name, self.dump_dir, client.cancelled)
+            while (message := client.inbox.get()) is not Close:
+                write_messages(out, writer, session.receive(message))
+            write_messages(out, writer, session.finish())
             out.close()
             log.info("%s: %d images (%s) in %.1f s", name, session.images_sent,
                      session.recon.method, time.perf_counter() - start)
+        except IdleTimeout as error:
+            log.warning("%s: dropped: %s", name, error)
+        except EndOfStream as error:
+            if self._stop.is_set():
+                log.warning("%s: connection ended: server shutting down", name)
+            else:
+                log.info("%s: %s before CLOSE", name, error)
+        except Cancelled as error:
+            done = session.slices_done if session is not None else 0
+            reason = "server shutting down" if self._stop.is_set() else \
+                f"{error}; work cancelled after {done} slices"
+            log.warning("%s: connection ended: %s", name, reason)
         except (EOFError, ConnectionError, TimeoutError) as error:
             reason = "server shutting down" if self._stop.is_set() else \
                 f"client went away mid-stream ({error or type(error).__name__})"
@@ -121,36 +285,34 @@ class ReconServer:
         except Exception as error:  # any failure ends this connection only
             text = (str(error).splitlines() or [type(error).__name__])[0]
             log.error("%s: connection ended: %s", name, text)
-            _report(conn, out, writer, f"npgd-serve: error: {text}")
+            client.inbox.close()
+            _report(conn, out, writer, log_text("ERROR", f"npgd-serve: error: {text}"))
+            client.reported.set()
+            client.thread.join(_JOIN_S)
         finally:
+            client.done.set()
+            client.inbox.close()
             if session is not None:
                 session.close()
-            for handle in (reader, writer, conn):
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            client.thread.join(_JOIN_S)
+            for handle in (writer, conn):
                 _close_quietly(handle)
             with self._lock:
                 self._clients.pop(threading.current_thread(), None)
 
 
-def _send(out: ProtocolSerializer, writer, images: list[ismrmrd.Image]) -> None:
-    for image in images:
-        out.serialize(image)
-    writer.flush()
-
-
 def _report(conn: socket.socket, out: ProtocolSerializer, writer, text: str) -> None:
-    """Send TEXT + CLOSE, then read what the client still sends (bounded) so that closing
-    does not reset the connection before it has read them."""
+    """Send TEXT + CLOSE and end the sending side; the reader thread then drains what the
+    client still sends (bounded), so that closing does not reset the connection before the
+    client has read them."""
     try:
-        out.serialize(text)
+        write_messages(out, writer, [text])
         out.close()
         conn.shutdown(socket.SHUT_WR)
-        conn.settimeout(_POLL_S)
-        drained = 0
-        while drained < _DRAIN_BYTES:
-            chunk = conn.recv(65536)
-            if not chunk:
-                break
-            drained += len(chunk)
     except (OSError, ValueError):
         pass
 

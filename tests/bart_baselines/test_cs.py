@@ -103,7 +103,8 @@ def test_stack_is_one_bart_call_equal_to_slice_by_slice(
     images = np.stack([phantom(o, n=48) for o in ((), ("-G",), ("-T",))])
     masks = np.stack([vdrad((48, 48), 4.0, seed=0 if shared_mask else s).mask for s in range(3)])
     kspace = fft2c(images) * masks
-    singles = np.stack([reconstruct(k, m, threads=1) for k, m in zip(kspace, masks)])
+    lam = cs.WAVELET_LAMBDA if reconstruct is cs_wavelet else cs.TV_LAMBDA  # one for all calls
+    singles = np.stack([reconstruct(k, m, lam=lam, threads=1) for k, m in zip(kspace, masks)])
     calls = []
     counted = cs.run_bart
 
@@ -112,7 +113,8 @@ def test_stack_is_one_bart_call_equal_to_slice_by_slice(
         return counted(args, *rest, **options)
 
     monkeypatch.setattr(cs, "run_bart", counting)
-    stacked = reconstruct(kspace, masks[0] if shared_mask else masks, threads=1, stack=True)
+    stacked = reconstruct(kspace, masks[0] if shared_mask else masks, lam=lam, threads=1,
+                          stack=True)
     assert len(calls) == 1 and calls[0][0] == "pics"
     assert ("-L" in calls[0]) == (reconstruct is cs_tv and shared_mask)
     assert stacked.shape == images.shape
@@ -125,9 +127,9 @@ def test_multi_coil_stack_shares_maps(image, mask):
     maps = coil_maps()
     kspace = np.stack([fft2c(maps * image), fft2c(maps * image[::-1, ::-1])]) * mask
     for reconstruct in METHODS:
-        stacked = reconstruct(kspace, mask, sens=maps, iters=40, stack=True)
+        stacked = reconstruct(kspace, mask, sens=maps, lam=1e-3, iters=40, stack=True)
         assert stacked.shape == (2, *image.shape)
-        single = reconstruct(kspace[1], mask, sens=maps, iters=40)
+        single = reconstruct(kspace[1], mask, sens=maps, lam=1e-3, iters=40)
         assert snr_db_complex(single, stacked[1]) > 80
 
 
@@ -180,8 +182,10 @@ def test_tune_lambda_on_bart(image, mask):
 
 
 @pytest.mark.parametrize("options", [("-G",), ("-N", "6", "-r", "3")])
-def test_default_lambda_matches_direct_bart_pics_with_best_grid_lambda(options):
-    """Held-out phantoms (no phantom of these kinds informed the default)."""
+def test_our_scaling_matches_direct_bart_pics_with_best_grid_lambda(options):
+    """Held-out phantoms (no phantom of these kinds informed the lambdas): the noiseless floor
+    lambda through our normalisation is level with BART's own scaling (``-S``) at its best grid
+    lambda, and the automatic lambda (noise estimated from noiseless data) stays near it."""
     truth = phantom(options, n=64)
     mask = vdrad(truth.shape, 5.0, seed=2).mask
     kspace = fft2c(truth) * mask
@@ -191,4 +195,18 @@ def test_default_lambda_matches_direct_bart_pics_with_best_grid_lambda(options):
                                           "-p", "m", "k", "s", "x"], inputs, ["x"])["x"])
         for lam in (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
     ]
-    assert snr_db_magnitude(truth, cs_wavelet(kspace, mask)) > max(direct) - 0.5
+    assert snr_db_magnitude(truth, cs_wavelet(kspace, mask, lam=cs.WAVELET_LAMBDA)) \
+        > max(direct) - 0.5
+    assert snr_db_magnitude(truth, cs_wavelet(kspace, mask)) > max(direct) - 1.5
+
+
+def test_noise_estimate_on_pure_noise_and_auto_lambda_rule():
+    rng = np.random.default_rng(0)
+    noise = (rng.standard_normal((2, 4, 64, 64)) + 1j * rng.standard_normal((2, 4, 64, 64)))
+    noise *= 0.3 / np.sqrt(2)  # complex std 0.3
+    mask = np.ones((2, 64, 64), np.float32)
+    assert cs.estimate_noise_std(noise, mask) == pytest.approx(0.3, rel=0.05)
+    floor = cs.AUTO_LAMBDA["wavelet"][0]
+    assert cs.auto_lambda("wavelet", 0.0) == floor
+    assert cs.auto_lambda("wavelet", 0.1, coils=8) > cs.auto_lambda("wavelet", 0.1) > floor
+    assert cs.auto_lambda("tv", 0.1, estimated=True) != cs.auto_lambda("tv", 0.1)

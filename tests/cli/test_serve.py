@@ -17,6 +17,8 @@ from tests.server.mrd_client import connect, stream_file
     (["--bogus"], "unrecognized arguments: --bogus"),
     (["--method", "fancy"], "argument --method: invalid choice"),
     (["--max-buffer-mb", "0"], "--max-buffer-mb must be positive"),
+    (["--workers", "0"], "--workers must be positive"),
+    (["--timeout", "-1"], "--timeout must be positive"),
 ])
 def test_bad_arguments_are_one_line_and_exit_2(capsys, argv, message):
     with pytest.raises(SystemExit) as exit_:
@@ -40,11 +42,12 @@ def test_missing_weights_and_busy_port_are_one_line_errors(capsys, tmp_path):
 def test_sigterm_stops_the_server_cleanly(raw, tmp_path):
     process = subprocess.Popen(
         [sys.executable, "-m", "npgd_recon.cli.serve", "--port", "0", "--method", "zerofill",
-         "--device", "cpu", "--dump", str(tmp_path / "dumps")],
+         "--device", "cpu", "--workers", "2", "--dump", str(tmp_path / "dumps")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         banner = process.stdout.readline()
         assert "npgd-serve: listening on 127.0.0.1:" in banner, process.stderr.read()
+        assert "device cpu (2 at once)" in banner
         port = int(banner.split("127.0.0.1:")[1].split()[0])
         reply = stream_file(("127.0.0.1", port), raw / "multislice.h5", "default")
         assert reply.closed and len(reply.images) == 3

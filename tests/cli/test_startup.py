@@ -9,7 +9,7 @@ import pytest
 COMMANDS = {"npgd-recon": "npgd_recon.cli.recon", "npgd-compare": "npgd_recon.cli.compare",
             "npgd-train": "npgd_recon.cli.train", "npgd-simulate": "npgd_recon.cli.simulate",
             "npgd-analyze": "npgd_recon.cli.analyze", "npgd-mask": "sampling.cli",
-            "npgd-data": "npgd_recon.cli.data"}
+            "npgd-data": "npgd_recon.cli.data", "npgd-serve": "npgd_recon.cli.serve"}
 HEAVY = ("torch", "sigpy", "matplotlib", "skimage", "h5py", "ismrmrd", "pydicom", "scipy")
 
 

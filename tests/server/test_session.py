@@ -1,5 +1,7 @@
 """npgd-serve streams: images equal to the npgd-recon pipeline's, geometry, meta attributes,
-config choices, 3-D volumes, two clients at once, --dump."""
+config choices, 3-D volumes, two clients at once, --dump. The reference client's behaviour
+(NUL-terminated strings, config fallback, JSON config in a TEXT, log TEXT messages), int16
+output, retrospective undersampling and concurrency are in ``test_reference_client.py``."""
 
 import threading
 
@@ -11,6 +13,7 @@ from npgd_recon.io.ismrmrd_file import read_raw
 from npgd_recon.recon.methods import make_reconstructor
 from npgd_recon.recon.pipeline import reconstruct_study
 from npgd_recon.server.config import SessionConfig
+from npgd_recon.server.session import ReconstructorPool
 from tests.server.mrd_client import read_file, stream_file
 
 
@@ -39,7 +42,7 @@ def assert_same_images(images, expected):
 def test_multislice_multicoil_equals_cli_pipeline(start_server, raw):
     server = start_server()
     reply = stream_file(server.address, raw / "multislice.h5")
-    assert reply.closed and reply.texts == []
+    assert reply.closed and reply.errors == reply.warnings == []
     assert_same_images(reply.images, cli_magnitude(raw / "multislice.h5"))
     for number, image in enumerate(reply.images):
         assert image.data.dtype == np.float32 and image.image_type == ismrmrd.IMTYPE_MAGNITUDE
@@ -81,7 +84,7 @@ def test_meta_attributes(start_server, raw):
 def test_ismrmrd_tool_file_with_noise_scan(start_server, shepp):
     server = start_server()
     reply = stream_file(server.address, shepp, "simplefft")
-    assert reply.closed and reply.texts == []
+    assert reply.closed and reply.errors == reply.warnings == []
     assert_same_images(reply.images, cli_magnitude(shepp))
     assert pixels(reply.images[0]).shape == (64, 64)
 
@@ -99,7 +102,7 @@ def test_tiny_npgd_model_loaded_once_and_chosen_by_config(start_server, raw):
     weights = str(raw / "tiny.safetensors")
     server = start_server("zerofill", weights)
     reply = stream_file(server.address, raw / "multislice.h5", "npgd")
-    assert reply.texts == []
+    assert reply.errors == reply.warnings == []
     assert_same_images(reply.images, cli_magnitude(raw / "multislice.h5", "npgd", weights))
     assert list(meta(reply.images[0])["ImageProcessingHistory"]) == ["NPGD-RECON", "NPGD"]
     again = stream_file(server.address, raw / "multislice.h5", 'method = "npgd"', text=True)
@@ -120,18 +123,12 @@ def test_uint16_and_series_index_from_config_text(start_server, raw):
     assert pixels(reply.images[0]).max() == 32767
 
 
-def test_unknown_config_is_refused_with_a_text_message(start_server, raw):
-    server = start_server()
-    reply = stream_file(server.address, raw / "multislice.h5", "invertcontrast")
-    assert reply.images == [] and reply.closed
-    assert "unknown config 'invertcontrast'" in reply.texts[0]
-
-
 def test_client_may_not_load_files_from_the_server(start_server, raw):
     server = start_server()
     reply = stream_file(server.address, raw / "multislice.h5",
                         '{"method": "npgd", "weights": "/etc/passwd"}', text=True)
-    assert reply.images == [] and "not offered by this server" in reply.texts[0]
+    assert reply.images == [] and reply.closed
+    assert "not offered by this server" in reply.errors[0]
 
 
 def test_two_clients_at_once(start_server, raw, shepp):
@@ -159,3 +156,11 @@ def test_dump_saves_the_stream_as_received(start_server, raw, tmp_path):
     original, dumped = read_raw(raw / "multislice.h5"), read_raw(dumps[0])
     np.testing.assert_array_equal(dumped.volumes[0].kspace, original.volumes[0].kspace)
     np.testing.assert_array_equal(dumped.whitener, original.whitener)
+
+
+def test_pool_gives_multicoil_streams_the_multicoil_default_model():
+    pool = ReconstructorPool("npgd", device="cpu")
+    assert pool.get(pool.default).model_name == "npgd-t10k1-f32"
+    assert pool.get(pool.default, coils=8).model_name == "npgd-t10k1-f32-mc"
+    cs = SessionConfig("cswv", cs_lambda=0.02)
+    assert pool.get(cs, coils=8).lam == 0.02 and pool.get(SessionConfig("cswv")).lam is None
