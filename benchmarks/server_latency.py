@@ -95,7 +95,7 @@ def paired(path: Path, address, header, acquisitions, method: str, device: str,
     median of the per-pair ratios server / in-process, and the median share of a request
     spent outside the server's processing (transfer, framing, images)."""
     study = read_raw(path)
-    recon = make_reconstructor(method, device=device)
+    recon = make_reconstructor(method, device=device, coils=study.n_coils)  # the server's model
     reconstruct_study(study, recon, progress=False)
     request(address, header, acquisitions, method)
     inside, served, processing = [], [], []
