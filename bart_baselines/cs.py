@@ -48,12 +48,11 @@ from bart_baselines.runner import run_bart
 
 WAVELET_LAMBDA = 1.1e-4
 TV_LAMBDA = 3.5e-3
-# auto_lambda's (floor, slope, coil exponent), fitted against the oracle lambda in
-# benchmarks/cs_lambda.py (docs/bart_baselines.md): one set for a known noise level
-# (prewhitened data), one for a noise level estimated from the outer k-space, which also
-# holds signal and so needs a gentler slope.
-AUTO_LAMBDA = {"wavelet": (3.2e-4, 0.0126, 1.5), "tv": (5.6e-3, 0.251, 0.0)}
-AUTO_LAMBDA_ESTIMATED = {"wavelet": (1e-5, 0.0501, 0.0), "tv": (1e-5, 0.0631, 0.0)}
+# auto_lambda's (floor, slope, coil exponent), fitted against the oracle lambda with a known
+# noise level in benchmarks/cs_lambda.py --size 128 (docs/bart_baselines.md). An estimated
+# noise level uses the same rule: the estimate errs high, which errs towards smoothing, never
+# towards noise.
+AUTO_LAMBDA = {"wavelet": (1e-4, 0.0158, 1.5), "tv": (3.16e-3, 0.398, 0.0)}
 OUTER_RADIUS = 0.8
 MIN_NOISE_SAMPLES = 64
 ROBUST_MAX_PERCENTILE = 99.0
@@ -214,18 +213,17 @@ def estimate_noise_std(kspace: np.ndarray, mask: np.ndarray) -> float:
     return float(np.median(values) / np.sqrt(np.log(2.0))) if values.size else 0.0
 
 
-def auto_lambda(method: str, noise: float, coils: int = 1, estimated: bool = False) -> float:
+def auto_lambda(method: str, noise: float, coils: int = 1) -> float:
     """The regularisation weight for a normalised noise level (``docs/bart_baselines.md``).
 
     ``noise`` is the complex noise std per k-space sample in the normalised units of the
     problem (zero-filled robust maximum = 1). The rule is ``max(floor, slope * noise *
     coils ** exponent)``: the floor is the weight the undersampling artefacts alone call for,
     the noise term grows with the noise that SENSE amplifies (more with more coils for the
-    wavelet prior). Parameters (:data:`AUTO_LAMBDA`, or :data:`AUTO_LAMBDA_ESTIMATED` when
-    ``noise`` was estimated from the data) were fitted against the best-SNR weight on phantoms
-    and brain slices, 1 and 8 coils, noise 0-5 %.
+    wavelet prior). Parameters (:data:`AUTO_LAMBDA`) were fitted against the best-SNR weight on
+    phantoms and brain slices, 1 and 8 coils, noise 0-5 %, with the noise level known.
     """
-    floor, slope, exponent = (AUTO_LAMBDA_ESTIMATED if estimated else AUTO_LAMBDA)[method]
+    floor, slope, exponent = AUTO_LAMBDA[method]
     return max(floor, slope * noise * coils ** exponent)
 
 
@@ -253,8 +251,7 @@ def _pics(kspace, mask, sens, lam, iters, threads, stack, method, noise_std) -> 
     if lam is None:
         sigma = (estimate_noise_std(problem.kspace, problem.mask) if noise_std is None
                  else noise_std)
-        lam = auto_lambda(method, float(np.median(sigma / scale)), problem.kspace.shape[1],
-                          estimated=noise_std is None)
+        lam = auto_lambda(method, float(np.median(sigma / scale)), problem.kspace.shape[1])
     max_sos = float((np.abs(problem.maps) ** 2).sum(axis=1).max())
     if not max_sos > 0:
         raise ValueError("sens maps are zero everywhere")
