@@ -36,6 +36,15 @@ def randc(*shape: int, dtype: torch.dtype = torch.complex64) -> torch.Tensor:
     return torch.randn(*shape, dtype=dtype)
 
 
+def perturbed(model: torch.nn.Module, scale: float = 0.1) -> torch.nn.Module:
+    """``model`` with Gaussian noise (``scale``) added to every parameter, in eval mode: an
+    untrained network whose last layer is no longer zero."""
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(scale * torch.randn_like(parameter))
+    return model.eval()
+
+
 def save_tiny_model(path: Path, iterations: int = 2, features: int = 4, **kwargs) -> Path:
     """Save an untrained ResNet-proximal NPGD model with the shipped normalisation rule."""
     from npgd_recon.core.transforms import NORMALISATION

@@ -23,7 +23,6 @@ PROG = "npgd-analyze"
 CH2 = "/usr/share/mricron/templates/ch2.nii.gz"
 
 
-
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog=PROG, description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)

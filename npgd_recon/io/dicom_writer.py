@@ -150,9 +150,8 @@ def write_series(
         ValueError: images not finite, or images and geometry disagree.
         FileExistsError: ``out_dir`` exists, is not empty and ``force`` is False.
     """
-    magnitude = _check_images(images, geometry)
-    with atomic_output_dir(out_dir, force) as staging:
-        names = write_series_files(magnitude, geometry, staging,
+    with atomic_output_dir(out_dir, force) as staging:  # a bad image leaves nothing behind
+        names = write_series_files(images, geometry, staging,
                                    series_description=series_description, info=info,
                                    series_number=series_number,
                                    include_table_position=include_table_position,
@@ -178,10 +177,11 @@ def write_series_files(images: np.ndarray | Sequence[np.ndarray],
     series = _series_dataset(info, series_description, series_number, pixels)
     order = sorted(set(volumes))
     repetitions = len({v.repetition for v in volumes})
+    neighbours = _neighbours(geometry, volumes)
     names = []
     for index, (image, plane) in enumerate(zip(pixels, geometry)):
-        same = [g for g, v in zip(geometry, volumes) if v == volumes[index]]
-        dataset = _image_dataset(series, image, plane, index, same, include_table_position)
+        dataset = _image_dataset(series, image, plane, index, neighbours[index],
+                                 include_table_position)
         _label_volume(dataset, volumes[index], order, repetitions, info)
         name = f"IM{index + 1:05d}.dcm"
         pydicom.dcmwrite(folder / name, dataset, enforce_file_format=True)
@@ -289,10 +289,24 @@ def _series_dataset(info: StudyInfo, description: str, number: int, pixels) -> D
     return ds
 
 
+def _neighbours(geometry: Sequence[PlaneGeometry],
+                volumes: Sequence[VolumeIndex]) -> list[PlaneGeometry | None]:
+    """For each image, the previous plane of its own volume (the next one for a volume's first
+    image; None for a volume of one image): what SpacingBetweenSlices is measured to."""
+    members: dict[VolumeIndex, list[int]] = {}
+    for index, volume in enumerate(volumes):
+        members.setdefault(volume, []).append(index)
+    neighbours: list[PlaneGeometry | None] = [None] * len(geometry)
+    for indices in (m for m in members.values() if len(m) > 1):
+        for k, index in enumerate(indices):
+            neighbours[index] = geometry[indices[k - 1] if k else indices[1]]
+    return neighbours
+
+
 def _image_dataset(series: Dataset, pixels: np.ndarray, plane: PlaneGeometry, index: int,
-                   geometry: Sequence[PlaneGeometry], add_table: bool) -> Dataset:
+                   neighbour: PlaneGeometry | None, add_table: bool) -> Dataset:
     """One image: the series attributes plus its UID, number, geometry and pixels;
-    ``geometry`` holds the planes of the image's own volume (for the slice spacing)."""
+    ``neighbour`` is a plane of its own volume next to it (for the slice spacing)."""
     ds = Dataset()
     ds.update(series)
     ds.SOPInstanceUID = generate_uid()
@@ -302,9 +316,7 @@ def _image_dataset(series: Dataset, pixels: np.ndarray, plane: PlaneGeometry, in
     ds.ImageOrientationPatient = _ds(*plane.orientation())
     ds.SliceThickness = _ds(plane.thickness)[0]
     ds.SliceLocation = _ds(float(corner @ plane.normal))[0]
-    if len(geometry) > 1:
-        here = next(i for i, g in enumerate(geometry) if g is plane)
-        neighbour = geometry[1 if here == 0 else here - 1]
+    if neighbour is not None:
         gap = abs(float((neighbour.centre - plane.centre) @ plane.normal))
         ds.SpacingBetweenSlices = _ds(gap)[0]
     ds.Rows, ds.Columns = pixels.shape

@@ -16,10 +16,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from npgd_recon import __version__
+from npgd_recon.core.errors import NpgdError
 from npgd_recon.models.npgd import NeuralPGD, architecture
 
 
-class CheckpointError(ValueError):
+class CheckpointError(NpgdError):
     """A model file that is missing, corrupt, or does not match the architecture it names."""
 
 

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 from xml.etree import ElementTree
 
+from npgd_recon.core.errors import NpgdError
 from npgd_recon.recon.methods import METHODS
 from sampling import GENERATORS
 
@@ -48,7 +49,7 @@ _OFF = ("", "0", "none", "off", "false", "no")
 _TRUE, _FALSE = ("1", "on", "true", "yes"), ("0", "off", "false", "no")
 
 
-class ConfigError(ValueError):
+class ConfigError(NpgdError):
     """A config message the server cannot follow; the message says why, in one line."""
 
 

@@ -20,14 +20,18 @@ import ismrmrd
 import numpy as np
 from ismrmrd.image import get_dtype_from_data_type
 from ismrmrd.serialization import ConfigFile, ConfigText, ISMRMRDMessageID, ProtocolSerializer
-from ismrmrd.xsd import CreateFromDocument, ismrmrdHeader
+from ismrmrd.xsd import ismrmrdHeader
+
+from npgd_recon.core.errors import NpgdError
+from npgd_recon.io.assembly import RawDataError
+from npgd_recon.io.ismrmrd_file import parse_header
 
 MIB = 1 << 20
 CONFIG_FILE_BYTES = 1024
 _RECV_BYTES = 1 << 16
 
 
-class StreamError(ValueError):
+class StreamError(NpgdError):
     """The stream broke the protocol or a server limit; the message says how, in one line."""
 
 
@@ -104,11 +108,11 @@ def _length(reader: SocketReader) -> int:
 
 
 def _header(text: str) -> ismrmrdHeader:
+    """The header parsed by the file reader's parser (same checks, same messages)."""
     try:
-        return CreateFromDocument(text)
-    except Exception as error:  # pyxb / expat raise many types; each is one bad header
-        reason = (str(error).splitlines() or [type(error).__name__])[0]
-        raise StreamError(f"the XML header is not MRD XML: {reason}") from None
+        return parse_header(text, "stream")
+    except RawDataError as error:
+        raise StreamError(str(error)) from None
 
 
 def _ndarray(reader: SocketReader) -> np.ndarray:

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from npgd_recon.core.errors import NpgdError
+from npgd_recon.io.atomic import Outputs
 
 __all__ = ["CATALOGUE", "Entry", "FetchError", "Package", "cache_dir", "download", "fetch",
            "find_entry", "read_manifest"]
@@ -364,13 +365,8 @@ def fetch(cache: str | os.PathLike | None = None, only: list[str] | None = None,
     if root.is_dir() and any(root.iterdir()) and not (root / MANIFEST).exists():
         raise FetchError(f"{root} is not empty and holds no {MANIFEST}: not a data cache, "
                          "left alone")
-    try:
-        root.parent.mkdir(parents=True, exist_ok=True)
-        stage = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".part", dir=root.parent))
-    except OSError as error:
-        raise FetchError(f"cannot create the data cache {root} ({error.strerror})") from None
-    aside = None
-    try:
+    with Outputs(force=True) as outputs:  # all or nothing, the old cache set aside until done
+        stage = outputs.folder(root)
         entries = {}
         fresh: set[str] = set()
         for package in wanted:
@@ -404,19 +400,4 @@ def fetch(cache: str | os.PathLike | None = None, only: list[str] | None = None,
             entries[name] = record
         manifest = {"format": 1, "entries": dict(sorted(entries.items()))}
         (stage / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-        stage.chmod(0o755)
-        if root.exists():
-            aside = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".old",
-                                          dir=root.parent))
-            os.replace(root, aside / "previous")
-        os.replace(stage, root)
-    except BaseException:
-        if aside is not None and not root.exists():
-            os.replace(aside / "previous", root)
-        shutil.rmtree(stage, ignore_errors=True)
-        if aside is not None:
-            shutil.rmtree(aside, ignore_errors=True)
-        raise
-    if aside is not None:
-        shutil.rmtree(aside, ignore_errors=True)
     return manifest

@@ -8,18 +8,10 @@ from npgd_recon.analysis.contraction import contraction_curves, summarise
 from npgd_recon.core.operators import BlockAverageOp, CartesianOp
 from npgd_recon.models.npgd import NeuralPGD
 from sampling import vdrad
-from tests.conftest import randc
+from tests.conftest import perturbed, randc
 
 torch.manual_seed(0)
 MASK = torch.from_numpy(vdrad((16, 12), 3.0).mask)
-
-
-
-def perturbed(model):
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.add_(0.1 * torch.randn_like(parameter))
-    return model.eval()
 
 
 @pytest.mark.parametrize("model, op", [

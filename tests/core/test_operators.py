@@ -12,7 +12,6 @@ from tests.conftest import randc
 torch.manual_seed(0)
 
 
-
 def inner(a, b):
     return torch.vdot(a.reshape(-1).to(torch.complex128), b.reshape(-1).to(torch.complex128))
 

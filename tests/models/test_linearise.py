@@ -10,7 +10,6 @@ from tests.conftest import randc
 torch.manual_seed(0)
 
 
-
 def trained_like(model: NeuralPGD) -> NeuralPGD:
     """Random weights everywhere (also the zero-initialised last layer) and random BN
     statistics, in eval mode, so the masks are far from trivial."""

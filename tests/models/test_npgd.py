@@ -25,7 +25,6 @@ torch.manual_seed(0)
 MASK = torch.from_numpy(vdrad((24, 16), 4.0).mask)
 
 
-
 def small(**kwargs):
     return NeuralPGD(**{"iterations": 3, "blocks": 1, "features": 8, **kwargs})
 

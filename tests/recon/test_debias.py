@@ -10,16 +10,10 @@ from npgd_recon.models.npgd import NeuralPGD
 from npgd_recon.recon.debias import debiased
 from npgd_recon.recon.methods import make_reconstructor
 from sampling import vdrad
+from tests.conftest import perturbed
 
 torch.manual_seed(0)
 MASK = torch.from_numpy(vdrad((16, 12), 3.0).mask)
-
-
-def perturbed(model):
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.add_(0.1 * torch.randn_like(parameter))
-    return model.eval()
 
 
 def measurement(batch=2):

@@ -11,7 +11,8 @@ from npgd_recon.core.transforms import NORMALISATION
 from npgd_recon.models.checkpoint import save_checkpoint
 from npgd_recon.models.npgd import NeuralPGD
 from npgd_recon.models.registry import resolve_weights
-from npgd_recon.recon.methods import make_reconstructor
+from npgd_recon.recon.base import RECONSTRUCTORS
+from npgd_recon.recon.methods import METHODS, make_reconstructor, reconstructor_class
 from sampling import vdrad
 from tests.conftest import needs_bart, needs_ismrmrd_tools
 
@@ -79,6 +80,11 @@ def test_cs_methods_through_bart_beat_zero_filling():
     for method in ("cswv", "cstv"):
         out = make_reconstructor(method)(kspace, masks, maps)
         assert np.all(snr_db_magnitude(target, out) > snr_db_magnitude(target, zf) + 2), method
+
+
+def test_every_method_name_has_its_class():
+    assert {reconstructor_class(m).method for m in METHODS} == set(METHODS)
+    assert set(RECONSTRUCTORS) == set(METHODS)
 
 
 def test_bad_arguments():
