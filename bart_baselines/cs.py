@@ -44,17 +44,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bart_baselines.noise import estimate_noise_std
 from bart_baselines.runner import run_bart
 
 WAVELET_LAMBDA = 1.1e-4
 TV_LAMBDA = 3.5e-3
-# auto_lambda's (floor, slope, coil exponent), fitted against the oracle lambda with a known
-# noise level in benchmarks/cs_lambda.py --size 128 (docs/bart_baselines.md). An estimated
-# noise level uses the same rule: the estimate errs high, which errs towards smoothing, never
-# towards noise.
-AUTO_LAMBDA = {"wavelet": (1e-4, 0.0158, 1.5), "tv": (3.16e-3, 0.398, 0.0)}
-OUTER_RADIUS = 0.8
-MIN_NOISE_SAMPLES = 64
+# auto_lambda's (floor, floor coil exponent, slope, coil exponent): one rule for a known and an
+# estimated noise level, fitted against the oracle lambda for both at once (smallest worst
+# loss) in benchmarks/cs_lambda.py --size 128 (docs/bart_baselines.md).
+AUTO_LAMBDA = {"wavelet": (1e-4, 0.0, 0.0224, 1.5), "tv": (8.66e-3, 0.85, 0.1, 0.5)}
 ROBUST_MAX_PERCENTILE = 99.0
 FISTA_STEP = 0.95
 SLICE_DIM = 13
@@ -187,44 +185,19 @@ def _robust_max(problem: _Problem) -> np.ndarray:
     return scale.astype(np.float32)
 
 
-def estimate_noise_std(kspace: np.ndarray, mask: np.ndarray) -> float:
-    """Complex noise standard deviation per k-space sample, from the data alone.
-
-    The outermost sampled k-space (radius above ``OUTER_RADIUS`` of the inscribed ellipse, every
-    coil and slice) holds mostly noise; its median magnitude, divided by ``sqrt(ln 2)`` (the
-    median of a complex Gaussian's magnitude is ``sigma sqrt(ln 2)``), estimates ``sigma``. When
-    fewer than ``MIN_NOISE_SAMPLES`` samples lie there, the outer tenth of the sampled radii is
-    used. Residual signal there biases the estimate up, which errs on the side of more
-    regularisation.
-
-    Args:
-        kspace: ``[slice, coil, y, x]``, zeros where unsampled.
-        mask: ``[slice, y, x]``, 1 where sampled.
-    """
-    ny, nx = mask.shape[-2:]
-    y, x = np.meshgrid((np.arange(ny) - ny // 2) / (ny / 2), (np.arange(nx) - nx // 2) / (nx / 2),
-                       indexing="ij")
-    radius = np.broadcast_to(np.hypot(y, x), mask.shape)
-    sampled = mask > 0
-    outer = sampled & (radius > OUTER_RADIUS)
-    if outer.sum() * kspace.shape[1] < MIN_NOISE_SAMPLES:
-        outer = sampled & (radius >= np.quantile(radius[sampled], 0.9))
-    values = np.abs(np.moveaxis(kspace, 1, -1)[outer])
-    return float(np.median(values) / np.sqrt(np.log(2.0))) if values.size else 0.0
-
-
 def auto_lambda(method: str, noise: float, coils: int = 1) -> float:
     """The regularisation weight for a normalised noise level (``docs/bart_baselines.md``).
 
     ``noise`` is the complex noise std per k-space sample in the normalised units of the
-    problem (zero-filled robust maximum = 1). The rule is ``max(floor, slope * noise *
-    coils ** exponent)``: the floor is the weight the undersampling artefacts alone call for,
-    the noise term grows with the noise that SENSE amplifies (more with more coils for the
-    wavelet prior). Parameters (:data:`AUTO_LAMBDA`) were fitted against the best-SNR weight on
-    phantoms and brain slices, 1 and 8 coils, noise 0-5 %, with the noise level known.
+    problem (zero-filled robust maximum = 1). The rule is ``max(floor * coils ** -floor_exp,
+    slope * noise * coils ** exponent)``: the floor is the weight the undersampling artefacts
+    alone call for (less with more coils for TV, whose floor more coils resolve), the noise
+    term grows with the noise that SENSE amplifies, more with more coils. Parameters
+    (:data:`AUTO_LAMBDA`) were fitted against the best-SNR weight on a phantom and a brain
+    slice, 1 and 8 coils, noise 0-5 %, for the noise level known and estimated at once.
     """
-    floor, slope, exponent = AUTO_LAMBDA[method]
-    return max(floor, slope * noise * coils ** exponent)
+    floor, floor_exponent, slope, exponent = AUTO_LAMBDA[method]
+    return max(floor * coils ** -floor_exponent, slope * noise * coils ** exponent)
 
 
 def normalised_noise(kspace, mask=None, sens=None, *, stack: bool = False,

@@ -32,7 +32,7 @@ from npgd_recon.models.npgd import NeuralPGD
 from npgd_recon.recon.base import Reconstructor
 from npgd_recon.recon.methods import make_reconstructor
 from npgd_recon.recon.network import NetworkReconstructor, NPGDReconstructor
-from npgd_recon.training.data import VolumeSlices, random_phase
+from npgd_recon.training.sources import VolumeSlices, random_phase
 
 MNI = "../shared/data/mni_icbm152_t1_2009a_1mm.nii.gz"
 

@@ -52,6 +52,9 @@ def contraction_curves(model: NeuralPGD, op: Operator, y: torch.Tensor,
         ``nrmse`` ``[batch, T + 1]``; ``eta1``, ``eta2``, ``eps`` (slack, relative to ``||x*||``),
         ``remainder`` (``||remainder_t|| / ||x*||``) and ``bound_holds`` ``[batch, T]``.
     """
+    if model.data_consistency == "cg":
+        raise ValueError("the contraction analysis is defined for the explicit gradient step; "
+                         "this model uses data_consistency = 'cg'")
     alpha = model.alpha
 
     def a(v: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,7 @@ from npgd_recon.core.metrics import all_metrics, snr_db_magnitude
 from npgd_recon.recon.base import Reconstructor
 from npgd_recon.recon.classic import CompressedSensing
 from npgd_recon.recon.methods import reconstructor_class
-from npgd_recon.training.data import VolumeSlices
+from npgd_recon.training.sources import VolumeSlices
 from sampling import make_mask
 
 

@@ -71,8 +71,7 @@ def _recon(args: argparse.Namespace) -> int:
         study = read_raw(args.input, args.group)
         recon = make_reconstructor(args.method, args.weights, args.device, args.batch,
                                    lam=args.cs_lambda, precision=args.precision,
-                                   debias=args.debias_iterations if args.debias else 0,
-                                   coils=study.n_coils)
+                                   debias=args.debias_iterations if args.debias else 0)
         if recon.model_name and not args.quiet:
             print(f"{PROG}: {study.n_coils}-coil data: model {recon.model_name} "
                   f"({recon.precision}) on {recon.device.type}", file=sys.stderr, flush=True)

@@ -25,9 +25,10 @@ class CheckpointError(NpgdError):
 
 
 def save_checkpoint(model: NeuralPGD, path: str | os.PathLike, metadata: dict) -> None:
-    """Write weights + metadata atomically (temporary file, then rename)."""
+    """Write weights + metadata atomically (temporary file, then rename). The architecture and
+    code version are always the model's and this code's, whatever ``metadata`` holds."""
     path = Path(path)
-    meta = {"architecture": architecture(model), "code_version": __version__, **metadata}
+    meta = {**metadata, "architecture": architecture(model), "code_version": __version__}
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata={"npgd": json.dumps(meta)})

@@ -9,6 +9,19 @@ never read files. The state-space recursion (paper eq. 3-4), with ``x_0 = 0``::
 ``data_consistency="hard"`` fixes alpha = 1: for a Cartesian ``M F`` that step replaces the
 sampled k-space of ``x_t`` by the measurement, which is what the authors' public code ran.
 
+``data_consistency="cg"`` (our addition, after MoDL) takes the implicit step instead of the
+explicit one: ``s_{t+1} = argmin_s alpha ||y - Phi s||^2 + ||s - x_t||^2``, that is
+``(I + alpha Phi^H Phi) s = x_t + alpha Phi^H y``, solved by ``cg_iterations`` steps of conjugate
+gradients started at ``x_t`` (every step differentiable). Its condition number is at most
+``1 + alpha ||Phi||^2``, so a few steps solve it; for large alpha ``s`` is the exactly
+data-consistent image nearest ``x_t``, which a single gradient step cannot reach on
+well-conditioned multi-coil problems.
+
+``final_dc=True`` (our addition) ends with one more implicit data-consistency step on
+``x_T`` with its own learned step ``final_alpha`` (``cg_iterations`` conjugate-gradient steps,
+whatever ``data_consistency`` is): the proximal's error on what the data determine is solved
+away, as far as the noise allows (the learned ``final_alpha`` sets how far).
+
 The proximal ``P`` is pluggable (``proximal=``, one of :data:`PROXIMALS`):
 
 - ``"resnet"`` (default, the MRI proximal of section 5.1): 3x3 conv 2->F, K residual blocks (two
@@ -129,6 +142,26 @@ class LinearSwishProximal(nn.Module):
 
 
 PROXIMALS = ("resnet", "linear-swish")
+DATA_CONSISTENCY = ("gradient", "hard", "cg")
+
+
+def conjugate_gradient(apply: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor,
+                       x0: torch.Tensor, iterations: int) -> torch.Tensor:
+    """``iterations`` CG steps for ``apply(x) = b`` (Hermitian positive definite), batched:
+    every ``[y, x]`` image of ``b`` ``[batch, y, x]`` is its own system."""
+    def dot(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return (u.conj() * v).real.sum(dim=(-2, -1), keepdim=True)
+
+    x = x0
+    r = b - apply(x)
+    p, rr = r, dot(r, r)
+    for _ in range(iterations):
+        ap = apply(p)
+        step = rr / dot(p, ap).clamp_min(1e-30)
+        x, r = x + step * p, r - step * ap
+        rr_next = dot(r, r)
+        p, rr = r + rr_next / rr.clamp_min(1e-30) * p, rr_next
+    return x
 
 
 class NeuralPGD(nn.Module):
@@ -138,27 +171,36 @@ class NeuralPGD(nn.Module):
         iterations: T, number of unrolled iterations (T=1, K=10 is the deep-ResNet baseline).
         blocks: K, residual blocks in the ResNet proximal.
         features: F, feature maps in the proximal.
-        data_consistency: ``"gradient"`` (learned alpha, the paper) or ``"hard"`` (alpha = 1).
+        data_consistency: ``"gradient"`` (learned alpha, the paper), ``"hard"`` (alpha = 1) or
+            ``"cg"`` (the implicit step with learned alpha, solved by conjugate gradients).
         global_skip: add the proximal's input to its output.
         alpha_init: initial step size.
         proximal: ``"resnet"`` or ``"linear-swish"`` (see the module docstring).
         layers, kernel: convolutions and their size in the ``"linear-swish"`` proximal.
+        cg_iterations: conjugate-gradient steps per implicit step (``"cg"``, ``final_dc``).
+        final_dc: end with an implicit data-consistency step on ``x_T``.
     """
 
     def __init__(self, iterations: int = 10, blocks: int = 1, features: int = 128,
                  data_consistency: str = "gradient", global_skip: bool = True,
                  alpha_init: float = 1.0, proximal: str = "resnet", layers: int = 5,
-                 kernel: int = 8) -> None:
+                 kernel: int = 8, cg_iterations: int = 8, final_dc: bool = False) -> None:
         super().__init__()
-        if data_consistency not in ("gradient", "hard"):
-            raise ValueError(f"data_consistency must be 'gradient' or 'hard', got "
-                             f"{data_consistency!r}")
+        if data_consistency not in DATA_CONSISTENCY:
+            raise ValueError(f"data_consistency must be one of {', '.join(DATA_CONSISTENCY)}, "
+                             f"got {data_consistency!r}")
+        if cg_iterations < 1:
+            raise ValueError(f"cg_iterations must be at least 1, got {cg_iterations}")
         if proximal not in PROXIMALS:
             raise ValueError(f"proximal must be one of {', '.join(PROXIMALS)}, got {proximal!r}")
         if iterations < 1 or blocks < 0 or features < 1:
             raise ValueError("iterations >= 1, blocks >= 0 and features >= 1 are required")
         self.iterations = iterations
         self.data_consistency = data_consistency
+        self.cg_iterations = cg_iterations
+        self.final_dc = bool(final_dc)
+        if self.final_dc:  # the final step's own alpha, also through a softplus
+            self.final_alpha_raw = nn.Parameter(torch.tensor(float(alpha_init)).expm1().log())
         # softplus(raw) = alpha keeps the step positive
         self.alpha_raw = nn.Parameter(torch.tensor(float(alpha_init)).expm1().log())
         if proximal == "resnet":
@@ -195,9 +237,21 @@ class NeuralPGD(nn.Module):
         prox = proximal or self.proximal
         x = x0
         for _ in range(self.iterations if iterations is None else iterations):
-            s = step if x is None else step + x - alpha * op.normal(x)
+            if self.data_consistency == "cg":
+                s = self.implicit_step(x, step, op)
+            else:
+                s = step if x is None else step + x - alpha * op.normal(x)
             x = prox(s)
             yield s, x
+
+    def implicit_step(self, x: torch.Tensor | None, step: torch.Tensor, op: Operator,
+                      alpha: torch.Tensor | None = None) -> torch.Tensor:
+        """``(I + alpha Phi^H Phi)^-1 (x + step)`` with ``step = alpha Phi^H y`` (``x = None``:
+        zero; ``alpha`` default :attr:`alpha`), by conjugate gradients started at ``x``."""
+        alpha = self.alpha if alpha is None else alpha
+        start = torch.zeros_like(step) if x is None else x
+        return conjugate_gradient(lambda v: v + alpha * op.normal(v), start + step, start,
+                                  self.cg_iterations)
 
     def forward(self, y: torch.Tensor, op: Operator, return_iterates: bool = False):
         """Reconstruct from measurement ``y`` (already normalised).
@@ -211,21 +265,29 @@ class NeuralPGD(nn.Module):
             ``x_T`` complex ``[batch, y, x]``, or the list of all iterates.
         """
         iterates = [x for _, x in self.iterate(y, op)]
+        if self.final_dc:
+            alpha = F.softplus(self.final_alpha_raw)
+            iterates[-1] = self.implicit_step(iterates[-1], alpha * op.adjoint(y), op, alpha)
         return iterates if return_iterates else iterates[-1]
 
 
 def architecture(model: NeuralPGD) -> dict:
     """The constructor arguments that rebuild ``model`` (stored in checkpoints).
 
-    A ResNet proximal writes no ``proximal`` key (files from before it existed mean ResNet).
+    A ResNet proximal writes no ``proximal`` key (files from before it existed mean ResNet);
+    ``cg_iterations`` is written only when a step uses it, ``final_dc`` only when on.
     """
+    extra = {"cg_iterations": model.cg_iterations} if (
+        model.data_consistency == "cg" or model.final_dc) else {}
+    if model.final_dc:
+        extra["final_dc"] = True
     if isinstance(model.prox, ProximalResNet):
         return {"iterations": model.iterations, "blocks": len(model.prox.blocks),
                 "features": model.prox.head.out_channels,
                 "data_consistency": model.data_consistency,
-                "global_skip": model.prox.global_skip}
+                "global_skip": model.prox.global_skip, **extra}
     first = model.prox.convs[0]
     return {"iterations": model.iterations, "features": first.out_channels,
             "data_consistency": model.data_consistency, "global_skip": model.prox.global_skip,
             "proximal": "linear-swish", "layers": len(model.prox.convs),
-            "kernel": first.kernel_size[0]}
+            "kernel": first.kernel_size[0], **extra}

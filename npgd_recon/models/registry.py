@@ -9,10 +9,9 @@ from npgd_recon.core.errors import NpgdError
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 GPU_DEFAULT = "npgd-t10k1"
-CPU_DEFAULT = "npgd-t10k1-f32"
+CPU_DEFAULT = "npgd-t10k1-f32-dc"  # single- and multi-coil data (MODEL_CARD.md)
 RESNET_DEFAULT = "resnet-k10"
 RESNET_CPU = "resnet-k10-f32"
-CPU_MULTICOIL = "npgd-t10k1-f32-mc"
 SR_DEFAULT = "npgd-sr-faces"
 
 
@@ -32,20 +31,17 @@ def resolve_weights(spec: str) -> Path:
     raise NpgdError(f"unknown model {spec!r}: not a file and not a shipped model ({names})")
 
 
-def default_weights(method: str, device_type: str, coils: int = 1) -> str:
+def default_weights(method: str, device_type: str) -> str:
     """The shipped model a network method uses when no model is named.
 
-    ``npgd`` runs the paper-size model on CUDA when it is shipped, the CPU-fast one otherwise,
-    and on multi-coil data (``coils > 1``) the CPU-fast model's multi-coil fine-tune, which the
-    model card measures better there; ``resnet`` likewise prefers the paper-size deep ResNet on
-    CUDA.
+    ``npgd`` runs the paper-size model on CUDA when it is shipped, the CPU-fast one otherwise
+    (one model for single- and multi-coil data); ``resnet`` likewise prefers the paper-size
+    deep ResNet on CUDA.
     """
     names = shipped_models()
     full, fast = (GPU_DEFAULT, CPU_DEFAULT) if method == "npgd" else (RESNET_DEFAULT, RESNET_CPU)
     if device_type == "cuda" and full in names:
         return full
-    if method == "npgd" and coils > 1 and CPU_MULTICOIL in names:
-        return CPU_MULTICOIL
     if fast in names:
         return fast
     if full in names:

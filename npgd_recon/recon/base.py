@@ -39,7 +39,6 @@ class ReconOptions:
         precision: network proximal precision (``auto``, ``fp32``, ``bf16``).
         debias: de-biasing iterations after the network (0: none; paper Remark 1).
         compile: run the proximal through ``torch.compile``.
-        coils: receive coils of the data to come (the default model may depend on it).
     """
 
     weights: str | None = None
@@ -49,7 +48,6 @@ class ReconOptions:
     precision: str = "auto"
     debias: int = 0
     compile: bool = False
-    coils: int = 1
 
 
 class Reconstructor(ABC):

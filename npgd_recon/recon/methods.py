@@ -31,7 +31,7 @@ def reconstructor_class(method: str) -> type[Reconstructor]:
 
 def make_reconstructor(method: str, weights: str | None = None, device: str = "auto",
                        batch: int = 8, lam: float | None = None, precision: str = "auto",
-                       debias: int = 0, compile: bool = False, coils: int = 1) -> Reconstructor:
+                       debias: int = 0, compile: bool = False) -> Reconstructor:
     """Build the reconstructor for ``method``; its model (if any) is loaded once here.
 
     Arguments are those of :class:`~npgd_recon.recon.base.ReconOptions`. Options a method has no
@@ -42,4 +42,4 @@ def make_reconstructor(method: str, weights: str | None = None, device: str = "a
     cls = reconstructor_class(method)
     if debias and not cls.uses_weights:
         raise NpgdError(f"de-biasing needs a network method (npgd or resnet), not {method}")
-    return cls.build(ReconOptions(weights, device, batch, lam, precision, debias, compile, coils))
+    return cls.build(ReconOptions(weights, device, batch, lam, precision, debias, compile))

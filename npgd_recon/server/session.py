@@ -105,10 +105,10 @@ class ReconstructorPool:
         self._slots: dict[str, threading.BoundedSemaphore] = {}
         self.get(self.default)
 
-    def get(self, config: SessionConfig, coils: int = 1) -> Reconstructor:
+    def get(self, config: SessionConfig) -> Reconstructor:
         """The reconstructor for a config; a client may name only the server's ``--weights``
         or a shipped model (never an arbitrary file on the server). Without either, a network
-        method takes the default model for ``coils`` (the multi-coil one for several)."""
+        method takes the default model."""
         weights = None
         network = reconstructor_class(config.method).uses_weights
         if network:
@@ -118,16 +118,14 @@ class ReconstructorPool:
                 raise ConfigError(f"weights {config.weights!r} are not offered by this server "
                                   f"({names})")
             weights = config.weights or self.default.weights
-        multicoil = coils > 1 and weights is None and network
         lam = config.cs_lambda if not network else None
-        key = (config.method, weights, multicoil, lam)
+        key = (config.method, weights, lam)
         with self._cache_lock:
             if key not in self._cache:
                 self._cache[key] = make_reconstructor(config.method, weights, self._device,
                                                       self._batch, lam=lam,
                                                       precision=self._precision,
-                                                      compile=self._compile,
-                                                      coils=2 if multicoil else 1)
+                                                      compile=self._compile)
             return self._cache[key]
 
     def workers(self, recon: Reconstructor) -> tuple[str, int]:
@@ -222,7 +220,6 @@ class Session:
         self._use: SessionReconstructor | None = None
         self._processing_s = 0.0
         self._warnings: list[str] = []
-        self._coils = 1
 
     def receive(self, message) -> list:
         """Handle one message; returns what to send back (images of a slice it completed,
@@ -264,7 +261,7 @@ class Session:
     def _choose(self, choice: Choice) -> list:
         """Apply a config message; its warnings wait until the config is fixed (the first
         acquisition), so that a later message naming a method replaces them."""
-        recon = self.pool.get(choice.config, self._coils)
+        recon = self.pool.get(choice.config)
         self.config, self.recon = choice.config, recon
         if choice.named:
             self._warnings = list(choice.warnings)
@@ -305,9 +302,6 @@ class Session:
         except (ValueError, TypeError, AttributeError) as error:
             raise StreamError(f"XML header: {error}") from None
         self.header = header
-        system = header.acquisitionSystemInformation
-        self._coils = int(system.receiverChannels or 1) if system is not None else 1
-        self.recon = self.pool.get(self.config, self._coils)
         if self._dump_dir is not None:
             self._dump = StreamDump(self._dump_dir, header.toXML())
             log.info("%s: dumping the stream to %s", self.peer, self._dump.path)

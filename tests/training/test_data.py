@@ -11,13 +11,12 @@ from npgd_recon.io.dicom_writer import write_series
 from npgd_recon.io.geometry import PlaneGeometry
 from npgd_recon.sim.phantoms import shepp_logan
 from npgd_recon.sim.scan_writer import ScanSettings, write_scan
-from npgd_recon.training.data import (
-    Augment,
+from npgd_recon.training.data import Augment, UndersampledSet
+from npgd_recon.training.sources import (
     DicomImages,
     FastMRISource,
     IsmrmrdSource,
     PhantomSource,
-    UndersampledSet,
     build_source,
 )
 from sampling import vdrad
@@ -121,6 +120,22 @@ def test_multicoil_items_carry_maps_that_explain_their_kspace():
         UndersampledSet([PhantomSource(2)], 1, coils=0)
 
 
+def test_a_coil_range_draws_one_count_per_batch_and_the_loader_stacks_them():
+    from npgd_recon.training.loop import make_loader
+
+    dataset = UndersampledSet([PhantomSource(6, size=40)], 40, noise=(0.0, 0.01),
+                              augment=Augment((24, 24)), coils=(1, 16), coil_group=4)
+    counts = [dataset.coil_count(i) for i in range(40)]
+    assert all(len(set(counts[g:g + 4])) == 1 for g in range(0, 40, 4))
+    assert len(set(counts)) > 3 and min(counts) >= 1 and max(counts) <= 16
+    for batch, count in zip(make_loader(dataset, list(range(40)), 4), counts[::4]):
+        assert batch["maps"].shape == (4, count, 24, 24)
+        np.testing.assert_allclose((batch["maps"].abs() ** 2).sum(1), 1.0, rtol=1e-4)
+    for bad in ((0, 4), (5, 4)):
+        with pytest.raises(ValueError, match="coils"):
+            UndersampledSet([PhantomSource(2)], 1, coils=bad)
+
+
 def test_nrrd_source_reads_a_volume_and_shifts_ct_values(tmp_path):
     nrrd = pytest.importorskip("nrrd")
     volume = np.full((12, 10, 6), -1000, np.int16)  # air in Hounsfield units
@@ -212,3 +227,9 @@ def test_config_knows_workers_and_contrast_and_the_gpu_config_loads(tmp_path):
     (tmp_path / "bad.toml").write_text("[train]\nworkers = 1.5\n")
     with pytest.raises(ValueError, match="train.workers"):
         load_config(tmp_path / "bad.toml")
+    (tmp_path / "range.toml").write_text("[data]\ncoils = [1, 16]\n")
+    assert load_config(tmp_path / "range.toml")["data"]["coils"] == [1, 16]
+    for bad in ("[0, 4]", "[4, 2]", "[1, 2, 3]", "'8'"):
+        (tmp_path / "bad.toml").write_text(f"[data]\ncoils = {bad}\n")
+        with pytest.raises(ValueError, match="coils"):
+            load_config(tmp_path / "bad.toml")

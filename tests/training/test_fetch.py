@@ -5,18 +5,27 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import plistlib
 import shutil
 import subprocess
 import tarfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from npgd_recon.cli.data import main as data_main
+from npgd_recon.training import catalogue as catalogue_mod
 from npgd_recon.training import fetch as fetch_mod
-from npgd_recon.training.data import DicomImages, VolumeSlices, build_source
 from npgd_recon.training.fetch import Entry, FetchError, Package, fetch, read_manifest
+from npgd_recon.training.sources import (
+    DicomImages,
+    VolumeSlices,
+    build_source,
+    read_inv3,
+    read_volume,
+)
 
 VOLUME = np.arange(6 * 8 * 4, dtype=np.float32).reshape(6, 8, 4)
 REAL_DOWNLOAD = fetch_mod.download
@@ -192,16 +201,147 @@ def test_debian_packages_are_unpacked_with_dpkg_deb(tmp_path, monkeypatch):
 
 
 def test_the_real_catalogue_names_each_file_once_with_a_sha256():
-    seen = set()
+    seen, names = set(), set()
+    assert fetch_mod.CATALOGUE is catalogue_mod.CATALOGUE and fetch_mod.Entry is Entry
     for package in fetch_mod.CATALOGUE:
         assert package.client in ("pypi", "npm", "debian") and package.licence
+        assert not package.wheel or package.client == "pypi"
         for entry in package.entries:
-            assert entry.format in ("nrrd", "nifti", "dicom")
+            assert entry.format in catalogue_mod.FORMATS
+            assert entry.axes and set(entry.axes) <= {0, 1, 2}
+            assert entry.name not in names
+            names.add(entry.name)
+            if entry.format != "dicom":
+                assert len(entry.files) == 1  # a volume is one file
             for member, digest in entry.files.items():
                 assert len(digest) == 64 and int(digest, 16) >= 0
                 assert member not in seen
                 seen.add(member)
-    assert len(seen) == 29
+    assert len(seen) == 35
+
+
+#: The entries issue 14 added: name -> (package, licence, format, member's file name, axes).
+NEW_ENTRIES = {
+    "dipy-s0-10slices": ("dipy", "BSD-3-Clause", "nifti", "S0_10slices.nii.gz", (2,)),
+    "dipy-aniso-vox": ("dipy", "BSD-3-Clause", "nifti", "aniso_vox.nii.gz", (2,)),
+    "dipy-piesno": ("dipy", "BSD-3-Clause", "nifti", "test_piesno.nii.gz", (2,)),
+    "dipy-t1-coronal": ("dipy", "BSD-3-Clause", "npy", "t1_coronal_slice.npy", (2,)),
+    "nibabel-example4d": ("nibabel", "MIT", "nifti", "example4d.nii.gz", (2,)),
+    "invesalius-cranium": ("invesalius-examples", "GPL-2.0-only", "inv3", "Cranium.inv3", (0,)),
+}
+
+
+def test_the_new_entries_are_catalogued_with_licence_format_axes_and_a_pinned_source():
+    found = {e.name: (p, e) for p in fetch_mod.CATALOGUE for e in p.entries}
+    for name, (package, licence, fmt, file, axes) in NEW_ENTRIES.items():
+        pkg, entry = found[name]
+        assert (pkg.name, pkg.licence, entry.format, entry.axes) == (package, licence, fmt, axes)
+        (member, digest), = entry.files.items()
+        assert Path(member).name == file and len(digest) == 64
+        assert entry.modality and entry.anatomy and entry.subject
+    by_name = {p.name: p for p in fetch_mod.CATALOGUE}
+    assert by_name["dipy"].wheel == "cp311-manylinux2014_x86_64"  # same file on every host
+    assert by_name["nibabel"].wheel == "py3-none-any"
+    assert by_name["pyradiomics"].wheel == ""  # still the sdist
+
+
+def test_pip_is_asked_for_the_pinned_wheel_or_the_sdist(tmp_path, monkeypatch):
+    commands = []
+
+    def fake_call(command, cwd, package):
+        commands.append(command)
+        (Path(cwd) / f"{package.name}.whl").write_bytes(b"")
+
+    monkeypatch.setattr(fetch_mod, "_call", fake_call)
+    for wheel in ("", "py3-none-any", "cp311-manylinux2014_x86_64"):
+        folder = tmp_path / (wheel or "sdist")
+        folder.mkdir()
+        fetch_mod.download(Package("pypi", "dipy", "1.10.0", "BSD-3-Clause", wheel=wheel),
+                           folder)
+    sdist, pure, binary = (" ".join(c[c.index("download"):]) for c in commands)
+    assert "--no-binary :all:" in sdist and "--only-binary" not in sdist
+    assert "--only-binary :all:" in pure and "--platform" not in pure
+    assert ("--only-binary :all: --platform manylinux2014_x86_64 --python-version 311 "
+            "--implementation cp --abi cp311" in binary)
+    assert all("--no-deps" in c and "dipy==1.10.0" in c for c in commands)
+    with pytest.raises(FetchError, match="wheel 'manylinux'"):
+        fetch_mod.download(Package("pypi", "x", "1", "MIT", wheel="manylinux"), tmp_path)
+
+
+def test_a_wheel_is_unpacked_as_a_zip_without_installing(tmp_path, monkeypatch):
+    store = tmp_path / "registry"
+    store.mkdir()
+    data = _npy_bytes(VOLUME)
+    wheel = store / "gamma-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr("gamma/data/files/vol.npy", data)
+        zf.writestr("gamma/__init__.py", "raise SystemExit('never imported')")
+    package = Package("pypi", "gamma", "1.0", "BSD-3-Clause", (
+        Entry("gamma-vol", "npy", "MR", "brain", "s", {"gamma/data/files/vol.npy": _sha(data)},
+              (2,)),), wheel="py3-none-any")
+    monkeypatch.setattr(fetch_mod, "download", lambda p, into: Path(shutil.copy(wheel, into)))
+    manifest = fetch(tmp_path / "cache", catalogue=(package,))
+    assert sorted(_snapshot(tmp_path / "cache")) == ["gamma-1.0/vol.npy", "manifest.json"]
+    assert manifest["entries"]["gamma-vol"]["format"] == "npy"
+    source = build_source({"kind": "cache", "name": "gamma-vol", "cache": str(tmp_path / "cache")})
+    assert isinstance(source, VolumeSlices) and {a for a, _ in source.index} == {2}
+    with zipfile.ZipFile(wheel, "w") as zf:  # a wheel without the file: one line, cache kept
+        zf.writestr("gamma/other.npy", data)
+    (tmp_path / "cache" / "gamma-1.0" / "vol.npy").write_bytes(b"damaged")  # so it refetches
+    before = _snapshot(tmp_path / "cache")
+    with pytest.raises(FetchError, match="gamma/data/files/vol.npy is not in the downloaded"):
+        fetch(tmp_path / "cache", catalogue=(package,))
+    assert _snapshot(tmp_path / "cache") == before
+    wheel.write_bytes(b"not a zip")
+    with pytest.raises(FetchError, match="is not a readable archive"):
+        fetch(tmp_path / "cache", catalogue=(package,))
+
+
+def _inv3(path: Path, matrix: bytes, dtype: str, shape: list[int],
+          name: str = "matrix.dat") -> Path:
+    main = plistlib.dumps({"format_version": 1, "modality": "CT", "matrix": {
+        "dtype": dtype, "filename": "matrix.dat", "shape": shape}})
+    return _tar(path, {"tmpabc/main.plist": main, f"tmpabc/{name}": matrix,
+                       "tmpabc/mask_0.dat": b"\x00" * 7})
+
+
+def test_an_invesalius_project_is_read_as_its_int16_matrix(tmp_path):
+    volume = (np.arange(4 * 6 * 8, dtype=np.int16).reshape(4, 6, 8) - 1024) * 3
+    path = _inv3(tmp_path / "head.inv3", volume.astype("<i2").tobytes(), "int16", [4, 6, 8])
+    np.testing.assert_array_equal(read_inv3(path), volume)
+    np.testing.assert_array_equal(read_volume(path), volume.astype(np.float32))
+    source = VolumeSlices(path, axes=(0,), min_fill=0.0, shift=True)
+    assert len(source) == 4 and source.volume.min() == 0 and source.volume.max() == 1
+    # the CT shift: air (the minimum) dark, not |-1024|
+    assert source.volume.flat[0] == 0
+    with pytest.raises(ValueError, match="holds 383 bytes, not a int16 4x6x8"):
+        read_volume(_inv3(tmp_path / "short.inv3", volume.tobytes()[:-1], "int16", [4, 6, 8]))
+    with pytest.raises(ValueError, match="matrix file matrix.dat is not in the project"):
+        read_volume(_inv3(tmp_path / "none.inv3", volume.tobytes(), "int16", [4, 6, 8],
+                          name="other.dat"))
+    with pytest.raises(ValueError, match="no main.plist"):
+        read_volume(_tar(tmp_path / "bare.inv3", {"x/matrix.dat": volume.tobytes()}))
+
+
+def test_a_2d_image_is_a_one_slice_volume_and_a_4d_series_gives_its_first_volume(tmp_path):
+    import nibabel
+
+    image = np.arange(12 * 10, dtype=np.float64).reshape(12, 10) / 7
+    np.save(tmp_path / "slice.npy", image)
+    volume = read_volume(tmp_path / "slice.npy")
+    assert volume.shape == (12, 10, 1)
+    source = VolumeSlices(tmp_path / "slice.npy", axes=(2,))
+    assert len(source) == 1
+    np.testing.assert_allclose(np.abs(source.image(0, np.random.default_rng(0))),
+                               image / image.max(), rtol=1e-5)
+    series = np.stack([np.full((6, 8, 4), 5.0), np.full((6, 8, 4), 9.0)], axis=-1)
+    nibabel.save(nibabel.Nifti1Image(series.astype(np.float32), np.eye(4)),
+                 tmp_path / "series.nii.gz")
+    first = read_volume(tmp_path / "series.nii.gz")
+    assert first.shape == (6, 8, 4) and np.all(first == 5.0)
+    np.save(tmp_path / "line.npy", np.ones(5))
+    with pytest.raises(ValueError, match="expected a 3-D volume"):
+        read_volume(tmp_path / "line.npy")
 
 
 def test_mosaic_dicom_is_split_into_its_slices(tmp_path, monkeypatch):
@@ -209,7 +349,7 @@ def test_mosaic_dicom_is_split_into_its_slices(tmp_path, monkeypatch):
     from pydicom.dataset import FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-    from npgd_recon.training import data as data_mod
+    from npgd_recon.training import sources as sources_mod
 
     tiles = np.zeros((9, 10, 12), np.uint16)
     for i in range(7):  # seven slices in a 3x3 grid, the last two cells empty
@@ -235,7 +375,7 @@ def test_mosaic_dicom_is_split_into_its_slices(tmp_path, monkeypatch):
     monkeypatch.setattr(csareader, "get_csa_header", lambda dataset, kind: {"n": 7})
     monkeypatch.setattr(csareader, "get_n_mosaic", lambda csa: csa["n"])
     source = DicomImages([tmp_path / "mosaic.dcm"])
-    assert len(source) == 7 and data_mod.DicomImages is DicomImages
+    assert len(source) == 7 and sources_mod.DicomImages is DicomImages
     for i in range(7):
         magnitude = np.abs(source.image(i, np.random.default_rng(i)))
         assert magnitude.shape == (10, 12)

@@ -1,6 +1,6 @@
 """The training loop's time budget: stop early, validated and checkpointed, resumable."""
 
-from npgd_recon.models.checkpoint import read_metadata
+from npgd_recon.models.checkpoint import load_checkpoint, read_metadata
 from npgd_recon.training.config import load_config
 from npgd_recon.training.loop import train
 
@@ -21,3 +21,23 @@ def test_max_seconds_stops_with_a_validated_checkpoint(tmp_path):
     assert (tmp_path / "run" / "train_state.pt").exists()
     train(load_config(path), tmp_path / "run", resume=True, progress=False)
     assert read_metadata(tmp_path / "run" / "model.safetensors")["steps"] == 2
+
+
+def test_a_cg_model_fine_tunes_from_a_gradient_model_on_a_coil_range(tmp_path):
+    """train.init loads a model whose data consistency differs (the weights are the same
+    network); the metadata names the coil range."""
+    path = tmp_path / "c.toml"
+    path.write_text(CONFIG.replace("max_seconds = 0.001", "max_seconds = 0"))
+    first = tmp_path / "grad"
+    config = load_config(path)
+    config["train"]["steps"] = 1
+    train(config, first, progress=False)
+    config["model"].update(data_consistency="cg", cg_iterations=2, alpha_init=5.0)
+    config["data"]["coils"] = [1, 3]
+    config["train"]["init"] = str(first / "model.safetensors")
+    train(config, tmp_path / "cg", progress=False)
+    meta = read_metadata(tmp_path / "cg" / "model.safetensors")
+    assert meta["architecture"]["data_consistency"] == "cg"
+    assert meta["operator"] == "sense-1-to-3-coil"
+    alpha = load_checkpoint(tmp_path / "cg" / "model.safetensors", "cpu")[0].alpha.item()
+    assert abs(alpha - 5.0) < 0.1  # the implicit step starts from its own alpha_init

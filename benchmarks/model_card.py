@@ -1,0 +1,152 @@
+"""The model card's evaluation: networks against zero filling and BART CS with its automatic
+lambda, on scans no model trained, tuned or was selected on, acquired as ``npgd-simulate`` does.
+
+Scans: 12 axial slices of the Colin27 brain (Debian ``mricron-data``, validation subject only)
+and the MR images that ``pydicom`` and ``pydicom-data`` ship for their own tests (abdomen,
+shoulder, head, ``MR_small``; reserved for evaluation by the project's data rules), magnitudes
+given a seeded smooth phase and a peak of 1. Each is written as ISMRMRD raw data by the
+simulator (``sim.scan_writer.write_scan``: 1 or 8 birdcage coils, Colin27 also 4; correlated
+coil noise of std ``--noise`` per k-space sample, 32 noise readouts, no oversampling) and read
+back by the reader (prewhitening), then undersampled 5x with VDRad (seed 0) and reconstructed
+with ESPIRiT maps for every method, as ``npgd-recon`` does. CS-WV / CS-TV use the automatic
+lambda with the known (prewhitened) noise level, 300 iterations. Reference: the noiseless
+fully sampled scan reconstructed the same way (same whitening, same coils).
+
+Metrics on magnitudes, no rescaling (``npgd_recon.core.metrics``). Prints one Markdown table per
+model (SNR / SSIM per scan and coil count) and writes ``OUT/model_card.json`` and one picture
+per scan and coil count. Not a test: about 10 minutes per model set on 2 idle cores.
+
+    python benchmarks/model_card.py --npgd npgd-t10k1-f32 npgd-t10k1-f32-cg --out docs/model_card
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from quality import RESERVED, reserved_case
+from tqdm import tqdm
+
+from npgd_recon.analysis.evaluation import volume_test_slices
+from npgd_recon.analysis.figures import save_comparison
+from npgd_recon.core.metrics import all_metrics
+from npgd_recon.io.ismrmrd_file import read_raw
+from npgd_recon.recon.methods import make_reconstructor
+from npgd_recon.recon.pipeline import espirit_coil_maps, undersample
+from npgd_recon.sim.scan_writer import ScanSettings, write_scan
+
+CH2 = "/usr/share/mricron/templates/ch2.nii.gz"
+COILS = {"colin27": (1, 4, 8)}
+
+
+def scans(colin_slices: int) -> dict[str, np.ndarray]:
+    """Complex image stacks ``[n, y, x]`` with a peak magnitude of 1, by scan name."""
+    out = {"colin27": volume_test_slices(CH2, colin_slices, axis=2, seed=3)}
+    out.update({name: reserved_case(file) for name, file in RESERVED.items()})
+    return {k: (v / np.abs(v).max()).astype(np.complex64) for k, v in out.items()}
+
+
+def problem(images: np.ndarray, coils: int, noise: float, accel: float, folder: Path):
+    """The undersampled scan ``(kspace, mask, maps)`` and its reference image ``[n, y, x]``.
+
+    The noisy scan is read with its noise readouts (prewhitened); the reference is the
+    noiseless scan, whitened by the same matrix and reconstructed fully sampled.
+    """
+    studies = []
+    for level, readouts in ((noise, 32), (0.0, 0)):
+        path = folder / f"scan-{coils}-{level}.h5"
+        write_scan(path, images, settings=ScanSettings(coils=coils, noise=level,
+                                                       noise_readouts=readouts, oversampling=1,
+                                                       seed=7))
+        studies.append(read_raw(path))
+    noisy, clean = (s.volumes[0] for s in studies)
+    whitened = np.einsum("cd,ndyx->ncyx", studies[0].whitener, clean.kspace)
+    reference = make_reconstructor("zerofill")(whitened, np.ascontiguousarray(clean.mask),
+                                               espirit_coil_maps(whitened))
+    kspace, mask = undersample(noisy, accel, seed=0)
+    return kspace, np.ascontiguousarray(mask), espirit_coil_maps(kspace), reference
+
+
+def methods(networks: list[str], resnet: str) -> dict[str, object]:
+    """The reconstructors by label: zero filling, BART CS (automatic lambda), the networks."""
+    recons = {m: make_reconstructor(m) for m in ("zerofill", "cswv", "cstv")}
+    recons[f"resnet:{resnet}"] = make_reconstructor("resnet", resnet, "cpu", precision="fp32")
+    recons.update({f"npgd:{w}": make_reconstructor("npgd", w, "cpu", precision="fp32")
+                   for w in networks})
+    return recons
+
+
+def tables(rows: list[dict], networks: list[str], resnet: str) -> str:
+    """One Markdown table per NPGD model: SNR / SSIM per scan and coil count."""
+    text = []
+    for network in networks:
+        columns = ["zerofill", "cswv", "cstv", f"resnet:{resnet}", f"npgd:{network}"]
+        text += [f"\n#### `{network}`\n",
+                 "| scan | coils | zero filling | CS-WV | CS-TV | deep ResNet | NPGD "
+                 "| NPGD - best CS |",
+                 "|---|---:|---|---|---|---|---|---:|"]
+        for row in rows:
+            cells = [f"{row[c]['snr_db']:.2f} / {row[c]['ssim']:.3f}" for c in columns]
+            best_cs = max(row["cswv"]["snr_db"], row["cstv"]["snr_db"])
+            margin = row[columns[-1]]["snr_db"] - best_cs
+            text.append(f"| {row['scan']} | {row['coils']} | " + " | ".join(cells)
+                        + f" | {margin:+.2f} |")
+    return "\n".join(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--npgd", nargs="+", default=["npgd-t10k1-f32"], help="NPGD models")
+    parser.add_argument("--resnet", default="resnet-k10-f32", help="deep-ResNet model")
+    parser.add_argument("--out", type=Path, default=Path("docs/model_card"))
+    parser.add_argument("--noise", type=float, default=0.003,
+                        help="k-space noise std per sample, peak 1 (make demo's level)")
+    parser.add_argument("--accel", type=float, default=5.0)
+    parser.add_argument("--colin-slices", type=int, default=12)
+    parser.add_argument("--scans", nargs="+", help="only these scans (default all)")
+    parser.add_argument("--reuse", type=Path, help="an earlier model_card.json (same noise and "
+                        "acceleration): methods it holds are not run again")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    earlier = {(r["scan"], r["coils"]): r for r in
+               json.loads(args.reuse.read_text())["rows"]} if args.reuse else {}
+    recons = methods(args.npgd, args.resnet)
+    cases = [(name, images, coils) for name, images in scans(args.colin_slices).items()
+             if not args.scans or name in args.scans for coils in COILS.get(name, (1, 8))]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, images, coils in tqdm(cases, desc="scans", unit="scan"):
+            kspace, mask, maps, reference = problem(images, coils, args.noise, args.accel,
+                                                    Path(tmp))
+            row = {"scan": name, "coils": coils, "slices": len(images),
+                   "shape": list(images.shape[1:]), **earlier.get((name, coils), {})}
+            outputs = {}
+            for label, recon in recons.items():
+                if label in row:
+                    continue
+                before = recon.seconds
+                outputs[label] = recon(kspace, mask, maps, noise_std=1.0)
+                per_slice = [all_metrics(r, o) for r, o in zip(reference, outputs[label])]
+                row[label] = {k: float(np.mean([m[k] for m in per_slice])) for k in per_slice[0]}
+                row[label]["seconds_per_slice"] = (recon.seconds - before) / len(images)
+            rows.append(row)
+            k = len(images) // 2
+            if not earlier:
+                save_comparison({m: o[k] for m, o in outputs.items()}, reference[k],
+                                args.out / f"{name}-{coils}coil.png",
+                                suptitle=f"{name}, {coils} coil(s), slice {k}, R={args.accel:g}")
+            tqdm.write(f"{name} {coils} coils: " + ", ".join(
+                f"{m} {row[m]['snr_db']:.2f}" for m in recons))
+    report = tables(rows, args.npgd, args.resnet)
+    print(report)
+    (args.out / "model_card.md").write_text(report + "\n")
+    (args.out / "model_card.json").write_text(json.dumps(
+        {"noise": args.noise, "accel": args.accel, "models": args.npgd, "resnet": args.resnet,
+         "rows": rows}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,339 @@
+"""Training images: sources behind one interface, each yielding complex ground-truth images
+``[y, x]`` by index (``len(source)``, ``source.image(i, rng)``), and :func:`build_source`, which
+makes one from its config table.
+
+Sources:
+- :class:`VolumeSlices`: NIfTI (``.nii``/``.nii.gz``), NRRD (``.nrrd``/``.nhdr``, read with
+  ``pynrrd``), ``.npy`` or InVesalius ``.inv3`` (:func:`read_inv3`) volumes (a 4-D series gives
+  its first volume, a 2-D image is a volume of one slice); slices along all three axes (or those
+  given); magnitudes are given a random smooth phase. Splits go by volume (one source per
+  volume). NRRD and cache volumes with negative values (CT in Hounsfield units) are shifted to
+  start at 0.
+- :class:`PhantomSource`: random ellipse phantoms with smooth phase.
+- :class:`FastMRISource`: fastMRI-style HDF5 (``kspace`` ``[slice, (coil,) ky, kx]``); the image
+  is the inverse FFT (coil-combined by root-sum-of-squares with the phase of the first coil).
+- :class:`IsmrmrdSource`: fully sampled ISMRMRD raw data (read by
+  :func:`~npgd_recon.io.ismrmrd_file.read_raw`: prewhitened, oversampling removed), one image
+  per 2-D problem, coil-combined like fastMRI. Undersampled volumes are refused.
+- :class:`DicomImages`: magnitude DICOM images (files or folders, multi-frame too, Siemens
+  mosaics split into their slices), shrunk to at most ``max_size`` pixels a side, with a random
+  smooth phase.
+- ``kind = "cache"``: an entry of the training-image cache by name
+  (:mod:`npgd_recon.training.fetch`; filled by ``npgd-data fetch``), read as its format says.
+- ``kind = "photos"``: greyscale photos and textures that installed packages ship
+  (:class:`npgd_recon.training.photos.PhotoSource`), a generic natural-image prior.
+
+Nothing is downloaded here; every path is local.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+from scipy import ndimage
+
+from npgd_recon.core.fft import ifft2c
+from npgd_recon.sim.phase import smooth_phase
+from npgd_recon.training.fetch import find_entry
+
+
+def random_phase(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """``exp(i phi)`` of a random smooth phase map, up to +-pi
+    (:func:`npgd_recon.sim.phase.smooth_phase`)."""
+    seed = int(rng.integers(2**31))
+    return np.exp(1j * smooth_phase(shape, seed=seed, strength=rng.uniform(0.2, 1.0) * np.pi))
+
+
+def read_inv3(path: str | Path) -> np.ndarray:
+    """The volume ``[z, y, x]`` of an InVesalius project (``.inv3``).
+
+    The project is a (gzipped) tar; its ``main.plist`` names the image matrix file, its dtype
+    (``int16`` for CT, Hounsfield units) and shape; the file holds the raw little-endian values
+    in C order.
+    """
+    import plistlib
+    import tarfile
+
+    with tarfile.open(path) as tar:
+        files = {Path(m.name).name: m for m in tar.getmembers() if m.isfile()}
+        if "main.plist" not in files:
+            raise ValueError("no main.plist in the project")
+        with tar.extractfile(files["main.plist"]) as f:
+            matrix = plistlib.load(f)["matrix"]
+        dtype = np.dtype(str(matrix["dtype"])).newbyteorder("<")
+        shape = tuple(int(n) for n in matrix["shape"])
+        if dtype.kind not in "iuf" or len(shape) != 3:
+            raise ValueError(f"a {matrix['dtype']} matrix of shape {list(shape)} is no volume")
+        name = Path(str(matrix["filename"])).name
+        if name not in files:
+            raise ValueError(f"the matrix file {name} is not in the project")
+        with tar.extractfile(files[name]) as f:
+            data = f.read()
+    if len(data) != int(np.prod(shape)) * dtype.itemsize:
+        raise ValueError(f"{name} holds {len(data)} bytes, not a {dtype.name} "
+                         f"{'x'.join(map(str, shape))} matrix")
+    return np.frombuffer(data, dtype).reshape(shape)
+
+
+def read_volume(path: str | Path) -> np.ndarray:
+    """A 3-D volume from ``.npy``, NRRD (``.nrrd``/``.nhdr``), InVesalius ``.inv3`` or NIfTI, as
+    float32: the first volume of a 4-D series, a 2-D image as a volume of one slice
+    (``[y, x, 1]``)."""
+    path = Path(path)
+    try:
+        if path.suffix == ".npy":
+            volume = np.load(path, allow_pickle=False)
+        elif path.suffix == ".inv3":
+            volume = read_inv3(path)
+        elif path.suffix in (".nrrd", ".nhdr"):
+            import nrrd
+
+            volume, _ = nrrd.read(str(path))
+        else:
+            import nibabel
+
+            volume = np.asarray(nibabel.load(str(path)).dataobj, dtype=np.float32)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file") from None
+    except OSError:
+        raise
+    except Exception as error:  # the readers raise many types for damaged files
+        raise ValueError(f"{path}: not a readable volume ({error})") from None
+    if volume.ndim == 4:  # a series (NIfTI's fourth axis is time): its first volume
+        volume = volume[..., 0]
+    elif volume.ndim == 2:  # one image: a volume of one slice along axis 2
+        volume = volume[..., None]
+    volume = np.asarray(volume, dtype=np.float32)
+    if volume.ndim != 3:
+        raise ValueError(f"{path}: expected a 3-D volume, got shape {volume.shape}")
+    return volume
+
+
+class VolumeSlices:
+    """2-D slices of one 3-D magnitude volume (NIfTI, NRRD, .npy or .inv3), along ``axes``.
+
+    Slices whose mean is under ``min_fill`` of the volume's brightest slice mean are skipped.
+    With ``shift`` a volume with negative values (CT) is shifted to start at 0 first; without,
+    its magnitude is taken.
+    """
+
+    def __init__(self, path: str | Path, axes: tuple[int, ...] = (0, 1, 2),
+                 min_fill: float = 0.3, shift: bool = False) -> None:
+        path = Path(path)
+        volume = read_volume(path)
+        if any(a not in (0, 1, 2) for a in axes) or not axes:
+            raise ValueError(f"{path}: slice axes must be among 0, 1, 2, got {list(axes)}")
+        if shift and volume.min() < 0:
+            volume = volume - volume.min()
+        self.name = path.name
+        self.volume = np.abs(volume).astype(np.float32) / max(float(np.abs(volume).max()), 1e-12)
+        self.index: list[tuple[int, int]] = []
+        for axis in axes:
+            means = np.moveaxis(self.volume, axis, 0).mean(axis=(1, 2))
+            keep = np.flatnonzero(means >= min_fill * means.max())
+            self.index += [(axis, int(i)) for i in keep]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def image(self, i: int, rng: np.random.Generator) -> np.ndarray:
+        axis, position = self.index[i]
+        magnitude = self.volume[(slice(None),) * axis + (position,)]  # a view, not np.take's copy
+        return (magnitude * random_phase(magnitude.shape, rng)).astype(np.complex64)
+
+
+class PhantomSource:
+    """Random ellipse phantoms (``count`` distinct seeds) with a smooth phase."""
+
+    def __init__(self, count: int = 1000, size: int = 192, seed: int = 0) -> None:
+        self.count, self.size, self.seed = count, size, seed
+
+    def __len__(self) -> int:
+        return self.count
+
+    def image(self, i: int, rng: np.random.Generator) -> np.ndarray:
+        local = np.random.default_rng((self.seed, i))
+        n = self.size
+        grid = np.linspace(-1, 1, n)
+        image = np.zeros((n, n))
+        for k in range(local.integers(4, 14)):
+            cy, cx = local.uniform(-0.5, 0.5, 2) * (0.3 if k == 0 else 1)
+            ay, ax = local.uniform(0.05, 0.9 if k == 0 else 0.35, 2)
+            theta = local.uniform(0, np.pi)
+            c, s = np.cos(theta), np.sin(theta)
+            # only the ellipse's bounding box (plus a pixel) is evaluated: same pixels, less work
+            hy, hx = np.hypot(ay * c, ax * s), np.hypot(ay * s, ax * c)
+            ys = slice(*np.searchsorted(grid, [cy - hy - 0.01, cy + hy + 0.01]))
+            xs = slice(*np.searchsorted(grid, [cx - hx - 0.01, cx + hx + 0.01]))
+            yy, xx = np.meshgrid(grid[ys], grid[xs], indexing="ij")
+            u = (yy - cy) * c + (xx - cx) * s
+            v = -(yy - cy) * s + (xx - cx) * c
+            image[ys, xs][(u / ay) ** 2 + (v / ax) ** 2 <= 1] += local.uniform(0.2, 1.0) * (
+                1 if k == 0 else local.choice([-0.5, 1]))
+        image = ndimage.gaussian_filter(np.clip(image, 0, None), 0.7)
+        image /= max(image.max(), 1e-6)
+        return (image * random_phase(image.shape, rng)).astype(np.complex64)
+
+
+class FastMRISource:
+    """Slices of fastMRI-style HDF5 files (``kspace``: ``[slice, ky, kx]`` or with coils)."""
+
+    def __init__(self, paths: list[str | Path]) -> None:
+        self.index = []
+        for path in paths:
+            with h5py.File(path, "r") as f:
+                if "kspace" not in f:
+                    raise ValueError(f"{path}: no 'kspace' dataset (fastMRI layout)")
+                self.index += [(Path(path), s) for s in range(f["kspace"].shape[0])]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def image(self, i: int, rng: np.random.Generator) -> np.ndarray:
+        path, s = self.index[i]
+        with h5py.File(path, "r") as f:
+            kspace = np.asarray(f["kspace"][s], dtype=np.complex64)
+        return coil_combine(ifft2c(kspace if kspace.ndim == 3 else kspace[None]))
+
+
+def coil_combine(coils: np.ndarray) -> np.ndarray:
+    """Root-sum-of-squares magnitude with the phase of the first coil, ``[coil, y, x]``."""
+    rss = np.sqrt((np.abs(coils) ** 2).sum(0))
+    return (rss * np.exp(1j * np.angle(coils[0]))).astype(np.complex64)
+
+
+class IsmrmrdSource:
+    """2-D images of fully sampled ISMRMRD raw data (every volume of every file)."""
+
+    def __init__(self, paths: list[str | Path]) -> None:
+        from npgd_recon.io.ismrmrd_file import read_raw
+
+        self.images: list[np.ndarray] = []
+        for path in paths:
+            for volume in read_raw(path).volumes:
+                if not volume.fully_sampled:
+                    raise ValueError(f"{path}: undersampled data cannot be a training target")
+                self.images += [coil_combine(ifft2c(k)) for k in volume.kspace]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def image(self, i: int, rng: np.random.Generator) -> np.ndarray:
+        return self.images[i]
+
+
+def mosaic_tiles(dataset, pixels: np.ndarray, min_fill: float = 0.3) -> np.ndarray:
+    """The slices ``[n, y, x]`` of a Siemens mosaic image, dim ones dropped.
+
+    The slice count comes from the CSA image header (``NumberOfImagesInMosaic``); the tiles
+    fill a square grid of ``ceil(sqrt(n))`` a side. Tiles whose mean is under ``min_fill`` of
+    the brightest tile's mean (empty grid cells, slices outside the body) are left out.
+    """
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # nibabel.nicom warns that it is experimental on import
+        from nibabel.nicom import csareader
+
+        try:
+            count = csareader.get_n_mosaic(csareader.get_csa_header(dataset, "image"))
+        except Exception:  # a missing or damaged CSA header: many exception types
+            count = None
+    if not count:
+        raise ValueError("a mosaic without a readable NumberOfImagesInMosaic (CSA header)")
+    side = int(np.ceil(np.sqrt(count)))
+    rows, cols = pixels.shape[0] // side, pixels.shape[1] // side
+    tiles = (pixels[: side * rows, : side * cols].reshape(side, rows, side, cols)
+             .swapaxes(1, 2).reshape(side * side, rows, cols)[:count])
+    means = tiles.mean(axis=(1, 2))
+    return tiles[means >= min_fill * max(float(means.max()), 1e-12)]
+
+
+class DicomImages:
+    """Magnitude DICOM images from files and folders (``*.dcm``), one per frame.
+
+    Siemens mosaics (``MOSAIC`` in ImageType) are split into their slices
+    (:func:`mosaic_tiles`).
+    """
+
+    def __init__(self, paths: list[str | Path], max_size: int = 320) -> None:
+        import pydicom
+
+        files: list[Path] = []
+        for path in map(Path, paths):
+            files += sorted(path.glob("*.dcm")) if path.is_dir() else [path]
+        self.images: list[np.ndarray] = []
+        for file in files:
+            try:
+                dataset = pydicom.dcmread(file)
+                frames = np.asarray(dataset.pixel_array, dtype=np.float32)
+            except Exception as error:  # pydicom raises many types for unreadable files
+                raise ValueError(f"{file}: not a readable DICOM image ({error})") from None
+            if "MOSAIC" in [str(v).upper() for v in dataset.get("ImageType", [])]:
+                try:
+                    frames = mosaic_tiles(dataset, frames.reshape(frames.shape[-2:]))
+                except ValueError as error:
+                    raise ValueError(f"{file}: {error}") from None
+            for frame in frames.reshape(-1, *frames.shape[-2:]):
+                factor = min(1.0, max_size / max(frame.shape))
+                if factor < 1:
+                    frame = ndimage.zoom(frame, factor, order=1)
+                frame = frame[: frame.shape[0] // 2 * 2, : frame.shape[1] // 2 * 2]
+                self.images.append(np.abs(frame) / max(float(np.abs(frame).max()), 1e-12))
+        if not self.images:
+            raise ValueError(f"no DICOM images in {', '.join(map(str, paths))}")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def image(self, i: int, rng: np.random.Generator) -> np.ndarray:
+        magnitude = self.images[i]
+        return (magnitude * random_phase(magnitude.shape, rng)).astype(np.complex64)
+
+
+def build_source(spec: dict):
+    """A source from its config table: ``{kind = "nifti"|"npy"|"nrrd"|"phantom"|"fastmri"|
+    "ismrmrd"|"dicom"|"cache"|"photos", ...}``.
+
+    ``cache``: ``{kind = "cache", name = "pyradiomics-brain1"}`` reads the named entry of the
+    training-image cache (``npgd-data fetch``; optional ``cache`` folder, default
+    ``$NPGD_DATA_CACHE`` or ``~/.cache/npgd-recon``); ``axes`` (default: the entry's),
+    ``min_fill`` and ``max_size`` as for the other kinds. ``photos``: ``{kind = "photos",
+    package = "skimage"|"pywt"|"sklearn"|"all"}`` (optional ``max_size``, default 256), the
+    photos those installed packages ship (:mod:`npgd_recon.training.photos`).
+    """
+    if not isinstance(spec, dict):
+        raise ValueError(f"a data source must be a table, got {spec!r}")
+    kind = spec.get("kind")
+    try:
+        if kind in ("nifti", "npy", "nrrd"):
+            return VolumeSlices(spec["path"], tuple(spec.get("axes", (0, 1, 2))),
+                                spec.get("min_fill", 0.3), shift=kind == "nrrd")
+        if kind == "phantom":
+            return PhantomSource(spec.get("count", 1000), spec.get("size", 192),
+                                 spec.get("seed", 0))
+        if kind == "fastmri":
+            return FastMRISource(spec["paths"])
+        if kind == "ismrmrd":
+            return IsmrmrdSource(spec["paths"])
+        if kind == "dicom":
+            return DicomImages(spec["paths"], spec.get("max_size", 320))
+        if kind == "cache":
+            record, files = find_entry(spec["name"], spec.get("cache"))
+            if record["format"] == "dicom":
+                return DicomImages(files, spec.get("max_size", 320))
+            if len(files) != 1:
+                raise ValueError(f"data cache entry {spec['name']!r}: a volume needs one file, "
+                                 f"the manifest lists {len(files)}")
+            return VolumeSlices(files[0], tuple(spec.get("axes", record.get("axes", (0, 1, 2)))),
+                                spec.get("min_fill", 0.3), shift=True)
+        if kind == "photos":
+            from npgd_recon.training.photos import PhotoSource  # it imports random_phase
+
+            return PhotoSource(spec.get("package", "all"), spec.get("max_size", 256))
+    except KeyError as error:
+        raise ValueError(f"data source kind {kind!r} needs {error.args[0]!r}") from None
+    raise ValueError(f"unknown data source kind {kind!r}; use nifti, npy, nrrd, phantom, "
+                     "fastmri, ismrmrd, dicom, cache or photos")
