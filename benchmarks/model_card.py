@@ -16,7 +16,8 @@ Metrics on magnitudes, no rescaling (``npgd_recon.core.metrics``). Prints one Ma
 model (SNR / SSIM per scan and coil count) and writes ``OUT/model_card.json`` and one picture
 per scan and coil count. Not a test: about 10 minutes per model set on 2 idle cores.
 
-    python benchmarks/model_card.py --npgd npgd-t10k1-f32 npgd-t10k1-f32-cg --out docs/model_card
+    python benchmarks/model_card.py --npgd npgd-t10k1-f32 npgd-t10k1-f32-mc npgd-t10k1-f32-dc \
+        --out docs/model_card
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from npgd_recon.analysis.evaluation import volume_test_slices
 from npgd_recon.analysis.figures import save_comparison
 from npgd_recon.core.metrics import all_metrics
 from npgd_recon.io.ismrmrd_file import read_raw
+from npgd_recon.models.registry import CPU_DEFAULT
 from npgd_recon.recon.methods import make_reconstructor
 from npgd_recon.recon.pipeline import espirit_coil_maps, undersample
 from npgd_recon.sim.scan_writer import ScanSettings, write_scan
@@ -99,7 +101,7 @@ def tables(rows: list[dict], networks: list[str], resnet: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--npgd", nargs="+", default=["npgd-t10k1-f32"], help="NPGD models")
+    parser.add_argument("--npgd", nargs="+", default=[CPU_DEFAULT], help="NPGD models")
     parser.add_argument("--resnet", default="resnet-k10-f32", help="deep-ResNet model")
     parser.add_argument("--out", type=Path, default=Path("docs/model_card"))
     parser.add_argument("--noise", type=float, default=0.003,

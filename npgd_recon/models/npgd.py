@@ -265,10 +265,16 @@ class NeuralPGD(nn.Module):
             ``x_T`` complex ``[batch, y, x]``, or the list of all iterates.
         """
         iterates = [x for _, x in self.iterate(y, op)]
-        if self.final_dc:
-            alpha = F.softplus(self.final_alpha_raw)
-            iterates[-1] = self.implicit_step(iterates[-1], alpha * op.adjoint(y), op, alpha)
+        iterates[-1] = self.finish(iterates[-1], y, op)
         return iterates if return_iterates else iterates[-1]
+
+    def finish(self, x: torch.Tensor, y: torch.Tensor, op: Operator) -> torch.Tensor:
+        """The output from the last iterate: with ``final_dc`` its implicit data-consistency
+        step (its own alpha), else ``x`` itself."""
+        if not self.final_dc:
+            return x
+        alpha = F.softplus(self.final_alpha_raw)
+        return self.implicit_step(x, alpha * op.adjoint(y), op, alpha)
 
 
 def architecture(model: NeuralPGD) -> dict:

@@ -37,7 +37,7 @@ def debiased(model: NeuralPGD, y: torch.Tensor, op: Operator,
         model: the network (eval mode).
         y: measurement, normalised as the model expects.
         op: the forward operator.
-        iterations: de-biasing iterations (0 returns ``x_T`` unchanged).
+        iterations: de-biasing iterations (0 returns the network's own output).
         tol: stop when ``||x_{k+1} - x_k|| / ||x_{k+1}|| < tol`` for every image.
 
     Returns:
@@ -47,11 +47,11 @@ def debiased(model: NeuralPGD, y: torch.Tensor, op: Operator,
         raise ValueError(f"de-biasing iterations must be >= 0, got {iterations}")
     *_, (s_last, x) = model.iterate(y, op)
     if iterations == 0:
-        return x
+        return model.finish(x, y, op)
     linear = LinearisedProximal(model, s_last).linear
     for _, x_next in model.iterate(y, op, x0=x, iterations=iterations, proximal=linear):
         change = (x_next - x).flatten(1).norm(dim=1) / x_next.flatten(1).norm(dim=1)
         x = x_next
         if bool((change < tol).all()):
             break
-    return x
+    return model.finish(x, y, op)

@@ -181,20 +181,14 @@ def apply_values(values: dict, base: SessionConfig, default: SessionConfig) -> S
     if values.get("weights") not in (None, ""):
         config = replace(config, weights=str(values["weights"]))
     if "dtype" in values:
-        dtype = str(values["dtype"]).lower()
-        if dtype not in DTYPES:
-            raise ConfigError(f"dtype must be {', '.join(DTYPES)}, got {values['dtype']!r}")
-        config = replace(config, dtype=dtype)
+        config = replace(config, dtype=_choice("dtype", values["dtype"], DTYPES))
     if "series_index" in values:
         config = replace(config, series_index=_integer("series_index", values["series_index"],
                                                        65535))
     if "undersample" in values:
         config = replace(config, undersample=_acceleration(values["undersample"]))
     if "mask" in values:
-        mask = str(values["mask"]).lower()
-        if mask not in GENERATORS:
-            raise ConfigError(f"mask must be {', '.join(GENERATORS)}, got {values['mask']!r}")
-        config = replace(config, mask=mask)
+        config = replace(config, mask=_choice("mask", values["mask"], GENERATORS))
     if "seed" in values:
         config = replace(config, seed=_integer("seed", values["seed"], 2**32 - 1))
     if "log_text" in values:
@@ -215,6 +209,14 @@ def _boolean(key: str, value) -> bool:
     if text not in _TRUE + _FALSE:
         raise ConfigError(f"{key} must be true or false, got {value!r}")
     return text in _TRUE
+
+
+def _choice(key: str, value, allowed) -> str:
+    """``value`` as one of ``allowed`` (case-insensitive), or a one-line ConfigError."""
+    name = str(value).lower()
+    if name not in allowed:
+        raise ConfigError(f"{key} must be {', '.join(allowed)}, got {value!r}")
+    return name
 
 
 def _integer(key: str, value, largest: int) -> int:

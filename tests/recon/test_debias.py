@@ -21,8 +21,10 @@ def measurement(batch=2):
     return op, op.forward(torch.randn(batch, 16, 12, dtype=torch.complex64))
 
 
-def test_zero_iterations_is_the_plain_output_and_shapes_are_kept():
-    model = perturbed(NeuralPGD(iterations=3, blocks=1, features=6))
+@pytest.mark.parametrize("final_dc", [False, True])
+def test_zero_iterations_is_the_plain_output_and_shapes_are_kept(final_dc):
+    """Also for a model whose output ends with the final data-consistency step."""
+    model = perturbed(NeuralPGD(iterations=3, blocks=1, features=6, final_dc=final_dc))
     op, y = measurement()
     with torch.no_grad():
         plain = model(y, op)
