@@ -22,6 +22,15 @@ well-conditioned multi-coil problems.
 whatever ``data_consistency`` is): the proximal's error on what the data determine is solved
 away, as far as the noise allows (the learned ``final_alpha`` sets how far).
 
+``final_noise=True`` (with ``final_dc``) lets that step follow the measurement's noise level
+``sigma`` (complex std per k-space sample, normalised units), given to ``forward`` as ``noise``:
+``final_alpha(sigma) = alpha_0 / (1 + (sigma / sigma_0)^2)`` with ``alpha_0`` and ``sigma_0``
+learned. It is the MAP weighting of two estimates, ``x_T`` with an error variance ``v`` and the
+data with ``sigma^2``: ``alpha = v / sigma^2`` for noisy data, capped at ``alpha_0`` (where
+``sigma_0^2 = v / alpha_0``) as ``sigma`` goes to zero. So a quiet scan gets an almost exactly
+data-consistent output and a noisy one keeps the network's denoising. ``noise=None`` means a
+noiseless measurement (``alpha_0``).
+
 The proximal ``P`` is pluggable (``proximal=``, one of :data:`PROXIMALS`):
 
 - ``"resnet"`` (default, the MRI proximal of section 5.1): 3x3 conv 2->F, K residual blocks (two
@@ -142,6 +151,7 @@ class LinearSwishProximal(nn.Module):
 
 
 PROXIMALS = ("resnet", "linear-swish")
+STEP_PARAMETERS = ("alpha_raw", "final_alpha_raw", "final_log_sigma")  # the scalars, not weights
 DATA_CONSISTENCY = ("gradient", "hard", "cg")
 
 
@@ -179,12 +189,16 @@ class NeuralPGD(nn.Module):
         layers, kernel: convolutions and their size in the ``"linear-swish"`` proximal.
         cg_iterations: conjugate-gradient steps per implicit step (``"cg"``, ``final_dc``).
         final_dc: end with an implicit data-consistency step on ``x_T``.
+        final_noise: that step's alpha follows the noise level (see the module docstring);
+            ``alpha_init`` is then ``alpha_0`` and ``sigma_init`` is ``sigma_0``.
+        sigma_init: initial ``sigma_0`` (normalised units).
     """
 
     def __init__(self, iterations: int = 10, blocks: int = 1, features: int = 128,
                  data_consistency: str = "gradient", global_skip: bool = True,
                  alpha_init: float = 1.0, proximal: str = "resnet", layers: int = 5,
-                 kernel: int = 8, cg_iterations: int = 8, final_dc: bool = False) -> None:
+                 kernel: int = 8, cg_iterations: int = 8, final_dc: bool = False,
+                 final_noise: bool = False, sigma_init: float = 0.01) -> None:
         super().__init__()
         if data_consistency not in DATA_CONSISTENCY:
             raise ValueError(f"data_consistency must be one of {', '.join(DATA_CONSISTENCY)}, "
@@ -195,12 +209,19 @@ class NeuralPGD(nn.Module):
             raise ValueError(f"proximal must be one of {', '.join(PROXIMALS)}, got {proximal!r}")
         if iterations < 1 or blocks < 0 or features < 1:
             raise ValueError("iterations >= 1, blocks >= 0 and features >= 1 are required")
+        if final_noise and not final_dc:
+            raise ValueError("final_noise needs final_dc: it sets the final step's alpha")
+        if not sigma_init > 0:
+            raise ValueError(f"sigma_init must be > 0, got {sigma_init}")
         self.iterations = iterations
         self.data_consistency = data_consistency
         self.cg_iterations = cg_iterations
         self.final_dc = bool(final_dc)
         if self.final_dc:  # the final step's own alpha, also through a softplus
             self.final_alpha_raw = nn.Parameter(torch.tensor(float(alpha_init)).expm1().log())
+        self.final_noise = bool(final_noise)
+        if self.final_noise:  # log sigma_0: the scale of a noise level spans decades
+            self.final_log_sigma = nn.Parameter(torch.tensor(float(sigma_init)).log())
         # softplus(raw) = alpha keeps the step positive
         self.alpha_raw = nn.Parameter(torch.tensor(float(alpha_init)).expm1().log())
         if proximal == "resnet":
@@ -253,27 +274,41 @@ class NeuralPGD(nn.Module):
         return conjugate_gradient(lambda v: v + alpha * op.normal(v), start + step, start,
                                   self.cg_iterations)
 
-    def forward(self, y: torch.Tensor, op: Operator, return_iterates: bool = False):
+    def forward(self, y: torch.Tensor, op: Operator, return_iterates: bool = False,
+                noise: torch.Tensor | None = None):
         """Reconstruct from measurement ``y`` (already normalised).
 
         Args:
             y: measurement, the shape ``op.forward`` produces (e.g. ``[batch, y, x]`` k-space).
             op: the forward operator Phi.
             return_iterates: also return ``[x_1, ..., x_T]``.
+            noise: the noise std per k-space sample of each problem ``[batch]`` in the units of
+                ``y`` (used by ``final_noise`` models only; ``None``: noiseless).
 
         Returns:
             ``x_T`` complex ``[batch, y, x]``, or the list of all iterates.
         """
         iterates = [x for _, x in self.iterate(y, op)]
-        iterates[-1] = self.finish(iterates[-1], y, op)
+        iterates[-1] = self.finish(iterates[-1], y, op, noise)
         return iterates if return_iterates else iterates[-1]
 
-    def finish(self, x: torch.Tensor, y: torch.Tensor, op: Operator) -> torch.Tensor:
+    def final_alpha(self, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """The final step's alpha: a scalar, or ``[batch, 1, 1]`` for a ``final_noise`` model
+        given per-problem noise levels."""
+        alpha = F.softplus(self.final_alpha_raw)
+        if not self.final_noise or noise is None:
+            return alpha
+        ratio = torch.as_tensor(noise, dtype=alpha.dtype, device=alpha.device).reshape(
+            -1, 1, 1) / self.final_log_sigma.exp()
+        return alpha / (1 + ratio * ratio)
+
+    def finish(self, x: torch.Tensor, y: torch.Tensor, op: Operator,
+               noise: torch.Tensor | None = None) -> torch.Tensor:
         """The output from the last iterate: with ``final_dc`` its implicit data-consistency
-        step (its own alpha), else ``x`` itself."""
+        step (its own alpha, following ``noise`` with ``final_noise``), else ``x`` itself."""
         if not self.final_dc:
             return x
-        alpha = F.softplus(self.final_alpha_raw)
+        alpha = self.final_alpha(noise)
         return self.implicit_step(x, alpha * op.adjoint(y), op, alpha)
 
 
@@ -281,12 +316,15 @@ def architecture(model: NeuralPGD) -> dict:
     """The constructor arguments that rebuild ``model`` (stored in checkpoints).
 
     A ResNet proximal writes no ``proximal`` key (files from before it existed mean ResNet);
-    ``cg_iterations`` is written only when a step uses it, ``final_dc`` only when on.
+    ``cg_iterations`` is written only when a step uses it, ``final_dc`` and ``final_noise``
+    only when on.
     """
     extra = {"cg_iterations": model.cg_iterations} if (
         model.data_consistency == "cg" or model.final_dc) else {}
     if model.final_dc:
         extra["final_dc"] = True
+    if model.final_noise:
+        extra["final_noise"] = True
     if isinstance(model.prox, ProximalResNet):
         return {"iterations": model.iterations, "blocks": len(model.prox.blocks),
                 "features": model.prox.head.out_channels,

@@ -30,7 +30,8 @@ DEFAULT_TOL = 1e-4
 
 @torch.no_grad()
 def debiased(model: NeuralPGD, y: torch.Tensor, op: Operator,
-             iterations: int = DEFAULT_ITERATIONS, tol: float = DEFAULT_TOL) -> torch.Tensor:
+             iterations: int = DEFAULT_ITERATIONS, tol: float = DEFAULT_TOL,
+             noise: torch.Tensor | None = None) -> torch.Tensor:
     """The model's reconstruction ``x_T`` de-biased by at most ``iterations`` linear steps.
 
     Args:
@@ -39,6 +40,7 @@ def debiased(model: NeuralPGD, y: torch.Tensor, op: Operator,
         op: the forward operator.
         iterations: de-biasing iterations (0 returns the network's own output).
         tol: stop when ``||x_{k+1} - x_k|| / ||x_{k+1}|| < tol`` for every image.
+        noise: per-problem noise levels for the model's final step (``NeuralPGD.forward``).
 
     Returns:
         complex ``[batch, y, x]``.
@@ -47,11 +49,11 @@ def debiased(model: NeuralPGD, y: torch.Tensor, op: Operator,
         raise ValueError(f"de-biasing iterations must be >= 0, got {iterations}")
     *_, (s_last, x) = model.iterate(y, op)
     if iterations == 0:
-        return model.finish(x, y, op)
+        return model.finish(x, y, op, noise)
     linear = LinearisedProximal(model, s_last).linear
     for _, x_next in model.iterate(y, op, x0=x, iterations=iterations, proximal=linear):
         change = (x_next - x).flatten(1).norm(dim=1) / x_next.flatten(1).norm(dim=1)
         x = x_next
         if bool((change < tol).all()):
             break
-    return model.finish(x, y, op)
+    return model.finish(x, y, op, noise)

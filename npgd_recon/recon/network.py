@@ -52,19 +52,23 @@ class NetworkReconstructor(Reconstructor):
                    options.batch, precision, options.debias)
 
     def reconstruct(self, kspace, mask, maps, noise_std=None) -> np.ndarray:
+        if noise_std is None and self.model.final_noise:  # the model's final step needs it
+            from bart_baselines.noise import estimate_noise_std
+            noise_std = estimate_noise_std(kspace, mask)
         return np.concatenate([
             self._batch(kspace[i:i + self.batch], mask[i:i + self.batch],
-                        None if maps is None else maps[i:i + self.batch])
+                        None if maps is None else maps[i:i + self.batch], noise_std)
             for i in range(0, len(kspace), self.batch)])
 
     @torch.inference_mode()
-    def _batch(self, kspace, mask, maps) -> np.ndarray:
+    def _batch(self, kspace, mask, maps, noise_std) -> np.ndarray:
         y = torch.from_numpy(measurement(kspace, maps)).to(self.device)
         op = operator_for(torch.from_numpy(mask).to(self.device),
                           None if maps is None else torch.from_numpy(maps).to(self.device))
         y, scale = normalise(y, op, self.meta["normalisation"])
-        out = (debiased(self.model, y, op, self.debias) if self.debias
-               else self.model(y, op)) * scale
+        noise = None if noise_std is None else noise_std / scale.flatten()
+        out = (debiased(self.model, y, op, self.debias, noise=noise) if self.debias
+               else self.model(y, op, noise=noise)) * scale
         return out.cpu().numpy()
 
 

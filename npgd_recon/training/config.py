@@ -19,6 +19,8 @@ DEFAULTS: dict = {
         "alpha_init": 1.0,
         "cg_iterations": 8,  # conjugate-gradient steps per implicit step ("cg", final_dc)
         "final_dc": False,  # end with an implicit data-consistency step on x_T
+        "final_noise": False,  # that step's alpha follows the measurement's noise level
+        "sigma_init": 0.01,  # its initial sigma_0 (normalised noise std per k-space sample)
     },
     "data": {
         "operator": "cartesian",
@@ -40,6 +42,7 @@ DEFAULTS: dict = {
         "steps": 10000,
         "batch_size": 4,
         "lr": 1e-4,
+        "alpha_lr": 0.0,  # learning rate of the step sizes (alpha, final alpha, sigma_0); 0: lr
         "lr_halve_every": 10000,
         "beta": 0.75,
         "seed": 0,

@@ -187,6 +187,7 @@ class UndersampledSet(torch.utils.data.Dataset):
             "target": torch.from_numpy(np.ascontiguousarray(image, dtype=np.complex64)),
             "kspace": torch.from_numpy(kspace[0] if maps is None else kspace).to(torch.complex64),
             "mask": torch.from_numpy(mask.astype(np.float32)),
+            "noise": torch.tensor(sigma, dtype=torch.float32),
         }
         if maps is not None:
             item["maps"] = torch.from_numpy(maps.astype(np.complex64))

@@ -32,7 +32,7 @@ from npgd_recon.core.metrics import snr_db_magnitude, ssim_magnitude
 from npgd_recon.core.operators import BlockAverageOp, CartesianOp, SenseOp
 from npgd_recon.core.transforms import NORMALISATION, normalise
 from npgd_recon.models.checkpoint import load_checkpoint, save_checkpoint
-from npgd_recon.models.npgd import NeuralPGD, architecture
+from npgd_recon.models.npgd import STEP_PARAMETERS, NeuralPGD, architecture
 from npgd_recon.models.registry import resolve_weights
 from npgd_recon.training.data import Augment, UndersampledSet
 from npgd_recon.training.sources import build_source
@@ -48,10 +48,11 @@ def p2_loss(iterates: list[torch.Tensor], target: torch.Tensor, y: torch.Tensor,
 
 
 def normalised_problem(batch: dict, device) -> tuple:
-    """Move a batch to ``device`` and normalise it: ``(op, y, target)``.
+    """Move a batch to ``device`` and normalise it: ``(op, y, target, noise)``.
 
     A batch with ``lowres`` is super resolution; otherwise k-space with ``mask``, single-coil
-    or, with ``maps``, multi-coil through the SENSE operator.
+    or, with ``maps``, multi-coil through the SENSE operator. ``noise`` is the batch's noise std
+    per k-space sample ``[batch]`` in the units of ``y`` (``None`` when the batch has none).
     """
     target = batch["target"].to(device)
     if "lowres" in batch:
@@ -62,7 +63,8 @@ def normalised_problem(batch: dict, device) -> tuple:
     else:
         op, y = CartesianOp(batch["mask"].to(device)), batch["kspace"].to(device)
     y, scale = normalise(y, op)
-    return op, y, target / scale
+    noise = batch["noise"].to(device) / scale.flatten() if "noise" in batch else None
+    return op, y, target / scale, noise
 
 
 def _datasets(dc: dict, length: int, seed: int, batch_size: int = 1) -> tuple:
@@ -123,8 +125,8 @@ def validate(model: NeuralPGD, dataset: UndersampledSet, device) -> dict[str, fl
     snr, ssim, zf = [], [], []
     for i in range(len(dataset)):
         batch = {k: v[None] for k, v in dataset[i].items()}
-        op, y, target = normalised_problem(batch, device)
-        out = model(y, op)
+        op, y, target, noise = normalised_problem(batch, device)
+        out = model(y, op, noise=noise)
         snr.append(snr_db_magnitude(target[0].cpu(), out[0].cpu()))
         ssim.append(ssim_magnitude(target[0].cpu(), out[0].cpu()))
         zf.append(snr_db_magnitude(target[0].cpu(), op.adjoint(y)[0].cpu()))
@@ -157,7 +159,7 @@ def train(config: dict, out: Path, *, resume: bool = False, device: str = "auto"
     out.mkdir(parents=True, exist_ok=True)
 
     model = NeuralPGD(**config["model"]).to(dev)
-    optimiser = torch.optim.Adam(model.parameters(), lr=tc["lr"], betas=(0.9, 0.999))
+    optimiser = torch.optim.Adam(_parameter_groups(model, tc), lr=tc["lr"], betas=(0.9, 0.999))
     schedule = torch.optim.lr_scheduler.StepLR(optimiser, tc["lr_halve_every"], gamma=0.5)
     start, elapsed, metrics = 0, 0.0, {}
     state_path, model_path = out / "train_state.pt", out / "model.safetensors"
@@ -178,7 +180,7 @@ def train(config: dict, out: Path, *, resume: bool = False, device: str = "auto"
             raise ValueError(f"train.init {tc['init']}: architecture {meta['architecture']} "
                              f"differs from the config's {architecture(model)}")
         keys = model.load_state_dict(loaded.state_dict(), strict=False)
-        if set(keys.missing_keys + keys.unexpected_keys) - {"final_alpha_raw"}:
+        if set(keys.missing_keys + keys.unexpected_keys) - set(STEP_PARAMETERS):
             raise ValueError(f"train.init {tc['init']}: weights do not match the network")
         if meta["architecture"]["data_consistency"] != model.data_consistency:
             with torch.no_grad():  # the step means something else: start from model.alpha_init
@@ -206,9 +208,9 @@ def train(config: dict, out: Path, *, resume: bool = False, device: str = "auto"
     deadline = tick + tc["max_seconds"] if tc["max_seconds"] > 0 else None
     step = start
     for batch in bar:
-        op, y, target = normalised_problem(batch, dev)
+        op, y, target, noise = normalised_problem(batch, dev)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-            iterates = ddp(y, op, return_iterates=True)
+            iterates = ddp(y, op, return_iterates=True, noise=noise)
         loss = p2_loss(iterates, target, y, op, tc["beta"])
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
@@ -248,7 +250,17 @@ def coil_range(coils) -> tuple[int, int]:
 def _network(arch: dict) -> dict:
     """An architecture without its data-consistency keys: what the weights depend on."""
     return {k: v for k, v in arch.items()
-            if k not in ("data_consistency", "cg_iterations", "final_dc")}
+            if k not in ("data_consistency", "cg_iterations", "final_dc", "final_noise")}
+
+
+def _parameter_groups(model: NeuralPGD, tc: dict) -> list[dict]:
+    """The network's weights at ``train.lr``, the step sizes (:data:`STEP_PARAMETERS`) at
+    ``train.alpha_lr`` when set: a few scalars that Adam, moving each by about ``lr`` a step,
+    would otherwise leave where they started (``final_alpha`` moved 5.0 -> 4.96 in 481 steps)."""
+    steps = [p for n, p in model.named_parameters() if n in STEP_PARAMETERS]
+    weights = [p for n, p in model.named_parameters() if n not in STEP_PARAMETERS]
+    return [{"params": weights},
+            {"params": steps, "lr": tc["alpha_lr"] if tc["alpha_lr"] > 0 else tc["lr"]}]
 
 
 def _out_of_time(deadline: float | None, world: int, dev: torch.device) -> bool:

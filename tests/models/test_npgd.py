@@ -281,3 +281,68 @@ def test_final_dc_makes_the_output_data_consistent_as_far_as_its_alpha_says():
     model = small(final_dc=True).train()
     p2_loss(model(y, op, return_iterates=True), randc(1, 24, 16), y, op, 0.75).backward()
     assert model.final_alpha_raw.grad is not None and model.final_alpha_raw.grad.abs() > 0
+
+
+def test_final_noise_alpha_follows_the_noise_level_and_learns():
+    """alpha(sigma) = alpha_0 / (1 + (sigma / sigma_0)^2): alpha_0 when noiseless, half at
+    sigma_0, per problem of a batch; a noisier measurement gets a less data-consistent output;
+    alpha_0 and sigma_0 both learn; final_noise without final_dc is refused."""
+    torch.manual_seed(4)
+    model = small(final_dc=True, final_noise=True, alpha_init=8.0, sigma_init=0.02,
+                  cg_iterations=20).eval()
+    assert torch.isclose(model.final_alpha(None), torch.tensor(8.0))
+    alpha = model.final_alpha(torch.tensor([0.0, 0.02, 0.2]))
+    assert alpha.shape == (3, 1, 1)
+    assert torch.allclose(alpha.flatten(), torch.tensor([8.0, 4.0, 8.0 / 101]), rtol=1e-5)
+    op = CartesianOp(MASK)
+    y = op.forward(randc(1, 24, 16)).expand(2, 24, 16)
+
+    def residuals(noise):
+        out = model(y, op, noise=noise)
+        return (op.forward(out) - y).flatten(1).norm(dim=1) / y.flatten(1).norm(dim=1)
+
+    quiet, loud = residuals(torch.tensor([0.0, 0.5]))
+    assert quiet < 0.5 * loud, (quiet, loud)
+    assert torch.allclose(residuals(None), residuals(torch.zeros(2)))
+    assert architecture(model)["final_noise"] is True
+    assert "final_noise" not in architecture(small(final_dc=True))
+    model.train()
+    p2_loss(model(y, op, return_iterates=True, noise=torch.tensor([0.01, 0.03])),
+            randc(2, 24, 16), y, op, 0.75).backward()
+    assert model.final_log_sigma.grad.abs() > 0 and model.final_alpha_raw.grad.abs() > 0
+    with pytest.raises(ValueError, match="final_noise needs final_dc"):
+        small(final_noise=True)
+
+
+def test_a_final_noise_checkpoint_round_trips(tmp_path):
+    model = small(final_dc=True, final_noise=True, sigma_init=0.03)
+    save_checkpoint(model, tmp_path / "m.safetensors", {})
+    loaded, meta = load_checkpoint(tmp_path / "m.safetensors")
+    assert meta["architecture"]["final_noise"] is True
+    assert torch.isclose(loaded.final_log_sigma.exp(), torch.tensor(0.03))
+
+
+def test_fine_tuning_into_a_final_noise_model_moves_the_step_sizes_at_alpha_lr(tmp_path):
+    """train.init from a final_dc model without sigma_0; the step sizes learn at train.alpha_lr
+    (Adam moves a parameter about its learning rate a step), the weights at train.lr."""
+    start = small(iterations=2, features=4, final_dc=True, alpha_init=5.0)
+    save_checkpoint(start, tmp_path / "start.safetensors", {"normalisation": {}})
+    config = tmp_path / "c.toml"
+    config.write_text(
+        "[model]\niterations = 2\nfeatures = 4\nfinal_dc = true\nfinal_noise = true\n"
+        "cg_iterations = 4\n[data]\ntrain = [{kind = 'phantom', count = 4}]\ncoils = [1, 3]\n"
+        "validation = [{kind = 'phantom', count = 1, seed = 5}]\nvalidation_slices = 1\n"
+        "shape = [32, 32]\n[train]\nsteps = 3\nbatch_size = 2\nvalidate_every = 3\n"
+        f"lr = 1e-6\nalpha_lr = 0.05\ninit = '{tmp_path / 'start.safetensors'}'\n")
+    result = subprocess.run([sys.executable, "-m", "npgd_recon.cli.train", str(config), "--out",
+                             str(tmp_path / "run"), "--no-progress"], capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr
+    trained, meta = load_checkpoint(tmp_path / "run" / "model.safetensors")
+    assert meta["architecture"]["final_noise"] is True
+    moved = {n: float((p - start.state_dict()[n]).abs().max()) if n in start.state_dict()
+             else float((p - torch.tensor(0.01).log()).abs())
+             for n, p in trained.state_dict().items() if p.is_floating_point()}
+    assert moved["final_alpha_raw"] > 0.05 and moved["final_log_sigma"] > 0.05, moved
+    weights = [v for n, v in moved.items() if "prox" in n and "running" not in n]
+    assert max(weights) < 1e-4, moved

@@ -72,6 +72,35 @@ def test_untrained_network_is_gradient_descent_in_the_data_scale(tmp_path, coils
             assert np.all(snr_db_magnitude(target, out) > snr_db_magnitude(target, zf) + 1)
 
 
+def test_a_final_noise_network_gets_the_noise_level_known_or_estimated(tmp_path):
+    """The reconstructor hands a ``final_noise`` model the noise std per sample in the model's
+    units (the file's, over the normalisation scale), estimated from the data when unknown: a
+    noisier level makes a less data-consistent output, and ``None`` is the estimate's."""
+    from bart_baselines.noise import estimate_noise_std
+
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(NeuralPGD(iterations=2, blocks=1, features=4, final_dc=True,
+                              final_noise=True, alpha_init=20.0, sigma_init=0.01),
+                    path, {"normalisation": NORMALISATION})
+    image, kspace, masks, maps = problems(coils=4)
+    rng = np.random.default_rng(0)
+    noisy = (kspace + 0.05 * (rng.standard_normal(kspace.shape)
+                              + 1j * rng.standard_normal(kspace.shape)) * masks[:, None])
+    noisy = noisy.astype(np.complex64)
+    recon = make_reconstructor("npgd", str(path))
+
+    def mismatch(out):  # relative distance of the output's k-space from the data
+        forward = fft2c(maps * out[:, None]) * masks[:, None]
+        return np.linalg.norm(forward - noisy) / np.linalg.norm(noisy)
+
+    quiet, loud = (recon(noisy, masks, maps, noise_std=s) for s in (1e-6, 1.0))
+    assert mismatch(quiet) < 0.5 * mismatch(loud)
+    estimate = estimate_noise_std(noisy, masks)
+    assert 0.035 < estimate < 0.3  # the complex std is 0.05 sqrt(2)
+    np.testing.assert_allclose(recon(noisy, masks, maps),
+                               recon(noisy, masks, maps, noise_std=estimate), atol=1e-6)
+
+
 @needs_bart
 def test_cs_methods_through_bart_beat_zero_filling():
     image, kspace, masks, maps = problems(n=2, coils=4)

@@ -233,3 +233,23 @@ def test_config_knows_workers_and_contrast_and_the_gpu_config_loads(tmp_path):
         (tmp_path / "bad.toml").write_text(f"[data]\ncoils = {bad}\n")
         with pytest.raises(ValueError, match="coils"):
             load_config(tmp_path / "bad.toml")
+
+
+def test_every_shipped_config_loads_and_the_data_ablation_varies_only_the_data():
+    """Each config in configs/ loads; the ablation's three mixes share everything but
+    data.train, grow by inclusion, and never train on their validation subject."""
+    from pathlib import Path
+
+    from npgd_recon.training.config import load_config
+
+    root = Path(__file__).resolve().parents[2] / "configs"
+    for path in sorted(root.rglob("*.toml")):
+        load_config(path)
+    mixes = {n: load_config(root / "ablation" / f"data-{n}.toml")
+             for n in ("templates", "mr", "all")}
+    trains = {n: [tuple(sorted(s.items())) for s in c["data"].pop("train")]
+              for n, c in mixes.items()}
+    assert mixes["templates"] == mixes["mr"] == mixes["all"]
+    assert set(trains["templates"]) < set(trains["mr"]) < set(trains["all"])
+    validation = {s["path"] for s in mixes["all"]["data"]["validation"]}
+    assert not validation & {dict(s).get("path") for s in trains["all"]}
