@@ -17,6 +17,7 @@ model (SNR / SSIM per scan and coil count) and writes ``OUT/model_card.json`` an
 per scan and coil count. Not a test: about 10 minutes per model set on 2 idle cores.
 
     python benchmarks/model_card.py --npgd npgd-t10k1-f32 npgd-t10k1-f32-mc npgd-t10k1-f32-dc \
+        npgd-t10k1-f32-dcn \
         --out docs/model_card
 """
 
