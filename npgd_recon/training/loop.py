@@ -236,7 +236,8 @@ def train(config: dict, out: Path, *, resume: bool = False, device: str = "auto"
         if stop:
             break
     log.close()
-    if world > 1:
+    if world > 1:  # wait for rank 0's validation and checkpoint: gloo aborts a rank whose
+        torch.distributed.barrier()  # group is destroyed while a peer still holds it
         torch.distributed.destroy_process_group()
     return metrics
 
