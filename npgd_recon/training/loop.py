@@ -170,6 +170,10 @@ def train(config: dict, out: Path, *, resume: bool = False, device: str = "auto"
                              f"differs from the config's {architecture(model)}")
         model.load_state_dict(loaded.state_dict())
         state = torch.load(state_path, map_location=dev, weights_only=True)
+        if len(state["optimiser"]["param_groups"]) != len(optimiser.param_groups):
+            raise ValueError(f"--resume {out}: its optimiser state predates train.alpha_lr (one "
+                             f"parameter group); start a new run with train.init = "
+                             f"'{model_path}' instead")
         optimiser.load_state_dict(state["optimiser"])
         schedule.load_state_dict(state["schedule"])
         start, elapsed = int(state["step"]), float(state["seconds"])

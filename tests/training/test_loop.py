@@ -1,4 +1,4 @@
-"""The training loop's time budget: stop early, validated and checkpointed, resumable."""
+"""The training loop: its time budget (stop early, validated and checkpointed), resuming."""
 
 from npgd_recon.models.checkpoint import load_checkpoint, read_metadata
 from npgd_recon.training.config import load_config
@@ -41,3 +41,21 @@ def test_a_cg_model_fine_tunes_from_a_gradient_model_on_a_coil_range(tmp_path):
     assert meta["operator"] == "sense-1-to-3-coil"
     alpha = load_checkpoint(tmp_path / "cg" / "model.safetensors", "cpu")[0].alpha.item()
     assert abs(alpha - 5.0) < 0.1  # the implicit step starts from its own alpha_init
+
+
+def test_resuming_a_run_saved_before_the_step_size_group_says_what_to_do(tmp_path):
+    """A train_state.pt from before train.alpha_lr has one optimiser parameter group: resuming it
+    is refused in one line that names train.init, not torch's bare mismatch."""
+    import pytest
+    import torch
+
+    path = tmp_path / "c.toml"
+    path.write_text(CONFIG)
+    train(load_config(path), tmp_path / "run", progress=False)
+    state_path = tmp_path / "run" / "train_state.pt"
+    state = torch.load(state_path, weights_only=True)
+    groups = state["optimiser"]["param_groups"]
+    groups[0]["params"] += groups.pop()["params"]
+    torch.save(state, state_path)
+    with pytest.raises(ValueError, match="predates train.alpha_lr.*train.init"):
+        train(load_config(path), tmp_path / "run", resume=True, progress=False)
