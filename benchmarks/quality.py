@@ -36,8 +36,9 @@ from npgd_recon.analysis.evaluation import (
 from npgd_recon.analysis.figures import save_comparison
 from npgd_recon.core.device import describe_hardware
 from npgd_recon.core.fft import ifft2c
+from npgd_recon.data.sources import DicomImages
 from npgd_recon.recon.methods import make_reconstructor
-from npgd_recon.training.sources import DicomImages, random_phase
+from npgd_recon.sim.phase import random_phase
 
 CH2 = "/usr/share/mricron/templates/ch2.nii.gz"
 # Real scans of other anatomy, shipped by pydicom (test_files) and pydicom-data (data_store).

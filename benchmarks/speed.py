@@ -27,12 +27,13 @@ from npgd_recon.analysis.evaluation import retrospective
 from npgd_recon.core.device import describe_hardware, pick_device
 from npgd_recon.core.metrics import snr_db_magnitude
 from npgd_recon.core.transforms import NORMALISATION
+from npgd_recon.data.sources import VolumeSlices
 from npgd_recon.models.inference import prepare_for_inference
 from npgd_recon.models.npgd import NeuralPGD
 from npgd_recon.recon.base import Reconstructor
 from npgd_recon.recon.methods import make_reconstructor
 from npgd_recon.recon.network import NetworkReconstructor, NPGDReconstructor
-from npgd_recon.training.sources import VolumeSlices, random_phase
+from npgd_recon.sim.phase import random_phase
 
 MNI = "../shared/data/mni_icbm152_t1_2009a_1mm.nii.gz"
 

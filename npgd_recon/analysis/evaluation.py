@@ -12,10 +12,10 @@ from tqdm import tqdm
 from bart_baselines import tune_lambda
 from npgd_recon.core.fft import fft2c
 from npgd_recon.core.metrics import all_metrics, snr_db_magnitude
+from npgd_recon.data.sources import VolumeSlices
 from npgd_recon.recon.base import Reconstructor
 from npgd_recon.recon.classic import CompressedSensing
 from npgd_recon.recon.methods import reconstructor_class
-from npgd_recon.training.sources import VolumeSlices
 from sampling import make_mask
 
 

@@ -20,6 +20,7 @@ from npgd_recon.core.device import pick_device
 from npgd_recon.core.metrics import nrmse_magnitude, snr_db_magnitude
 from npgd_recon.core.operators import BlockAverageOp, Operator, operator_for
 from npgd_recon.core.transforms import normalise
+from npgd_recon.data.superres import folder_images, lfw_faces
 from npgd_recon.io.ismrmrd_file import read_raw
 from npgd_recon.io.preview import save_montage
 from npgd_recon.models.checkpoint import load_checkpoint
@@ -27,7 +28,6 @@ from npgd_recon.models.registry import SR_DEFAULT, resolve_weights
 from npgd_recon.recon.debias import DEFAULT_ITERATIONS
 from npgd_recon.recon.methods import make_reconstructor
 from npgd_recon.recon.pipeline import espirit_coil_maps, undersample
-from npgd_recon.training.superres_data import folder_images, lfw_faces
 
 FIG4_ITERATIONS = (1, 5, 25)
 

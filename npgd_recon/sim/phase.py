@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["smooth_phase"]
+__all__ = ["random_phase", "smooth_phase"]
 
 
 def smooth_phase(shape: tuple[int, ...], seed: int = 0, strength: float = np.pi) -> np.ndarray:
@@ -18,3 +18,10 @@ def smooth_phase(shape: tuple[int, ...], seed: int = 0, strength: float = np.pi)
         phase += rng.normal() * np.cos(np.pi * (fy * y + fx * x) + rng.uniform(0, 2 * np.pi))
     phase *= strength / max(np.abs(phase).max(), 1e-12)
     return np.broadcast_to(phase, shape).astype(np.float32)
+
+
+def random_phase(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """``exp(i phi)`` of a random smooth phase map, up to +-pi
+    (:func:`smooth_phase`)."""
+    seed = int(rng.integers(2**31))
+    return np.exp(1j * smooth_phase(shape, seed=seed, strength=rng.uniform(0.2, 1.0) * np.pi))

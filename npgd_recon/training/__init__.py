@@ -1,1 +1,2 @@
-"""Training: data sources and the undersampling transform, the TOML config, the training loop."""
+"""Training: the TOML config validated into dataclasses and the training loop (data comes from
+:mod:`npgd_recon.data`)."""

@@ -2,7 +2,7 @@
 
 ``data.operator`` picks the problem: ``"cartesian"`` (single-coil MRI, :class:`UndersampledSet`)
 or ``"block-average"`` (2x2 super resolution,
-:class:`~npgd_recon.training.superres_data.BlockAveragedSet`).
+:class:`~npgd_recon.data.superres.BlockAveragedSet`).
 
 Loss per batch, all terms means over pixels and the batch::
 
@@ -31,12 +31,12 @@ from npgd_recon.core.device import describe_hardware, pick_device
 from npgd_recon.core.metrics import snr_db_magnitude, ssim_magnitude
 from npgd_recon.core.operators import BlockAverageOp, CartesianOp, SenseOp
 from npgd_recon.core.transforms import NORMALISATION, normalise
+from npgd_recon.data.sources import build_source
+from npgd_recon.data.superres import BlockAveragedSet, image_source
+from npgd_recon.data.undersampled import Augment, UndersampledSet
 from npgd_recon.models.checkpoint import load_checkpoint, save_checkpoint
 from npgd_recon.models.npgd import STEP_PARAMETERS, NeuralPGD, architecture
 from npgd_recon.models.registry import resolve_weights
-from npgd_recon.training.data import Augment, UndersampledSet
-from npgd_recon.training.sources import build_source
-from npgd_recon.training.superres_data import BlockAveragedSet, image_source
 
 
 def p2_loss(iterates: list[torch.Tensor], target: torch.Tensor, y: torch.Tensor, op,

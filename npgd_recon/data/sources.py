@@ -19,9 +19,9 @@ Sources:
   mosaics split into their slices), shrunk to at most ``max_size`` pixels a side, with a random
   smooth phase.
 - ``kind = "cache"``: an entry of the training-image cache by name
-  (:mod:`npgd_recon.training.fetch`; filled by ``npgd-data fetch``), read as its format says.
+  (:mod:`npgd_recon.data.fetch`; filled by ``npgd-data fetch``), read as its format says.
 - ``kind = "photos"``: greyscale photos and textures that installed packages ship
-  (:class:`npgd_recon.training.photos.PhotoSource`), a generic natural-image prior.
+  (:class:`npgd_recon.data.photos.PhotoSource`), a generic natural-image prior.
 
 Nothing is downloaded here; every path is local.
 """
@@ -35,15 +35,9 @@ import numpy as np
 from scipy import ndimage
 
 from npgd_recon.core.fft import ifft2c
-from npgd_recon.sim.phase import smooth_phase
-from npgd_recon.training.fetch import find_entry
-
-
-def random_phase(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
-    """``exp(i phi)`` of a random smooth phase map, up to +-pi
-    (:func:`npgd_recon.sim.phase.smooth_phase`)."""
-    seed = int(rng.integers(2**31))
-    return np.exp(1j * smooth_phase(shape, seed=seed, strength=rng.uniform(0.2, 1.0) * np.pi))
+from npgd_recon.data.fetch import find_entry
+from npgd_recon.data.photos import PhotoSource
+from npgd_recon.sim.phase import random_phase
 
 
 def read_inv3(path: str | Path) -> np.ndarray:
@@ -302,7 +296,7 @@ def build_source(spec: dict):
     ``$NPGD_DATA_CACHE`` or ``~/.cache/npgd-recon``); ``axes`` (default: the entry's),
     ``min_fill`` and ``max_size`` as for the other kinds. ``photos``: ``{kind = "photos",
     package = "skimage"|"pywt"|"sklearn"|"all"}`` (optional ``max_size``, default 256), the
-    photos those installed packages ship (:mod:`npgd_recon.training.photos`).
+    photos those installed packages ship (:mod:`npgd_recon.data.photos`).
     """
     if not isinstance(spec, dict):
         raise ValueError(f"a data source must be a table, got {spec!r}")
@@ -330,8 +324,6 @@ def build_source(spec: dict):
             return VolumeSlices(files[0], tuple(spec.get("axes", record.get("axes", (0, 1, 2)))),
                                 spec.get("min_fill", 0.3), shift=True)
         if kind == "photos":
-            from npgd_recon.training.photos import PhotoSource  # it imports random_phase
-
             return PhotoSource(spec.get("package", "all"), spec.get("max_size", 256))
     except KeyError as error:
         raise ValueError(f"data source kind {kind!r} needs {error.args[0]!r}") from None

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 
 from npgd_recon.cli.data import main as data_main
-from npgd_recon.training import catalogue as catalogue_mod
-from npgd_recon.training import fetch as fetch_mod
-from npgd_recon.training.fetch import Entry, FetchError, Package, fetch, read_manifest
-from npgd_recon.training.sources import (
+from npgd_recon.data import catalogue as catalogue_mod
+from npgd_recon.data import fetch as fetch_mod
+from npgd_recon.data.fetch import Entry, FetchError, Package, fetch, read_manifest
+from npgd_recon.data.sources import (
     DicomImages,
     VolumeSlices,
     build_source,
@@ -349,7 +349,7 @@ def test_mosaic_dicom_is_split_into_its_slices(tmp_path, monkeypatch):
     from pydicom.dataset import FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-    from npgd_recon.training import sources as sources_mod
+    from npgd_recon.data import sources as sources_mod
 
     tiles = np.zeros((9, 10, 12), np.uint16)
     for i in range(7):  # seven slices in a 3x3 grid, the last two cells empty

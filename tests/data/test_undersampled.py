@@ -7,18 +7,18 @@ import torch
 
 from npgd_recon.core.fft import fft2c
 from npgd_recon.core.metrics import snr_db_magnitude
-from npgd_recon.io.dicom_writer import write_series
-from npgd_recon.io.geometry import PlaneGeometry
-from npgd_recon.sim.phantoms import shepp_logan
-from npgd_recon.sim.scan_writer import ScanSettings, write_scan
-from npgd_recon.training.data import Augment, UndersampledSet
-from npgd_recon.training.sources import (
+from npgd_recon.data.sources import (
     DicomImages,
     FastMRISource,
     IsmrmrdSource,
     PhantomSource,
     build_source,
 )
+from npgd_recon.data.undersampled import Augment, UndersampledSet
+from npgd_recon.io.dicom_writer import write_series
+from npgd_recon.io.geometry import PlaneGeometry
+from npgd_recon.sim.phantoms import shepp_logan
+from npgd_recon.sim.scan_writer import ScanSettings, write_scan
 from sampling import vdrad
 
 
@@ -157,7 +157,7 @@ def test_nrrd_source_reads_a_volume_and_shifts_ct_values(tmp_path):
 def test_the_cropped_zoom_equals_ndimage_zoom():
     from scipy import ndimage
 
-    from npgd_recon.training.data import _zoom_region
+    from npgd_recon.data.undersampled import _zoom_region
 
     rng = np.random.default_rng(0)
     image = (rng.standard_normal((37, 29)) + 1j * rng.standard_normal((37, 29)))

@@ -6,14 +6,14 @@ import torch
 from skimage.io import imsave
 
 from npgd_recon.core.operators import BlockAverageOp
-from npgd_recon.models.checkpoint import load_checkpoint, read_metadata, save_checkpoint
-from npgd_recon.models.npgd import NeuralPGD
-from npgd_recon.training.superres_data import (
+from npgd_recon.data.superres import (
     BlockAveragedSet,
     folder_images,
     image_source,
     lfw_faces,
 )
+from npgd_recon.models.checkpoint import load_checkpoint, read_metadata, save_checkpoint
+from npgd_recon.models.npgd import NeuralPGD
 
 
 def test_bundled_faces_split_into_disjoint_train_and_test():

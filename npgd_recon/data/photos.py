@@ -2,10 +2,10 @@
 
 A generic image prior, meant as a minority of the training mixture beside the MR and CT
 sources: ``{kind = "photos", package = "skimage" | "pywt" | "sklearn" | "all"}``
-(:func:`npgd_recon.training.sources.build_source`). Only what the installed package holds on disk
+(:func:`npgd_recon.data.sources.build_source`). Only what the installed package holds on disk
 is read (nothing is downloaded); colour photos are turned to grey (ITU-R BT.709 luminance),
 each image shrunk to at most ``max_size`` pixels a side and scaled to a peak of 1, then given the
-same random smooth phase as the other sources (:func:`~npgd_recon.training.sources.random_phase`).
+same random smooth phase as the other sources (:func:`~npgd_recon.sim.phase.random_phase`).
 
 - ``skimage``: ``skimage.data``'s camera, brick, grass, gravel, moon, text, coins, page, cell,
   clock and, turned to grey, astronaut, chelsea, coffee, rocket (the files bundled with the
@@ -28,7 +28,7 @@ import importlib.util
 import numpy as np
 from scipy import ndimage
 
-from npgd_recon.training.sources import random_phase
+from npgd_recon.sim.phase import random_phase
 
 __all__ = ["PACKAGES", "PhotoSource"]
 

@@ -1,6 +1,6 @@
 """Training triples: augmentation and the undersampling transform.
 
-:class:`UndersampledSet` turns the images of sources (:mod:`npgd_recon.training.sources`) into
+:class:`UndersampledSet` turns the images of sources (:mod:`npgd_recon.data.sources`) into
 training triples (x*, y, mask): augmentation (:class:`Augment`), a new mask per sample (VDRad
 20 % by default, random seed, so the network never learns one mask), k-space through the
 project's operator conventions (``fft2c``, centred), optional coils and complex Gaussian noise.

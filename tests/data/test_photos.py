@@ -7,10 +7,10 @@ import importlib.util
 import numpy as np
 import pytest
 
-from npgd_recon.training import photos as photos_mod
-from npgd_recon.training.data import UndersampledSet
-from npgd_recon.training.photos import PACKAGES, PhotoSource
-from npgd_recon.training.sources import build_source
+from npgd_recon.data import photos as photos_mod
+from npgd_recon.data.photos import PACKAGES, PhotoSource
+from npgd_recon.data.sources import build_source
+from npgd_recon.data.undersampled import UndersampledSet
 
 
 def _installed(package: str) -> bool:
