@@ -16,6 +16,7 @@ from npgd_recon.data.sources import VolumeSlices
 from npgd_recon.recon.base import Reconstructor
 from npgd_recon.recon.classic import CompressedSensing
 from npgd_recon.recon.methods import reconstructor_class
+from npgd_recon.sim.noise import complex_noise
 from sampling import make_mask
 
 
@@ -41,8 +42,7 @@ def retrospective(images: np.ndarray, accel: float = 5.0, kind: str = "vdrad", s
     masks = np.stack([make_mask(kind, im.shape, accel, seed=seed + i).mask
                       for i, im in enumerate(images)])
     sigma = noise * np.abs(images).max(axis=(1, 2), keepdims=True)
-    white = rng.standard_normal(images.shape) + 1j * rng.standard_normal(images.shape)
-    kspace = (fft2c(images) + sigma / np.sqrt(2) * white) * masks
+    kspace = (fft2c(images) + complex_noise(rng, images.shape, sigma)) * masks
     return kspace[:, None].astype(np.complex64), masks
 
 

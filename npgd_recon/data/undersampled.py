@@ -16,6 +16,7 @@ from scipy import ndimage
 
 from npgd_recon.core.fft import fft2c
 from npgd_recon.sim.coils import synthetic_coil_maps
+from npgd_recon.sim.noise import complex_noise
 from npgd_recon.sim.phase import smooth_phase
 from sampling import make_mask
 
@@ -180,9 +181,7 @@ class UndersampledSet(torch.utils.data.Dataset):
             maps = maps * np.exp(2j * np.pi * rng.uniform(size=(count, 1, 1)))
         coils = image[None] if maps is None else maps * image
         sigma = rng.uniform(*self.noise) * np.abs(image).max()
-        noise = sigma / np.sqrt(2) * (rng.standard_normal(coils.shape)
-                                      + 1j * rng.standard_normal(coils.shape))
-        kspace = (fft2c(coils) + noise) * mask
+        kspace = (fft2c(coils) + complex_noise(rng, coils.shape, sigma)) * mask
         item = {
             "target": torch.from_numpy(np.ascontiguousarray(image, dtype=np.complex64)),
             "kspace": torch.from_numpy(kspace[0] if maps is None else kspace).to(torch.complex64),

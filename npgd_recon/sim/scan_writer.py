@@ -24,6 +24,7 @@ from ismrmrd.hdf5 import acquisition_dtype
 from npgd_recon.core.fft import fft1c, fft2c
 from npgd_recon.io.atomic import Outputs
 from npgd_recon.sim.coils import coil_noise_covariance, synthetic_coil_maps
+from npgd_recon.sim.noise import complex_noise
 from sampling import SamplingPattern
 
 FLAGS = {"first_step1": 1, "last_step1": 2, "first_step2": 3, "last_step2": 4,
@@ -170,13 +171,6 @@ def _encode(image, settings: ScanSettings, volumetric: bool):
     return kspace.astype(np.complex64), maps[..., start:start + nx]
 
 
-def _complex_noise(rng, psi: np.ndarray, sigma: float, shape: tuple[int, ...]) -> np.ndarray:
-    """Complex Gaussian noise ``[coil, ...]`` with covariance ``sigma**2 * psi`` over coils."""
-    white = rng.standard_normal(shape + (2,)).view(np.complex128)[..., 0] / np.sqrt(2)
-    lower = np.linalg.cholesky(psi)
-    return sigma * np.tensordot(lower, white, axes=(1, 0))
-
-
 def _empty_heads(count: int, settings: ScanSettings, samples: int) -> np.ndarray:
     heads = np.zeros(count, dtype=acquisition_dtype["head"])
     heads["version"] = 1
@@ -204,7 +198,7 @@ def _noise_readouts(samples: int, settings: ScanSettings, psi, rng):
     heads = _empty_heads(count, settings, samples)
     _set(heads, slice(None), "noise")
     heads["scan_counter"] = 1 + np.arange(count)
-    noise = _complex_noise(rng, psi, sigma, (settings.coils, count, samples))
+    noise = complex_noise(rng, (settings.coils, count, samples), sigma, psi)
     return heads, [noise[:, i].astype(np.complex64) for i in range(count)]
 
 
@@ -230,7 +224,7 @@ def _image_readouts(kspace, order, settings: ScanSettings, volumetric: bool, psi
             heads["position"][block] = (0, 0, (s - (n_slices - 1) / 2) * settings.slice_mm)
             lines = kspace[:, s, order[:, 0], first:]
         if settings.noise > 0:
-            lines = lines + _complex_noise(rng, psi, settings.noise, lines.shape)
+            lines = lines + complex_noise(rng, lines.shape, settings.noise, psi)
         data.extend(lines[:, i].astype(np.complex64) for i in range(len(order)))
         steps = ("step1", "step2") if volumetric else ("step1",)
         _set(heads, block.start, "first_slice", *(f"first_{step}" for step in steps))
