@@ -26,13 +26,21 @@ def normalise(y: torch.Tensor, op, rule: dict = NORMALISATION,
               ) -> tuple[torch.Tensor, torch.Tensor]:
     """The measurement ``y`` of a batch scaled by ``rule``, and the per-problem scale.
 
-    The scale is the ``rule['percentile']`` of ``|op.adjoint(y)|`` per problem, returned as
+    The scale is the ``rule['percentile']`` of ``|op.adjoint(y)|`` per problem (its maximum
+    when that percentile is zero: coil maps that are zero on over 99 % of the plane), returned as
     ``[batch, 1, 1]`` so that images ``[batch, y, x]`` divide (targets) or multiply (network
-    outputs) by it directly.
+    outputs) by it directly. A problem whose zero-filled image is zero everywhere has nothing in
+    the operator's range (e.g. a plane without signal, where ESPIRiT gives zero coil maps while
+    the k-space still holds noise): its normalised measurement is zero and its scale the
+    smallest float32, so that every reconstruction of it is zero rather than ``y / 0``.
     """
     if rule.get("rule") != NORMALISATION["rule"]:
         raise ValueError(f"unknown normalisation rule {rule!r}")
     magnitude = op.adjoint(y).abs().flatten(1)
-    scale = torch.quantile(magnitude, rule["percentile"] / 100.0, dim=1) / rule["target"]
+    peak = magnitude.amax(dim=1)
+    scale = torch.quantile(magnitude, rule["percentile"] / 100.0, dim=1)
+    scale = torch.where(scale > 0, scale, peak) / rule["target"]
+    live = (peak > 0).reshape((-1,) + (1,) * (y.ndim - 1))
     scale = torch.clamp(scale, min=torch.finfo(torch.float32).tiny)
-    return y / scale.reshape((-1,) + (1,) * (y.ndim - 1)), scale[:, None, None]
+    y = torch.where(live, y / scale.reshape(live.shape), torch.zeros_like(y))
+    return y, scale[:, None, None]
