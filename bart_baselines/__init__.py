@@ -2,7 +2,14 @@
 
 from bart_baselines.cfl import readcfl, writecfl
 from bart_baselines.cs import cs_tv, cs_wavelet, espirit_maps
-from bart_baselines.runner import BartError, BartNotFoundError, find_bart, run_bart
+from bart_baselines.runner import (
+    BartError,
+    BartNotFoundError,
+    default_threads,
+    find_bart,
+    run_bart,
+    set_default_threads,
+)
 from bart_baselines.tuning import tune_lambda
 
 __all__ = [
@@ -16,4 +23,6 @@ __all__ = [
     "BartNotFoundError",
     "find_bart",
     "run_bart",
+    "default_threads",
+    "set_default_threads",
 ]

@@ -100,3 +100,47 @@ def test_toolbox_path_without_bart_falls_back_to_path(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(on_path.parent) + os.pathsep + os.environ["PATH"])
     monkeypatch.setenv("BART_TOOLBOX_PATH", str(tmp_path / "nowhere"))
     assert find_bart() == str(on_path)
+
+
+def _reported_env(tmp_path, monkeypatch, **call) -> str:
+    fake = fake_bart(tmp_path / "toolbox",
+                     'echo "$OMP_NUM_THREADS $OMP_WAIT_POLICY" >&2; exit 3')
+    monkeypatch.setenv("BART_TOOLBOX_PATH", str(fake.parent))
+    with pytest.raises(BartError) as caught:
+        run_bart(["pics"], **call)
+    return caught.value.message
+
+
+def test_every_call_gets_an_explicit_thread_count_and_a_passive_wait_policy(
+        tmp_path, monkeypatch):
+    from bart_baselines.runner import available_cores
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "64")  # what a loaded shell may hand down
+    monkeypatch.delenv("NPGD_THREADS", raising=False)
+    assert _reported_env(tmp_path, monkeypatch) == f"{available_cores()} PASSIVE"
+    monkeypatch.setenv("NPGD_THREADS", "1")
+    assert _reported_env(tmp_path, monkeypatch) == "1 PASSIVE"
+
+
+def test_the_process_default_overrides_the_environment_and_a_call_overrides_both(
+        tmp_path, monkeypatch):
+    from bart_baselines.runner import set_default_threads
+
+    monkeypatch.setenv("NPGD_THREADS", "3")
+    set_default_threads(2)
+    try:
+        assert _reported_env(tmp_path, monkeypatch) == "2 PASSIVE"
+        assert _reported_env(tmp_path, monkeypatch, threads=5) == "5 PASSIVE"
+    finally:
+        set_default_threads(None)
+    assert _reported_env(tmp_path, monkeypatch) == "3 PASSIVE"
+
+
+def test_a_bad_thread_budget_is_a_one_line_value_error(monkeypatch):
+    from bart_baselines.runner import default_threads, set_default_threads
+
+    monkeypatch.setenv("NPGD_THREADS", "many")
+    with pytest.raises(ValueError, match="NPGD_THREADS"):
+        default_threads()
+    with pytest.raises(ValueError, match="threads"):
+        set_default_threads(0)
