@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 APT_PACKAGES := $(shell cat docker/apt-packages.txt)
 DEMO_DIR ?= demo_out
 
-.PHONY: demo test lint system clean data
+.PHONY: demo test test-loaded lint system clean data
 
 system:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -46,6 +46,13 @@ test: system $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/hadolint --failure-threshold warning docker/Dockerfile
 	$(BIN)/pytest -q
+
+# The suite with every core kept busy by a bounded CPU hog (one busy loop per core, killed when
+# the tests end, at most 30 minutes): timing-dependent tests must hold on a shared machine.
+test-loaded: system $(STAMP)
+	@cores=$$(nproc); pids=""; for i in $$(seq $$cores); do \
+	  timeout 1800 sh -c 'while :; do :; done' & pids="$$pids $$!"; done; \
+	  $(BIN)/pytest -q; status=$$?; kill $$pids 2>/dev/null; exit $$status
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR)
