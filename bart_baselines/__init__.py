@@ -4,6 +4,7 @@ from bart_baselines.cfl import readcfl, writecfl
 from bart_baselines.cs import cs_tv, cs_wavelet, espirit_maps
 from bart_baselines.runner import (
     BartError,
+    BartInputError,
     BartNotFoundError,
     default_threads,
     find_bart,
@@ -20,6 +21,7 @@ __all__ = [
     "espirit_maps",
     "tune_lambda",
     "BartError",
+    "BartInputError",
     "BartNotFoundError",
     "find_bart",
     "run_bart",

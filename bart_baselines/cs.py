@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bart_baselines.noise import estimate_noise_std
-from bart_baselines.runner import run_bart
+from bart_baselines.runner import BartInputError, run_bart
 
 WAVELET_LAMBDA = 1.1e-4
 TV_LAMBDA = 3.5e-3
@@ -181,7 +181,8 @@ def _robust_max(problem: _Problem) -> np.ndarray:
     """Per-slice normalisation ``[slice]``: 99th percentile of the zero-filled RSS image."""
     scale = np.percentile(_zero_filled_rss(problem), ROBUST_MAX_PERCENTILE, axis=(-2, -1))
     if not np.all(scale > 0):
-        raise ValueError(f"slices {np.flatnonzero(~(scale > 0)).tolist()} hold no sampled signal")
+        empty = np.flatnonzero(~(scale > 0)).tolist()
+        raise BartInputError(f"slices {empty} hold no sampled signal")
     return scale.astype(np.float32)
 
 
@@ -227,7 +228,7 @@ def _pics(kspace, mask, sens, lam, iters, threads, stack, method, noise_std) -> 
         lam = auto_lambda(method, float(np.median(sigma / scale)), problem.kspace.shape[1])
     max_sos = float((np.abs(problem.maps) ** 2).sum(axis=1).max())
     if not max_sos > 0:
-        raise ValueError("sens maps are zero everywhere")
+        raise BartInputError("sens maps are zero everywhere")
     args = ["pics", "-w", "1", "-i", str(iters), "-R", f"{_REGULARISERS[method]}:3:0:{lam:.8g}"]
     if method == "wavelet":
         args += ["-s", f"{FISTA_STEP / max_sos:.8g}"]

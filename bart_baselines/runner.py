@@ -68,6 +68,11 @@ class BartError(Exception):
         return f"`{shlex.join(self.command)}` failed{status}: {detail or 'no message'}"
 
 
+class BartInputError(ValueError):
+    """Data or settings BART cannot work with (no sampled signal, a bad thread budget); the
+    message says what, in one line. Callers outside this package treat it as a user error."""
+
+
 class BartNotFoundError(BartError):
     """No ``bart`` executable in ``$BART_TOOLBOX_PATH`` or on ``PATH``."""
 
@@ -124,7 +129,7 @@ def default_threads() -> int:
         except ValueError:
             threads = 0
         if threads < 1:
-            raise ValueError(f"NPGD_THREADS must be a whole number >= 1, got {given!r}")
+            raise BartInputError(f"NPGD_THREADS must be a whole number >= 1, got {given!r}")
         return threads
     return available_cores()
 

@@ -78,7 +78,8 @@ def reference(image: np.ndarray, coils: int, folder: Path) -> np.ndarray:
     """The noiseless fully sampled reconstruction."""
     _, _, _, volume = problem(image, coils, 0.0, folder)
     maps = espirit_coil_maps(volume.kspace)
-    return make_reconstructor("zerofill")(volume.kspace, np.ascontiguousarray(volume.mask), maps)
+    return make_reconstructor("zerofill")(volume.kspace, np.ascontiguousarray(volume.mask),
+                                          maps).images
 
 
 def run(kspace, mask, maps, method: str, lam: float) -> np.ndarray:
@@ -129,7 +130,7 @@ def main() -> None:
             ref = reference(image, coils, folder)
             kspace, mask, maps, _ = problem(image, coils, noise, folder)
             sigma, true = noise_levels(kspace, mask, coils, noise)
-            zero = make_reconstructor("zerofill")(kspace, mask, maps)
+            zero = make_reconstructor("zerofill")(kspace, mask, maps).images
             row = {"object": name, "coils": coils, "noise": noise, "sigma_normalised": sigma,
                    "sigma_true": true,
                    "zerofill_db": float(np.mean(snr_db_magnitude(ref, zero)))}

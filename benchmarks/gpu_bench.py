@@ -33,6 +33,7 @@ from npgd_recon.analysis.evaluation import (  # noqa: E402
     volume_test_slices,
 )
 from npgd_recon.core.device import describe_hardware, pick_device  # noqa: E402
+from npgd_recon.recon.base import ReconOptions  # noqa: E402
 from npgd_recon.recon.methods import make_reconstructor  # noqa: E402
 
 BF16_PEAK = {"H100": 989e12, "H200": 989e12}
@@ -51,7 +52,8 @@ def quality(path: Path, validation: str, device: str, count: int) -> dict:
     kspace, masks = retrospective(images, 5.0, seed=100, noise=0.01)
     out = {}
     for precision in ("fp32", "bf16"):
-        recon = make_reconstructor("npgd", str(path), device, batch=16, precision=precision)
+        recon = make_reconstructor("npgd", ReconOptions(weights=str(path), device=device,
+                                                        batch=16, precision=precision))
         records, _ = evaluate(images, kspace, masks, None, [recon], progress=False)
         entry = summarise(records)[0]
         out[precision] = {k: entry[k] for k in ("snr_db", "ssim")}
@@ -67,8 +69,8 @@ def speed(path: Path, device: torch.device, shape: tuple[int, int], count: int,
     rows = []
     for precision in ("fp32", "bf16"):
         for compile_ in (False, True):
-            recon = make_reconstructor("npgd", str(path), str(device), batch=16,
-                                       precision=precision)
+            recon = make_reconstructor("npgd", ReconOptions(weights=str(path), device=str(device),
+                                                            batch=16, precision=precision))
             if compile_:
                 recon = compiled(recon)
             start = time.perf_counter()

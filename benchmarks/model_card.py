@@ -37,6 +37,7 @@ from npgd_recon.analysis.figures import save_comparison
 from npgd_recon.core.metrics import all_metrics
 from npgd_recon.io.ismrmrd_file import read_raw
 from npgd_recon.models.registry import CPU_DEFAULT
+from npgd_recon.recon.base import ReconOptions
 from npgd_recon.recon.methods import make_reconstructor
 from npgd_recon.recon.pipeline import espirit_coil_maps, undersample
 from npgd_recon.sim.scan_writer import ScanSettings, write_scan
@@ -68,7 +69,7 @@ def problem(images: np.ndarray, coils: int, noise: float, accel: float, folder: 
     noisy, clean = (s.volumes[0] for s in studies)
     whitened = np.einsum("cd,ndyx->ncyx", studies[0].whitener, clean.kspace)
     reference = make_reconstructor("zerofill")(whitened, np.ascontiguousarray(clean.mask),
-                                               espirit_coil_maps(whitened))
+                                               espirit_coil_maps(whitened)).images
     kspace, mask = undersample(noisy, accel, seed=0)
     return kspace, np.ascontiguousarray(mask), espirit_coil_maps(kspace), reference
 
@@ -76,9 +77,11 @@ def problem(images: np.ndarray, coils: int, noise: float, accel: float, folder: 
 def methods(networks: list[str], resnet: str) -> dict[str, object]:
     """The reconstructors by label: zero filling, BART CS (automatic lambda), the networks."""
     recons = {m: make_reconstructor(m) for m in ("zerofill", "cswv", "cstv")}
-    recons[f"resnet:{resnet}"] = make_reconstructor("resnet", resnet, "cpu", precision="fp32")
-    recons.update({f"npgd:{w}": make_reconstructor("npgd", w, "cpu", precision="fp32")
-                   for w in networks})
+    def cpu(weights: str) -> ReconOptions:
+        return ReconOptions(weights=weights, device="cpu", precision="fp32")
+
+    recons[f"resnet:{resnet}"] = make_reconstructor("resnet", cpu(resnet))
+    recons.update({f"npgd:{w}": make_reconstructor("npgd", cpu(w)) for w in networks})
     return recons
 
 
@@ -130,11 +133,11 @@ def main() -> None:
             for label, recon in recons.items():
                 if label in row:
                     continue
-                before = recon.seconds
-                outputs[label] = recon(kspace, mask, maps, noise_std=1.0)
+                result = recon(kspace, mask, maps, noise_std=1.0)
+                outputs[label] = result.images
                 per_slice = [all_metrics(r, o) for r, o in zip(reference, outputs[label])]
                 row[label] = {k: float(np.mean([m[k] for m in per_slice])) for k in per_slice[0]}
-                row[label]["seconds_per_slice"] = (recon.seconds - before) / len(images)
+                row[label]["seconds_per_slice"] = result.seconds / len(images)
             rows.append(row)
             k = len(images) // 2
             if not earlier:

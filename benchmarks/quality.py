@@ -37,6 +37,7 @@ from npgd_recon.analysis.figures import save_comparison
 from npgd_recon.core.device import describe_hardware
 from npgd_recon.core.fft import ifft2c
 from npgd_recon.data.sources import DicomImages
+from npgd_recon.recon.base import ReconOptions
 from npgd_recon.recon.methods import make_reconstructor
 from npgd_recon.sim.phase import random_phase
 
@@ -95,9 +96,10 @@ def main() -> None:
         lams = (results["cases"]["colin27-brain"]["lambdas"] if case in RESERVED else
                 tuned_lambdas(kspace, masks, images, slices=args.tune_slices, iters=args.iters))
         recons = [make_reconstructor("zerofill")]
-        recons += [make_reconstructor(m, lam=lams[m]) for m in ("cswv", "cstv")]
-        recons += [make_reconstructor("resnet", args.resnet, "cpu", precision=args.precision),
-                   make_reconstructor("npgd", args.npgd, "cpu", precision=args.precision)]
+        recons += [make_reconstructor(m, ReconOptions(lam=lams[m])) for m in ("cswv", "cstv")]
+        recons += [make_reconstructor(m, ReconOptions(weights=w, device="cpu",
+                                                      precision=args.precision))
+                   for m, w in (("resnet", args.resnet), ("npgd", args.npgd))]
         records, outputs = evaluate(images, kspace, masks, None, recons, case)
         table = summarise(records)
         print(f"\n### {case}: {len(images)} slices {images.shape[1]}x{images.shape[2]}, "

@@ -36,6 +36,7 @@ from pathlib import Path
 import ismrmrd
 
 from npgd_recon.io.ismrmrd_file import read_raw
+from npgd_recon.recon.base import ReconOptions
 from npgd_recon.recon.methods import make_reconstructor
 from npgd_recon.recon.pipeline import reconstruct_study
 
@@ -95,7 +96,7 @@ def paired(path: Path, address, header, acquisitions, method: str, device: str,
     median of the per-pair ratios server / in-process, and the median share of a request
     spent outside the server's processing (transfer, framing, images)."""
     study = read_raw(path)
-    recon = make_reconstructor(method, device=device, coils=study.n_coils)  # the server's model
+    recon = make_reconstructor(method, ReconOptions(device=device))  # the server's model
     reconstruct_study(study, recon, progress=False)
     request(address, header, acquisitions, method)
     inside, served, processing = [], [], []

@@ -30,7 +30,7 @@ from npgd_recon.core.transforms import NORMALISATION
 from npgd_recon.data.sources import VolumeSlices
 from npgd_recon.models.inference import prepare_for_inference
 from npgd_recon.models.npgd import NeuralPGD
-from npgd_recon.recon.base import Reconstructor
+from npgd_recon.recon.base import ReconOptions, Reconstructor
 from npgd_recon.recon.methods import make_reconstructor
 from npgd_recon.recon.network import NetworkReconstructor, NPGDReconstructor
 from npgd_recon.sim.phase import random_phase
@@ -58,7 +58,7 @@ def timed(recon: Reconstructor, kspace, masks, repeats: int) -> tuple[float, np.
     warm = isinstance(recon, NetworkReconstructor)
     for _ in range(repeats + warm):
         start = time.perf_counter()
-        out = recon(kspace, masks)
+        out = recon(kspace, masks).images
         runs.append(time.perf_counter() - start)
     return float(np.median(runs[1:] if warm else runs)), out
 
@@ -98,18 +98,20 @@ def main() -> None:
     args = parser.parse_args()
     device = pick_device(args.device)
     cases = {"200x100": volume(args.slices), "knee 320x256": volume(args.knee_slices, (320, 256))}
-    b, d = args.batch, args.device
+    b = args.batch
+
+    def network(method: str, weights: str, precision: str) -> Reconstructor:
+        return make_reconstructor(method, ReconOptions(weights=weights, device=args.device,
+                                                       batch=b, precision=precision))
+
     methods = {
-        "NPGD npgd-t10k1-f32, fp32": lambda: make_reconstructor(
-            "npgd", "npgd-t10k1-f32", d, b, precision="fp32"),
-        "NPGD npgd-t10k1-f32, bf16 (CPU default)": lambda: make_reconstructor(
-            "npgd", "npgd-t10k1-f32", d, b, precision="bf16"),
-        "NPGD npgd-t10k1-f32, bf16 + torch.compile": lambda: compiled(make_reconstructor(
-            "npgd", "npgd-t10k1-f32", d, b, precision="bf16")),
-        "deep ResNet resnet-k10-f32, fp32": lambda: make_reconstructor(
-            "resnet", "resnet-k10-f32", d, b, precision="fp32"),
-        "deep ResNet resnet-k10-f32, bf16": lambda: make_reconstructor(
-            "resnet", "resnet-k10-f32", d, b, precision="bf16"),
+        "NPGD npgd-t10k1-f32, fp32": lambda: network("npgd", "npgd-t10k1-f32", "fp32"),
+        "NPGD npgd-t10k1-f32, bf16 (CPU default)": lambda: network(
+            "npgd", "npgd-t10k1-f32", "bf16"),
+        "NPGD npgd-t10k1-f32, bf16 + torch.compile": lambda: compiled(network(
+            "npgd", "npgd-t10k1-f32", "bf16")),
+        "deep ResNet resnet-k10-f32, fp32": lambda: network("resnet", "resnet-k10-f32", "fp32"),
+        "deep ResNet resnet-k10-f32, bf16": lambda: network("resnet", "resnet-k10-f32", "bf16"),
         "NPGD T10/K1/F128, bf16": lambda: untrained(10, 1, "bf16", b, device),
         "NPGD T5/K2/F128, bf16": lambda: untrained(5, 2, "bf16", b, device),
         "CS-WV (BART, FISTA 300)": lambda: make_reconstructor("cswv"),

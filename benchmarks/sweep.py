@@ -13,8 +13,8 @@ Writes ``OUT/sweep.json``, ``OUT/table1.md`` and ``OUT/fig2.png``.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import matplotlib
@@ -32,8 +32,9 @@ from npgd_recon.analysis.evaluation import (  # noqa: E402
 )
 from npgd_recon.core.device import describe_hardware  # noqa: E402
 from npgd_recon.models.checkpoint import read_metadata  # noqa: E402
+from npgd_recon.recon.base import ReconOptions  # noqa: E402
 from npgd_recon.recon.methods import make_reconstructor  # noqa: E402
-from npgd_recon.training.config import load_config  # noqa: E402
+from npgd_recon.training.config import Config, load_config  # noqa: E402
 from npgd_recon.training.loop import train  # noqa: E402
 
 CH2 = "/usr/share/mricron/templates/ch2.nii.gz"
@@ -43,12 +44,11 @@ PAPER = {(10, 1): (2, 0.04, 26.07, 0.9117), (5, 2): (4, 0.10, 26.94, 0.9221),
          "cstv": (None, 1.30, 22.20, 0.82), "cswv": (None, 1.16, 22.51, 0.86)}
 
 
-def train_cell(base: dict, iterations: int, blocks: int, run: Path) -> dict:
+def train_cell(base: Config, iterations: int, blocks: int, run: Path) -> dict:
     """Train (or resume, or reuse) one cell of the sweep; returns its checkpoint metadata."""
-    config = copy.deepcopy(base)
-    config["model"].update(iterations=iterations, blocks=blocks)
+    config = replace(base, model=replace(base.model, iterations=iterations, blocks=blocks))
     weights = run / "model.safetensors"
-    if not (weights.exists() and read_metadata(weights)["steps"] >= config["train"]["steps"]):
+    if not (weights.exists() and read_metadata(weights)["steps"] >= config.train.steps):
         print(f"training T={iterations} K={blocks} -> {run}", flush=True)
         train(config, run, resume=True)
     return read_metadata(weights)
@@ -110,20 +110,20 @@ def main() -> None:
     metas = {cell: train_cell(base, *cell, args.runs / f"t{cell[0]}k{cell[1]}") for cell in grid}
 
     images = volume_test_slices(CH2, args.slices, axis=2, seed=3)
-    accel = base["data"]["accel"]
+    accel = base.data.accel
     kspace, masks = retrospective(images, accel, seed=100, noise=args.noise)
     lams = tuned_lambdas(kspace, masks, images, iters=args.cs_iters)
     recons = [make_reconstructor("zerofill")]
-    recons += [make_reconstructor(m, lam=lams[m]) for m in ("cswv", "cstv")]
+    recons += [make_reconstructor(m, ReconOptions(lam=lams[m])) for m in ("cswv", "cstv")]
     records, _ = evaluate(images, kspace, masks, None, recons, "colin27")
     baselines = {e["method"]: e for e in summarise(records)}
 
     cells = []
     for (t, k), meta in metas.items():
-        recon = make_reconstructor("npgd", str(args.runs / f"t{t}k{k}" / "model.safetensors"),
-                                   "cpu", batch=len(images))
+        weights = str(args.runs / f"t{t}k{k}" / "model.safetensors")
+        recon = make_reconstructor("npgd", ReconOptions(weights=weights, device="cpu",
+                                                        batch=len(images)))
         recon(kspace[:1], masks[:1])  # warm-up: first-call allocations are not inference time
-        recon.seconds = 0.0
         records, _ = evaluate(images, kspace, masks, None, [recon], f"T{t} K{k}")
         summary = summarise(records)[0]
         cells.append({"iterations": t, "blocks": k, "params": sum(
@@ -133,9 +133,9 @@ def main() -> None:
         print(f"T={t} K={k}: {summary['snr_db']:.2f} dB, SSIM {summary['ssim']:.4f}", flush=True)
 
     args.out.mkdir(parents=True, exist_ok=True)
-    steps = base["train"]["steps"]
+    steps = base.train.steps
     (args.out / "sweep.json").write_text(json.dumps({
-        "hardware": describe_hardware(torch.device("cpu")), "config": base,
+        "hardware": describe_hardware(torch.device("cpu")), "config": base.as_dict(),
         "test": {"volume": CH2, "slices": len(images), "shape": list(images.shape[1:]),
                  "accel": accel, "noise": args.noise, "lambdas": lams},
         "cells": cells, "baselines": baselines}, indent=1))

@@ -3,7 +3,7 @@
 import numpy as np
 
 from sampling.lines import vd_lines
-from sampling.pattern import SamplingPattern, multicoil_calib
+from sampling.pattern import MaskError, SamplingPattern, multicoil_calib
 from sampling.poisson import poisson
 from sampling.vdrad import vdrad
 
@@ -17,12 +17,12 @@ def make_mask(kind: str, shape: tuple[int, int], accel: float = 5.0, **options) 
     size (the number of fully sampled rows), so callers need not know which kind takes what.
     """
     if kind not in GENERATORS:
-        raise ValueError(f"unknown mask kind {kind!r}; choose one of {', '.join(GENERATORS)}")
+        raise MaskError(f"unknown mask kind {kind!r}; choose one of {', '.join(GENERATORS)}")
     calib = options.get("calib")
     if kind == "lines" and calib is not None and not isinstance(calib, int | np.integer):
         options["calib"] = tuple(calib)[0]
     return GENERATORS[kind](shape, accel, **options)
 
 
-__all__ = ["SamplingPattern", "multicoil_calib", "vdrad", "poisson", "vd_lines", "make_mask",
-           "GENERATORS"]
+__all__ = ["MaskError", "SamplingPattern", "multicoil_calib", "vdrad", "poisson", "vd_lines",
+           "make_mask", "GENERATORS"]

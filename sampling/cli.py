@@ -31,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="pattern family (default vdrad)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--calib", type=_shape, default=None,
-                        help="calibration box CYxCZ (vdrad, poisson) or line count (lines)")
+                        help="calibration box CYxCZ; lines uses CY, the fully sampled rows "
+                             "(a single number CY is enough there)")
     return parser
 
 
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     options = {"seed": args.seed}
     if args.calib is not None:
-        options["calib"] = args.calib[0] if args.kind == "lines" else args.calib
+        options["calib"] = args.calib
     try:
         pattern = make_mask(args.kind, args.shape, args.accel, **options)
         args.out.parent.mkdir(parents=True, exist_ok=True)

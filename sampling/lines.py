@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from sampling.pattern import SamplingPattern, check_accel, check_feasible, check_shape, target_count
+from sampling.pattern import (
+    MaskError,
+    SamplingPattern,
+    check_accel,
+    check_feasible,
+    check_shape,
+    target_count,
+)
 
 
 def vd_lines(
@@ -28,7 +35,7 @@ def vd_lines(
     ny, nx = shape
     calib = max(4, ny // 12) if calib is None else int(calib)
     if not 0 <= calib <= ny:
-        raise ValueError(f"calib must be between 0 and {ny} lines, got {calib}")
+        raise MaskError(f"calib must be between 0 and {ny} lines, got {calib}")
     n_lines = target_count(ny, accel)
     check_feasible(n_lines, calib, ny, accel, "the plane")
 

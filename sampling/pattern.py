@@ -1,10 +1,16 @@
-"""The sampling-pattern container shared by every mask generator, and argument checks."""
+"""The sampling-pattern container shared by every mask generator, the geometry they share
+(calibration box, elliptical radius) and argument checks."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import numpy as np
+
+
+class MaskError(ValueError):
+    """A mask that cannot be made as asked (bad shape, acceleration or calibration); the
+    message says what, in one line. Callers outside this package treat it as a user error."""
 
 
 @dataclass(frozen=True)
@@ -43,14 +49,14 @@ def check_shape(shape: tuple[int, ...], ndim: int = 2) -> tuple[int, ...]:
     try:
         shape = tuple(int(s) for s in shape)
     except TypeError:
-        raise ValueError(f"shape must be a tuple of {ndim} sizes, got {shape!r}") from None
+        raise MaskError(f"shape must be a tuple of {ndim} sizes, got {shape!r}") from None
     if len(shape) != ndim:
-        raise ValueError(
+        raise MaskError(
             f"shape must have {ndim} dimensions (phase-encode plane), got {shape}; "
             "give e.g. (200, 100)"
         )
     if min(shape) < 4:
-        raise ValueError(f"every dimension of shape must be at least 4, got {shape}")
+        raise MaskError(f"every dimension of shape must be at least 4, got {shape}")
     return shape
 
 
@@ -58,7 +64,7 @@ def check_accel(accel: float) -> float:
     """Validate an acceleration factor (finite, >= 1)."""
     accel = float(accel)
     if not np.isfinite(accel) or accel < 1:
-        raise ValueError(f"accel must be a finite number >= 1, got {accel}")
+        raise MaskError(f"accel must be a finite number >= 1, got {accel}")
     return accel
 
 
@@ -66,8 +72,13 @@ def check_calib(calib: tuple[int, ...], shape: tuple[int, ...]) -> tuple[int, ..
     """Validate a calibration-region size against the mask shape."""
     calib = tuple(int(c) for c in calib)
     if len(calib) != len(shape) or any(c < 0 or c > s for c, s in zip(calib, shape)):
-        raise ValueError(f"calib {calib} must have one size per dimension, each in [0, shape]")
+        raise MaskError(f"calib {calib} must have one size per dimension, each in [0, shape]")
     return calib
+
+
+def default_calib(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Default calibration box: a tenth of each dimension, at least 4 (ESPIRiT needs some)."""
+    return tuple(max(4, s // 10) for s in shape)
 
 
 def multicoil_calib(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -84,15 +95,24 @@ def calib_box(shape: tuple[int, ...], calib: tuple[int, ...]) -> np.ndarray:
     return box
 
 
+def elliptical_radius(shape: tuple[int, int]) -> np.ndarray:
+    """Normalised elliptical radius of every grid point (1 on the inscribed ellipse), centred
+    at ``(ny // 2, nz // 2)``."""
+    ny, nz = shape
+    ky = (np.arange(ny) - ny // 2) / (ny / 2)
+    kz = (np.arange(nz) - nz // 2) / (nz / 2)
+    return np.sqrt(ky[:, None] ** 2 + kz[None, :] ** 2)
+
+
 def check_feasible(n_target: int, n_calib: int, n_max: int, accel: float, what: str) -> None:
-    """Raise ValueError when the requested count cannot be met."""
+    """Raise MaskError when the requested count cannot be met."""
     if n_calib > n_target:
-        raise ValueError(
+        raise MaskError(
             f"accel={accel:g} asks for {n_target} samples but the calibration region alone "
             f"holds {n_calib}; lower accel or shrink calib"
         )
     if n_target > n_max:
-        raise ValueError(
+        raise MaskError(
             f"accel={accel:g} asks for {n_target} samples but {what} holds only {n_max}; "
             "raise accel"
         )

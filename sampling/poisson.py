@@ -11,9 +11,10 @@ from sampling.pattern import (
     check_calib,
     check_feasible,
     check_shape,
+    default_calib,
+    elliptical_radius,
     target_count,
 )
-from sampling.vdrad import default_calib, elliptical_radius
 
 
 def poisson(

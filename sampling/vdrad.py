@@ -19,30 +19,20 @@ from __future__ import annotations
 import numpy as np
 
 from sampling.pattern import (
+    MaskError,
     SamplingPattern,
     calib_box,
     check_accel,
     check_calib,
     check_feasible,
     check_shape,
+    default_calib,
+    elliptical_radius,
     target_count,
 )
 
 GOLDEN_ANGLE = np.pi * (3.0 - np.sqrt(5.0))
 _CHUNK = 256
-
-
-def default_calib(shape: tuple[int, int]) -> tuple[int, int]:
-    """Default calibration box: a tenth of each dimension, at least 4 (ESPIRiT needs some)."""
-    return tuple(max(4, s // 10) for s in shape)
-
-
-def elliptical_radius(shape: tuple[int, int]) -> np.ndarray:
-    """Normalised elliptical radius of every grid point (1 on the inscribed ellipse)."""
-    ny, nz = shape
-    ky = (np.arange(ny) - ny // 2) / (ny / 2)
-    kz = (np.arange(nz) - nz // 2) / (nz / 2)
-    return np.sqrt(ky[:, None] ** 2 + kz[None, :] ** 2)
 
 
 def _grid_angle(shape: tuple[int, int]) -> np.ndarray:
@@ -91,18 +81,18 @@ def vdrad(
         spoke, each spoke centre outward; calibration points join the spoke nearest in angle).
 
     Raises:
-        ValueError: bad shape, accel < 1, a rate the calibration box already exceeds, or one
+        MaskError: bad shape, accel < 1, a rate the calibration box already exceeds, or one
             above what the elliptical support holds.
     """
     shape = check_shape(shape)
     accel = check_accel(accel)
     calib = check_calib(default_calib(shape) if calib is None else calib, shape)
     if not power > 0:
-        raise ValueError(f"power must be positive, got {power}")
+        raise MaskError(f"power must be positive, got {power}")
     if samples_per_spoke is None:
         samples_per_spoke = max(8, round(max(shape) / (2 * np.sqrt(accel))))
     if samples_per_spoke < 2:
-        raise ValueError(f"samples_per_spoke must be at least 2, got {samples_per_spoke}")
+        raise MaskError(f"samples_per_spoke must be at least 2, got {samples_per_spoke}")
 
     box = calib_box(shape, calib)
     support = (elliptical_radius(shape) <= 1.0) | box
@@ -122,7 +112,7 @@ def vdrad(
     first = 0
     while needed > 0:
         if first >= max_spokes - _CHUNK:
-            raise ValueError(
+            raise MaskError(
                 f"VDRad could not reach accel={accel:g} on {shape}; raise accel or power"
             )
         flat = _spoke_points(shape, first, _CHUNK, samples_per_spoke, power, theta0, shifts)

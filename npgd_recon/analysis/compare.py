@@ -25,6 +25,7 @@ from npgd_recon.analysis.evaluation import evaluate, markdown_table, summarise, 
 from npgd_recon.analysis.figures import save_comparison
 from npgd_recon.core.device import describe_hardware, pick_device
 from npgd_recon.io.ismrmrd_file import read_raw
+from npgd_recon.recon.base import ReconOptions
 from npgd_recon.recon.methods import METHODS, make_reconstructor, reconstructor_class
 from npgd_recon.recon.pipeline import espirit_coil_maps, undersample
 from sampling import make_mask
@@ -66,15 +67,15 @@ def compare_file(path: Path, out: Path,
             say(f"{case}: ESPIRiT coil maps (bart ecalib, {len(kspace)} planes)")
         maps = espirit_coil_maps(kspace)
         full = make_reconstructor("zerofill")
-        reference = full(volume.kspace, np.ascontiguousarray(volume.mask), maps)
+        reference = full(volume.kspace, np.ascontiguousarray(volume.mask), maps).images
         lams = tuned_lambdas(kspace, mask, reference, maps, options.methods,
                              options.tune_slices, progress=options.progress)
         recons = []
         for method in options.methods:
             lam = lams.get(method)
             weights = {"npgd": options.npgd_weights, "resnet": options.resnet_weights}.get(method)
-            recons.append(make_reconstructor(method, weights, options.device, lam=lam,
-                                             precision=options.precision))
+            recons.append(make_reconstructor(method, ReconOptions(
+                weights=weights, device=options.device, lam=lam, precision=options.precision)))
         case_records, outputs = evaluate(reference, kspace, mask, maps, recons, case,
                                          options.progress)
         for record in case_records:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from npgd_recon.core.errors import NpgdError
 from npgd_recon.core.operators import Operator
 from npgd_recon.models.linearise import LinearisedProximal
 from npgd_recon.models.npgd import NeuralPGD
@@ -53,7 +54,7 @@ def contraction_curves(model: NeuralPGD, op: Operator, y: torch.Tensor,
         ``remainder`` (``||remainder_t|| / ||x*||``) and ``bound_holds`` ``[batch, T]``.
     """
     if model.data_consistency == "cg":
-        raise ValueError("the contraction analysis is defined for the explicit gradient step; "
+        raise NpgdError("the contraction analysis is defined for the explicit gradient step; "
                          "this model uses data_consistency = 'cg'")
     alpha = model.alpha
 

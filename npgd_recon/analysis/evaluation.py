@@ -10,6 +10,7 @@ import numpy as np
 from tqdm import tqdm
 
 from bart_baselines import tune_lambda
+from npgd_recon.core.errors import NpgdError
 from npgd_recon.core.fft import fft2c
 from npgd_recon.core.metrics import all_metrics, snr_db_magnitude
 from npgd_recon.data.sources import VolumeSlices
@@ -37,10 +38,17 @@ def retrospective(images: np.ndarray, accel: float = 5.0, kind: str = "vdrad", s
 
     Each image gets its own mask (seed ``seed + i``) and complex Gaussian k-space noise of
     standard deviation ``noise * max|x|``.
+
+    Raises:
+        NpgdError: the mask generator cannot make ``kind`` at ``accel`` on these images (its
+            message).
     """
     rng = np.random.default_rng(seed)
-    masks = np.stack([make_mask(kind, im.shape, accel, seed=seed + i).mask
-                      for i, im in enumerate(images)])
+    try:
+        masks = np.stack([make_mask(kind, im.shape, accel, seed=seed + i).mask
+                          for i, im in enumerate(images)])
+    except ValueError as error:  # sampling is a leaf package: its errors are plain ValueErrors
+        raise NpgdError(f"{kind} mask at R={accel:g}: {error}") from None
     sigma = noise * np.abs(images).max(axis=(1, 2), keepdims=True)
     kspace = (fft2c(images) + complex_noise(rng, images.shape, sigma)) * masks
     return kspace[:, None].astype(np.complex64), masks
@@ -89,10 +97,9 @@ def evaluate(reference: np.ndarray, kspace: np.ndarray, masks: np.ndarray,
     bar = tqdm(reconstructors, desc=case, disable=not progress, unit="method")
     for recon in bar:
         bar.set_postfix_str(recon.method, refresh=True)
-        before = recon.seconds
-        out = recon(kspace, masks, maps)
-        per_slice = (recon.seconds - before) / len(out)
-        outputs[recon.method] = out
+        result = recon(kspace, masks, maps)
+        out = outputs[recon.method] = result.images
+        per_slice = result.seconds / len(out)
         for i, (ref, est) in enumerate(zip(reference, out)):
             records.append({"case": case, "slice": i, "method": recon.method,
                             **all_metrics(ref, est), "seconds": per_slice,

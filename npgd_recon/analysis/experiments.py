@@ -17,6 +17,7 @@ from npgd_recon.analysis.evaluation import evaluate, retrospective, volume_test_
 from npgd_recon.analysis.evaluation import summarise as summarise_metrics
 from npgd_recon.analysis.figures import save_contraction_plot
 from npgd_recon.core.device import pick_device
+from npgd_recon.core.errors import NpgdError
 from npgd_recon.core.metrics import nrmse_magnitude, snr_db_magnitude
 from npgd_recon.core.operators import BlockAverageOp, Operator, operator_for
 from npgd_recon.core.transforms import normalise
@@ -25,6 +26,7 @@ from npgd_recon.io.ismrmrd_file import read_raw
 from npgd_recon.io.preview import save_montage
 from npgd_recon.models.checkpoint import load_checkpoint
 from npgd_recon.models.registry import SR_DEFAULT, resolve_weights
+from npgd_recon.recon.base import ReconOptions
 from npgd_recon.recon.debias import DEFAULT_ITERATIONS
 from npgd_recon.recon.methods import make_reconstructor
 from npgd_recon.recon.pipeline import espirit_coil_maps, undersample
@@ -50,7 +52,7 @@ def mri_problems(path: str | Path, accel: float, *, mask_kind: str = "vdrad", se
     problems = []
     for volume in read_raw(path, group).volumes:
         if not volume.fully_sampled:
-            raise ValueError(f"{path}: contraction needs fully sampled data (x* must be known)")
+            raise NpgdError(f"{path}: contraction needs fully sampled data (x* must be known)")
         energy = np.linalg.norm(volume.kspace.reshape(len(volume.kspace), -1), axis=1)
         keep = np.flatnonzero(energy >= 0.3 * energy.max())
         picks = keep[np.linspace(0, len(keep) - 1, min(count, len(keep))).round().astype(int)]
@@ -110,7 +112,7 @@ def run_superres(out: Path, *, weights: str = SR_DEFAULT, images: Path | None = 
     dev = pick_device(device)
     model, meta = load_checkpoint(resolve_weights(weights), dev)
     if meta.get("operator") != "block-average-2x2":
-        raise ValueError(f"{weights} is not a super-resolution model")
+        raise NpgdError(f"{weights} is not a super-resolution model")
     truth = torch.from_numpy(sr_test_images(meta, images, count)).to(dev, torch.complex64)
     op = BlockAverageOp()
     y = op.forward(truth)
@@ -144,14 +146,15 @@ def run_debias(out: Path, *, weights: list[str], volume: str, accel: float = 5.0
                precision: str = "fp32", device: str = "auto") -> dict:
     """SNR / SSIM of each model with and without de-biasing on held-out volume slices (the
     quality benchmark's protocol: axial slices, seeded phase, R VDRad, k-space noise);
-    ``out/debias.png`` shows one slice without and with the default de-biasing."""
+    ``out/debias.png`` shows one slice without and with the default de-biasing. One
+    reconstructor is built per model and iteration count (de-biasing is fixed when built)."""
     images = volume_test_slices(volume, slices, axis=2, seed=3)
     kspace, masks = retrospective(images, accel, seed=100, noise=noise)
     rows, shown = [], {}
     for name in weights:
-        recon = make_reconstructor("npgd", name, device, precision=precision)
         for k in (0, *iterations):
-            recon.debias = k
+            recon = make_reconstructor("npgd", ReconOptions(weights=name, device=device,
+                                                            precision=precision, debias=k))
             records, outputs = evaluate(images, kspace, masks, None, [recon], progress=False)
             entry = summarise_metrics(records)[0]
             rows.append({"model": name, "debias_iterations": k,

@@ -4,24 +4,30 @@
 - :func:`add_model_options`: ``--weights``, ``--device``, ``--precision``, ``--batch``, the same
   names, choices and defaults in every command that runs a model.
 - :func:`add_mask_options`: ``--mask`` (choices: :data:`sampling.GENERATORS`) and ``--seed``.
-- :func:`run`: calls a command body; the project's errors (:class:`~npgd_recon.core.errors.
-  NpgdError`), BART failures, bad values from the leaf packages and file-system errors become
+- :func:`run`: calls a command body. User errors (:data:`USER_ERRORS`: the project's
+  :class:`~npgd_recon.core.errors.NpgdError`, BART failures and inputs BART cannot use, masks
+  that cannot be made as asked, file-system errors) become
   ``prog: error: message`` on stderr and exit status 2; Ctrl-C becomes ``prog: interrupted`` and
   exit status 130 (outputs are staged, so nothing is left behind; :mod:`npgd_recon.io.atomic`).
+  Any other exception is a bug: ``prog: internal error: message`` and exit status 1, with the
+  full traceback first when the environment sets ``NPGD_DEBUG=1``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import traceback
 from collections.abc import Callable
 
-from bart_baselines.runner import BartError
-from npgd_recon.core.choices import DEVICES, PRECISIONS
-from npgd_recon.core.errors import NpgdError
-from sampling import GENERATORS
+from bart_baselines.runner import BartError, BartInputError
+from npgd_recon.core.choices import DEFAULT_BATCH, DEVICES, PRECISIONS
+from npgd_recon.core.errors import NpgdError, one_line
+from sampling import GENERATORS, MaskError
 
-USER_ERRORS = (NpgdError, BartError, ValueError, OSError)
+USER_ERRORS = (NpgdError, BartError, BartInputError, MaskError, OSError)
+DEBUG_VARIABLE = "NPGD_DEBUG"
 
 
 class Parser(argparse.ArgumentParser):
@@ -49,8 +55,8 @@ def add_model_options(parser: argparse.ArgumentParser, *, weights: bool = True,
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="network precision (auto: bf16 where the hardware has it natively)")
     if batch:
-        parser.add_argument("--batch", type=int, default=8,
-                            help="2-D problems per network call (default 8)")
+        parser.add_argument("--batch", type=int, default=DEFAULT_BATCH,
+                            help=f"2-D problems per network call (default {DEFAULT_BATCH})")
 
 
 def add_mask_options(parser: argparse.ArgumentParser) -> None:
@@ -61,11 +67,12 @@ def add_mask_options(parser: argparse.ArgumentParser) -> None:
 
 
 def run(prog: str, body: Callable[[], int]) -> int:
-    """Run a command body; user errors as one line and exit 2, Ctrl-C as exit 130."""
+    """Run a command body: its status; user errors as one line and exit 2, Ctrl-C as exit 130,
+    anything else as one ``internal error`` line and exit 1 (``NPGD_DEBUG=1``: traceback too)."""
     try:
         return body()
     except USER_ERRORS as error:
-        text = (str(error).splitlines() or [type(error).__name__])[0]
+        text = one_line(error)
         if getattr(error, "needs_force", False):
             text += " (pass --force to replace it)"
         print(f"{prog}: error: {text}", file=sys.stderr)
@@ -73,3 +80,12 @@ def run(prog: str, body: Callable[[], int]) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; nothing was written", file=sys.stderr)
         return 130
+    except Exception as error:
+        name, message = type(error).__name__, one_line(error)
+        text = f"{prog}: internal error: {name}" + (f": {message}" if message != name else "")
+        if os.environ.get(DEBUG_VARIABLE) == "1":
+            traceback.print_exc()
+            print(text, file=sys.stderr)
+        else:
+            print(f"{text} ({DEBUG_VARIABLE}=1 shows the traceback)", file=sys.stderr)
+        return 1

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from npgd_recon.cli._common import DEVICES, Parser, run
+from npgd_recon.core.errors import NpgdError
 from npgd_recon.models.registry import CPU_DEFAULT, RESNET_CPU, SR_DEFAULT
 from sampling import GENERATORS
 
@@ -67,17 +68,17 @@ def _run(args: argparse.Namespace, out: Path) -> dict:
 
     if args.command == "contraction":
         if args.problems < 1:
-            raise ValueError(f"--problems must be at least 1, got {args.problems}")
+            raise NpgdError(f"--problems must be at least 1, got {args.problems}")
         return run_contraction(args.inputs, out, weights=args.weights, accel=args.undersample,
                                seeds=args.seeds, mask_kind=args.mask, count=args.problems,
                                group=args.group, device=args.device)
     if args.command == "superres":
         if args.count < 1:
-            raise ValueError(f"--count must be at least 1, got {args.count}")
+            raise NpgdError(f"--count must be at least 1, got {args.count}")
         return run_superres(out, weights=args.weights, images=args.images, count=args.count,
                             device=args.device)
     if any(k < 1 for k in args.iterations) or args.slices < 1:
-        raise ValueError("--iterations and --slices must be at least 1")
+        raise NpgdError("--iterations and --slices must be at least 1")
     return run_debias(out, weights=args.weights, volume=args.volume, accel=args.undersample,
                       slices=args.slices, noise=args.noise, iterations=tuple(args.iterations),
                       device=args.device)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from npgd_recon.cli._common import Parser, add_mask_options, add_model_options, run
 from npgd_recon.core.choices import DEFAULT_DEBIAS_ITERATIONS as DEFAULT_ITERATIONS
+from npgd_recon.core.errors import NpgdError
 from npgd_recon.recon.methods import METHODS
 
 PROG = "npgd-recon"
@@ -51,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _recon(args: argparse.Namespace) -> int:
     from npgd_recon.io.ismrmrd_file import read_raw
+    from npgd_recon.recon.base import ReconOptions
     from npgd_recon.recon.methods import make_reconstructor
     from npgd_recon.recon.pipeline import (
         UndersamplingError,
@@ -60,18 +62,18 @@ def _recon(args: argparse.Namespace) -> int:
     )
 
     if args.batch < 1:
-        raise ValueError(f"--batch must be at least 1, got {args.batch}")
+        raise NpgdError(f"--batch must be at least 1, got {args.batch}")
     if args.cs_lambda is not None and not args.cs_lambda > 0:
-        raise ValueError(f"--cs-lambda must be positive, got {args.cs_lambda:g}")
+        raise NpgdError(f"--cs-lambda must be positive, got {args.cs_lambda:g}")
     if args.undersample is not None and not args.undersample > 1:
-        raise ValueError(f"--undersample must be above 1, got {args.undersample:g}")
+        raise NpgdError(f"--undersample must be above 1, got {args.undersample:g}")
     outputs, staging = plan_outputs(args.out, force=args.force, png=args.png,
                                     also_ismrmrd=args.also_ismrmrd)
     with outputs:
         study = read_raw(args.input, args.group)
-        recon = make_reconstructor(args.method, args.weights, args.device, args.batch,
-                                   lam=args.cs_lambda, precision=args.precision,
-                                   debias=args.debias_iterations if args.debias else 0)
+        recon = make_reconstructor(args.method, ReconOptions(
+            weights=args.weights, device=args.device, batch=args.batch, lam=args.cs_lambda,
+            precision=args.precision, debias=args.debias_iterations if args.debias else 0))
         if recon.model_name and not args.quiet:
             print(f"{PROG}: {study.n_coils}-coil data: model {recon.model_name} "
                   f"({recon.precision}) on {recon.device.type}", file=sys.stderr, flush=True)
@@ -82,7 +84,7 @@ def _recon(args: argparse.Namespace) -> int:
         except UndersamplingError as error:
             message = str(error).replace("accel", "R").replace("lower R or shrink calib",
                                                                 "choose a lower R")
-            raise ValueError(f"--undersample {args.undersample:g}: {message}") from None
+            raise NpgdError(f"--undersample {args.undersample:g}: {message}") from None
         files = write_outputs(result, study, recon, staging)
     model = f", model {recon.model_name} ({recon.precision})" if recon.model_name else ""
     print(f"{len(files)} images written to {args.out} | method {recon.method}{model} | "

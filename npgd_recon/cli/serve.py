@@ -60,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     _check(args, parser)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(message)s")
+    from npgd_recon.recon.base import ReconOptions
     from npgd_recon.server.session import MIB, Limits, ReconstructorPool
     from npgd_recon.server.transport import ReconServer
 
@@ -68,14 +69,16 @@ def main(argv: list[str] | None = None) -> int:
     def start() -> int:
         if args.dump is not None:
             args.dump.mkdir(parents=True, exist_ok=True)
-        pool = ReconstructorPool(args.method, args.weights, args.device, args.batch,
-                                 args.precision, args.compile, args.workers)
+        options = ReconOptions(weights=args.weights, device=args.device, batch=args.batch,
+                               precision=args.precision, compile=args.compile)
+        pool = ReconstructorPool(args.method, options, args.workers)
         limits = Limits(args.max_message_mb * MIB, args.max_buffer_mb * MIB, args.timeout)
         started.append(ReconServer(pool, args.host, args.port, limits, args.dump))
         return 0
 
-    if run(PROG, start):
-        return 2
+    status = run(PROG, start)
+    if status:
+        return status
     server = started[0]
     pool = server.pool
     if threading.current_thread() is threading.main_thread():

@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from npgd_recon.cli._common import Parser, run
+from npgd_recon.core.errors import NpgdError
 from npgd_recon.sim.phantoms import shepp_logan
-from npgd_recon.sim.phase import smooth_phase
+from npgd_recon.sim.volumes import Voxel, load_nifti, load_npy, peak_normalised, resample
 from sampling import GENERATORS, make_mask, multicoil_calib
 
 PROG = "npgd-simulate"
@@ -70,23 +71,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _slice_range(text: str | None, available: int) -> slice:
-    if text is None:
-        return slice(0, available)
-    try:
-        if ":" in text:
-            start, stop = (int(v) for v in text.split(":"))
-        else:
-            count = int(text)
-            start = available // 2 - count // 2
-            stop = start + count
-    except ValueError:
-        raise ValueError(f"--slices must be a count N or a range A:B, got {text!r}") from None
-    if not 0 <= start < stop <= available:
-        raise ValueError(f"--slices {text} is outside the {available} slices of the source")
-    return slice(start, stop)
-
-
 def _phantom(args) -> np.ndarray:
     if args.volumetric:
         ny, nz, nx = args.matrix or (64, 32, 64)
@@ -97,74 +81,35 @@ def _phantom(args) -> np.ndarray:
     except ValueError:
         count = 0
     if count < 1:
-        raise ValueError("for the phantom, --slices is a slice count N >= 1")
+        raise NpgdError("for the phantom, --slices is a slice count N >= 1")
     return shepp_logan((ny, nx))[None] if count == 1 else shepp_logan((count, ny, nx))
 
 
-def _load_file(args) -> tuple[np.ndarray, tuple[float, float, float] | None]:
-    """The source file as ``[n, y, x]`` (complex for .npy, magnitude with phase for NIfTI) and
-    its voxel size in mm along those axes (None when the file does not say: ``.npy``)."""
-    if args.nifti is not None:
-        import nibabel
-        from nibabel.filebasedimages import ImageFileError
-
-        try:
-            image = nibabel.load(args.nifti)
-        except ImageFileError as error:
-            raise ValueError(f"{args.nifti}: not a NIfTI volume ({error})") from None
-        data = np.asarray(image.get_fdata(dtype=np.float32))
-        if data.ndim == 4:
-            data = data[..., 0]
-        if data.ndim != 3:
-            raise ValueError(f"{args.nifti}: expected a 3-D volume, got shape {data.shape}")
-        stack = np.rot90(data, axes=(0, 1)).transpose(2, 0, 1)  # [z, y, x], anterior on top
-        stack = stack[_slice_range(args.slices, stack.shape[0])]
-        zx, zy, zz = (float(v) for v in image.header.get_zooms()[:3])
-        voxel = (zz, zy, zx)  # stack axes [z, y, x]: rot90 keeps each axis's length
-        return np.abs(stack) * np.exp(1j * smooth_phase(stack.shape, seed=args.seed)), voxel
-    data = np.load(args.npy, allow_pickle=False)
-    data = data[None] if data.ndim == 2 else data
-    if data.ndim != 3:
-        raise ValueError(f"{args.npy}: expected [y, x] or [n, y, x], got shape {data.shape}")
-    return data[_slice_range(args.slices, data.shape[0])], None
-
-
-def _resample(stack: np.ndarray, voxel: tuple[float, ...] | None,
-              args) -> tuple[np.ndarray, tuple[float, ...] | None]:
-    """Resample to ``--matrix``; the voxel grows so that the field of view stays the source's."""
-    if args.matrix is None:
-        return stack, voxel
-    if args.volumetric:
-        ny, nz, nx = args.matrix
-        target = (nz, ny, nx)
-    else:
-        target = (stack.shape[0], *args.matrix)
-    from scipy import ndimage
-
-    zoom = [t / s for t, s in zip(target, stack.shape)]
-    resampled = (ndimage.zoom(stack.real, zoom, order=1)
-                 + 1j * ndimage.zoom(stack.imag, zoom, order=1))
-    if voxel is not None:
-        voxel = tuple(v * s / n for v, s, n in zip(voxel, stack.shape, resampled.shape))
-    return resampled, voxel
-
-
-def _source(args) -> tuple[np.ndarray, tuple[float, ...] | None]:
+def _source(args) -> tuple[np.ndarray, Voxel | None]:
     """The object ``[slice|z, y, x]`` (peak magnitude 1) and its voxel in mm, if known."""
     if args.matrix is not None and len(args.matrix) != (3 if args.volumetric else 2):
-        raise ValueError("--matrix is NYxNX for 2-D slices and NYxNZxNX with --3d")
-    stack, voxel = (_phantom(args), None) if args.phantom else _resample(*_load_file(args), args)
-    peak = float(np.abs(stack).max())
-    if not np.isfinite(stack).all() or peak == 0:
-        raise ValueError("the source image is empty or holds NaN/Inf")
-    return (stack / peak).astype(np.complex64), voxel
+        raise NpgdError("--matrix is NYxNX for 2-D slices and NYxNZxNX with --3d")
+    if args.phantom:
+        return peak_normalised(_phantom(args)), None
+    if args.nifti is not None:
+        stack, voxel = load_nifti(args.nifti, slices=args.slices, seed=args.seed)
+    else:
+        stack, voxel = load_npy(args.npy, slices=args.slices), None
+    if args.matrix is not None:
+        if args.volumetric:
+            ny, nz, nx = args.matrix
+            shape = (nz, ny, nx)
+        else:
+            shape = (stack.shape[0], *args.matrix)
+        stack, voxel = resample(stack, shape, voxel)
+    return peak_normalised(stack), voxel
 
 
-def _voxels(args, voxel: tuple[float, ...] | None) -> tuple[tuple[float, float], float]:
+def _voxels(args, voxel: Voxel | None) -> tuple[tuple[float, float], float]:
     """In-plane ``(dy, dx)`` and slice/partition thickness in mm: the options, else the
     source's (NIfTI), else 1 mm in-plane and 3 mm slices (2-D) or cubic voxels (3-D)."""
     if args.voxel_size is not None and args.voxel_size <= 0:
-        raise ValueError(f"--voxel-size must be positive, got {args.voxel_size:g}")
+        raise NpgdError(f"--voxel-size must be positive, got {args.voxel_size:g}")
     dz, dy, dx = voxel or (None, 1.0, 1.0)
     if args.voxel_size is not None:
         dy = dx = args.voxel_size
@@ -177,13 +122,12 @@ def _pattern(args, shape: tuple[int, int, int]):
         return None
     kind = args.mask or ("vdrad" if args.volumetric else "lines")
     if not args.volumetric and kind != "lines":
-        raise ValueError("2-D multi-slice scans undersample whole ky lines: use --mask lines "
+        raise NpgdError("2-D multi-slice scans undersample whole ky lines: use --mask lines "
                          "(vdrad/poisson need --3d)")
     plane = (shape[1], shape[0]) if args.volumetric else (shape[1], shape[2])
     options = {"seed": args.seed}
     if args.coils > 1:  # enough calibration data for ESPIRiT maps
-        calib = multicoil_calib(plane)
-        options["calib"] = calib[0] if kind == "lines" else calib
+        options["calib"] = multicoil_calib(plane)
     return make_mask(kind, plane, args.undersample, **options)
 
 

@@ -9,8 +9,9 @@ Let ``x*`` be the reference and ``x`` the estimate (one image ``[y, x]``, or a s
 - SSIM      = skimage ``structural_similarity`` on magnitudes, 7x7 window,
               ``data_range = max|x*|``
 
-``*_complex`` variants compare the complex images themselves; ``*_magnitude`` variants compare
-``|x*|`` and ``|x|`` (phase ignored). Torch tensors are accepted and moved to the CPU.
+``*_complex`` variants (SNR, NRMSE) compare the complex images themselves; ``*_magnitude``
+variants compare ``|x*|`` and ``|x|`` (phase ignored); PSNR and SSIM exist for magnitudes only.
+Torch tensors are accepted and moved to the CPU.
 """
 
 from __future__ import annotations
@@ -53,14 +54,6 @@ def _nrmse(reference, estimate, magnitude: bool):
     return _per_image(error / signal)
 
 
-def _psnr(reference, estimate, magnitude: bool):
-    ref, est = _pair(reference, estimate, magnitude)
-    peak = np.abs(ref).max(axis=(-2, -1))
-    rmse = np.sqrt(np.mean(np.abs(ref - est) ** 2, axis=(-2, -1)))
-    with np.errstate(divide="ignore"):
-        return _per_image(20 * np.log10(peak / rmse))
-
-
 def snr_db_complex(reference, estimate):
     """SNR in dB between complex images."""
     return _snr(reference, estimate, magnitude=False)
@@ -71,14 +64,13 @@ def snr_db_magnitude(reference, estimate):
     return _snr(reference, estimate, magnitude=True)
 
 
-def psnr_db_complex(reference, estimate):
-    """PSNR in dB between complex images, peak ``max|x*|``."""
-    return _psnr(reference, estimate, magnitude=False)
-
-
 def psnr_db_magnitude(reference, estimate):
     """PSNR in dB between magnitude images, peak ``max|x*|``."""
-    return _psnr(reference, estimate, magnitude=True)
+    ref, est = _pair(reference, estimate, magnitude=True)
+    peak = ref.max(axis=(-2, -1))
+    rmse = np.sqrt(np.mean((ref - est) ** 2, axis=(-2, -1)))
+    with np.errstate(divide="ignore"):
+        return _per_image(20 * np.log10(peak / rmse))
 
 
 def nrmse_complex(reference, estimate):

@@ -9,6 +9,19 @@ images ``[batch, y, x]``. Cartesian k-space is centred and uses :mod:`npgd_recon
   normalised so that ``sum_c |S_c|^2 <= 1`` per pixel (ESPIRiT's are), ``||Phi|| <= 1``.
 - :class:`BlockAverageOp`: super resolution, mean over non-overlapping 2x2 blocks;
   ``[batch, y, x] -> [batch, y/2, x/2]``, ``||Phi|| = 1/2``.
+
+Shapes (after sigpy's ``Linop``): every operator knows its input shape :attr:`Operator.ishape`
+and output shape :attr:`Operator.oshape`, with ``None`` where any size fits: the batch axis
+when the operator's data (mask, maps) are shared by every image, the image sizes of a
+:class:`BlockAverageOp` built without a shape. A tensor may leave out a free batch axis (one
+image ``[y, x]`` in, one measurement out). ``forward``, ``adjoint`` and ``normal`` compare the
+shape of what they are given with these (a few integer comparisons, nothing that waits for a
+GPU) and raise :class:`~npgd_recon.core.errors.NpgdError` naming the operator, its shapes and
+the shape it got. Subclasses implement ``_forward`` and ``_adjoint`` on checked tensors.
+
+Adjointness (after deepinv's ``adjointness_test``): :meth:`Operator.adjointness_error` draws
+random ``x`` and ``y`` and returns ``|<Phi x, y> - <x, Phi^H y>| / (||Phi x|| ||y||)``, about
+1e-16 in complex128 for a true adjoint pair.
 """
 
 from __future__ import annotations
@@ -17,84 +30,222 @@ from abc import ABC, abstractmethod
 
 import torch
 
+from npgd_recon.core.errors import NpgdError
 from npgd_recon.core.fft import fft2c, ifft2c
+
+__all__ = ["BlockAverageOp", "CartesianOp", "Operator", "SenseOp", "Shape", "operator_for"]
+
+Shape = tuple[int | None, ...]
+"""A tensor shape with ``None`` where any size fits; the first axis is the batch."""
+
+
+def _show(shape: Shape) -> str:
+    return "[" + ", ".join("*" if s is None else str(s) for s in shape) + "]"
+
+
+def _fits(shape: tuple[int, ...], expected: Shape) -> bool:
+    """``shape`` matches ``expected``, or ``expected`` without its free batch axis."""
+    if len(shape) == len(expected) - 1 and expected[0] is None:
+        expected = expected[1:]
+    return len(shape) == len(expected) and all(
+        e is None or s == e for s, e in zip(shape, expected))
 
 
 class Operator(ABC):
-    """A linear operator Phi with its adjoint. Subclasses define ``forward`` and ``adjoint``."""
+    """A linear operator Phi with its adjoint and its shapes.
 
-    @abstractmethod
+    Subclasses set :attr:`ishape` and :attr:`oshape` and define ``_forward`` and ``_adjoint``
+    (and ``_normal`` when ``Phi^H Phi`` has a cheaper form).
+    """
+
+    ishape: Shape
+    oshape: Shape
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({_show(self.ishape)} -> {_show(self.oshape)})"
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise NpgdError unless ``x`` fits :attr:`ishape`."""
+        if not _fits(tuple(x.shape), self.ishape):
+            raise NpgdError(f"{self!r}: got an input of shape {_show(tuple(x.shape))}")
+
+    def check_output(self, y: torch.Tensor) -> None:
+        """Raise NpgdError unless ``y`` fits :attr:`oshape`."""
+        if not _fits(tuple(y.shape), self.oshape):
+            raise NpgdError(f"{self!r}: got a measurement of shape {_show(tuple(y.shape))}")
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Phi x."""
+        """Phi x, for ``x`` of shape :attr:`ishape`."""
+        self.check_input(x)
+        return self._forward(x)
 
-    @abstractmethod
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
-        """Phi^H y."""
+        """Phi^H y, for ``y`` of shape :attr:`oshape`."""
+        self.check_output(y)
+        return self._adjoint(y)
 
     def normal(self, x: torch.Tensor) -> torch.Tensor:
-        """Phi^H Phi x."""
-        return self.adjoint(self.forward(x))
+        """Phi^H Phi x, for ``x`` of shape :attr:`ishape`."""
+        self.check_input(x)
+        return self._normal(x)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward(x)
+
+    @abstractmethod
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Phi x on a checked input."""
+
+    @abstractmethod
+    def _adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        """Phi^H y on a checked measurement."""
+
+    def _normal(self, x: torch.Tensor) -> torch.Tensor:
+        return self._adjoint(self._forward(x))
+
+    @property
+    def device(self) -> torch.device:
+        """Where the operator's data live (the CPU for an operator without data)."""
+        return torch.device("cpu")
+
+    def adjointness_error(self, batch: int = 2, *, generator: torch.Generator | None = None,
+                          dtype: torch.dtype = torch.complex128) -> float:
+        """``|<Phi x, y> - <x, Phi^H y>| / (||Phi x|| ||y||)`` for random ``x`` and ``y``.
+
+        Args:
+            batch: the batch size where the operator leaves it free.
+            generator: draws ``x`` and ``y`` (complex Gaussian, on the CPU, then moved to
+                :attr:`device`); default one seeded with 0.
+            dtype: the complex dtype of ``x`` and ``y`` (complex128 tests the algebra, not the
+                float32 rounding).
+
+        Raises:
+            NpgdError: an operator whose input shape is not fixed beyond the batch.
+        """
+        if None in self.ishape[1:]:
+            raise NpgdError(f"{self!r}: give the operator its image shape to test it")
+        generator = torch.Generator().manual_seed(0) if generator is None else generator
+        shape = tuple(batch if s is None else s for s in self.ishape)
+        x = torch.randn(shape, dtype=dtype, generator=generator).to(self.device)
+        ax = self.forward(x)
+        y = torch.randn(tuple(ax.shape), dtype=dtype, generator=generator).to(self.device)
+        lhs = torch.vdot(ax.reshape(-1), y.reshape(-1))
+        rhs = torch.vdot(x.reshape(-1), self.adjoint(y).reshape(-1))
+        scale = ax.norm() * y.norm()
+        return float((lhs - rhs).abs() / scale) if scale > 0 else float((lhs - rhs).abs())
 
 
 def _as_tensor(value, dtype) -> torch.Tensor:
     return value.to(dtype) if isinstance(value, torch.Tensor) else torch.as_tensor(value).to(dtype)
 
 
+def _check_ndim(name: str, what: str, tensor: torch.Tensor, allowed: tuple[int, int],
+                layout: str) -> None:
+    if tensor.ndim not in allowed:
+        raise NpgdError(f"{name}: {what} must be {layout}, got shape {_show(tuple(tensor.shape))}")
+
+
 class CartesianOp(Operator):
-    """Single-coil Cartesian sampling ``M F``.
+    """Single-coil Cartesian sampling ``M F``: ``[batch, y, x] -> [batch, y, x]``.
 
     Args:
-        mask: ``[y, x]`` or ``[batch, y, x]`` (bool or 0/1), centred like k-space.
+        mask: ``[y, x]`` (shared by every image: any batch) or ``[batch, y, x]`` (one mask per
+            image), bool or 0/1, centred like k-space.
     """
 
     def __init__(self, mask) -> None:
         self.mask = _as_tensor(mask, torch.float32)
+        _check_ndim("CartesianOp", "the mask", self.mask, (2, 3), "[y, x] or [batch, y, x]")
+        batch = self.mask.shape[0] if self.mask.ndim == 3 else None
+        self.ishape = self.oshape = (batch, *self.mask.shape[-2:])
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def device(self) -> torch.device:
+        return self.mask.device
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         return fft2c(x) * self.mask
 
-    def adjoint(self, y: torch.Tensor) -> torch.Tensor:
+    def _adjoint(self, y: torch.Tensor) -> torch.Tensor:
         return ifft2c(y * self.mask)
 
-    def normal(self, x: torch.Tensor) -> torch.Tensor:
+    def _normal(self, x: torch.Tensor) -> torch.Tensor:
         return ifft2c(fft2c(x) * self.mask)
 
 
 class SenseOp(Operator):
-    """Multi-coil SENSE ``M F S``.
+    """Multi-coil SENSE ``M F S``: ``[batch, y, x] -> [batch, coil, y, x]``.
 
     Args:
         mask: ``[y, x]`` or ``[batch, y, x]``, shared by all coils.
         maps: coil sensitivities ``[coil, y, x]`` or ``[batch, coil, y, x]`` (complex).
+
+    The operator's batch is fixed when the mask or the maps have one (a batch of 1 beside a
+    larger one is shared), free when neither has.
     """
 
     def __init__(self, mask, maps) -> None:
-        self.mask = _as_tensor(mask, torch.float32).unsqueeze(-3)
+        mask = _as_tensor(mask, torch.float32)
         self.maps = _as_tensor(maps, torch.complex64)
+        _check_ndim("SenseOp", "the mask", mask, (2, 3), "[y, x] or [batch, y, x]")
+        _check_ndim("SenseOp", "the maps", self.maps, (3, 4),
+                    "[coil, y, x] or [batch, coil, y, x]")
+        if mask.shape[-2:] != self.maps.shape[-2:]:
+            raise NpgdError(f"SenseOp: the mask {_show(tuple(mask.shape))} and the maps "
+                            f"{_show(tuple(self.maps.shape))} cover different image sizes")
+        batches = {t.shape[0] for t, n in ((mask, 3), (self.maps, 4)) if t.ndim == n}
+        if len(batches - {1}) > 1:
+            raise NpgdError(f"SenseOp: the mask {_show(tuple(mask.shape))} and the maps "
+                            f"{_show(tuple(self.maps.shape))} have different batch sizes")
+        batch = max(batches) if batches else None
+        self.mask = mask.unsqueeze(-3)
+        self.ishape = (batch, *self.maps.shape[-2:])
+        self.oshape = (batch, *self.maps.shape[-3:])
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def device(self) -> torch.device:
+        return self.maps.device
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         return fft2c(self.maps * x.unsqueeze(-3)) * self.mask
 
-    def adjoint(self, y: torch.Tensor) -> torch.Tensor:
+    def _adjoint(self, y: torch.Tensor) -> torch.Tensor:
         return (self.maps.conj() * ifft2c(y * self.mask)).sum(dim=-3)
 
 
 class BlockAverageOp(Operator):
-    """Super-resolution forward model: the mean of each non-overlapping 2x2 block."""
+    """Super-resolution forward model: the mean of each non-overlapping 2x2 block,
+    ``[batch, y, x] -> [batch, y/2, x/2]``.
+
+    Args:
+        shape: the image size ``(y, x)`` (both even); ``None``: any even size.
+    """
 
     factor = 2
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def __init__(self, shape: tuple[int, int] | None = None) -> None:
+        if shape is None:
+            self.ishape = self.oshape = (None, None, None)
+            return
+        ny, nx = (int(s) for s in shape)
+        if ny % 2 or nx % 2 or min(ny, nx) < 2:
+            raise NpgdError(f"BlockAverageOp: 2x2 block averaging needs even image sizes, "
+                            f"got {ny}x{nx}")
+        self.ishape, self.oshape = (None, ny, nx), (None, ny // 2, nx // 2)
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise NpgdError unless ``x`` fits :attr:`ishape` with even image sizes."""
+        super().check_input(x)
+        if x.shape[-2] % 2 or x.shape[-1] % 2:
+            raise NpgdError(f"{self!r}: 2x2 block averaging needs even image sizes, got an "
+                            f"input of shape {_show(tuple(x.shape))}")
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         ny, nx = x.shape[-2:]
-        if ny % 2 or nx % 2:
-            raise ValueError(f"2x2 block averaging needs even image sizes, got {ny}x{nx}")
         blocks = x.reshape(*x.shape[:-2], ny // 2, 2, nx // 2, 2)
         return blocks.mean(dim=(-3, -1))
 
-    def adjoint(self, y: torch.Tensor) -> torch.Tensor:
+    def _adjoint(self, y: torch.Tensor) -> torch.Tensor:
         up = y.repeat_interleave(2, dim=-2).repeat_interleave(2, dim=-1)
         return up / 4
 

@@ -26,7 +26,7 @@ files still verify are kept without downloading again.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
+import importlib.metadata
 import json
 import os
 import shutil
@@ -104,9 +104,20 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _installed(distribution: str) -> bool:
+    try:
+        importlib.metadata.distribution(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
 def _require(tool: str, package: Package) -> None:
     if tool == "pip":
-        if importlib.util.find_spec("pip") is None:
+        # metadata, not importlib.util.find_spec: asking the import system for "pip" makes
+        # setuptools' distutils shim step aside for the rest of the process, after which
+        # torch.compile's own `import setuptools` fails
+        if not _installed("pip"):
             raise FetchError(f"pip is not installed for {sys.executable}; it is needed to fetch "
                              f"{package.label}")
     elif shutil.which(tool) is None:

@@ -28,6 +28,7 @@ import importlib.util
 import numpy as np
 from scipy import ndimage
 
+from npgd_recon.core.errors import NpgdError
 from npgd_recon.sim.phase import random_phase
 
 __all__ = ["PACKAGES", "PhotoSource"]
@@ -69,7 +70,7 @@ def _grey(image: np.ndarray) -> np.ndarray:
     if image.ndim == 3 and image.shape[-1] in (3, 4):
         image = image[..., :3] @ _LUMA
     if image.ndim != 2:
-        raise ValueError(f"a photo of shape {image.shape} is not an image")
+        raise NpgdError(f"a photo of shape {image.shape} is not an image")
     return image
 
 
@@ -78,20 +79,20 @@ class PhotoSource:
     ships, each at most ``max_size`` pixels a side with even sizes and a peak of 1.
 
     ``names`` lists ``package:image`` in order. A package that is not installed (or, for
-    ``all``, none installed) is a one-line :class:`ValueError` naming it.
+    ``all``, none installed) is a one-line :class:`~npgd_recon.core.errors.NpgdError` naming it.
     """
 
     def __init__(self, package: str = "all", max_size: int = 256) -> None:
         if package != "all" and package not in PACKAGES:
-            raise ValueError(f"photos: unknown package {package!r}; use "
+            raise NpgdError(f"photos: unknown package {package!r}; use "
                              f"{', '.join(PACKAGES)} or all")
         if not isinstance(max_size, int) or max_size < 8:
-            raise ValueError(f"photos: max_size must be a whole number >= 8, got {max_size!r}")
+            raise NpgdError(f"photos: max_size must be a whole number >= 8, got {max_size!r}")
         wanted = list(PACKAGES) if package == "all" else [package]
         present = [p for p in wanted if _installed(p)]
         if not present:
             pip = " / ".join(PACKAGES[p][1] for p in wanted)
-            raise ValueError(f"photos: package {package!r} is not installed (pip install {pip})"
+            raise NpgdError(f"photos: package {package!r} is not installed (pip install {pip})"
                              if package != "all" else
                              f"photos: none of {', '.join(PACKAGES)} is installed ({pip})")
         self.names: list[str] = []

@@ -34,6 +34,7 @@ import h5py
 import numpy as np
 from scipy import ndimage
 
+from npgd_recon.core.errors import NpgdError
 from npgd_recon.core.fft import ifft2c
 from npgd_recon.data.fetch import find_entry
 from npgd_recon.data.photos import PhotoSource
@@ -53,20 +54,20 @@ def read_inv3(path: str | Path) -> np.ndarray:
     with tarfile.open(path) as tar:
         files = {Path(m.name).name: m for m in tar.getmembers() if m.isfile()}
         if "main.plist" not in files:
-            raise ValueError("no main.plist in the project")
+            raise NpgdError("no main.plist in the project")
         with tar.extractfile(files["main.plist"]) as f:
             matrix = plistlib.load(f)["matrix"]
         dtype = np.dtype(str(matrix["dtype"])).newbyteorder("<")
         shape = tuple(int(n) for n in matrix["shape"])
         if dtype.kind not in "iuf" or len(shape) != 3:
-            raise ValueError(f"a {matrix['dtype']} matrix of shape {list(shape)} is no volume")
+            raise NpgdError(f"a {matrix['dtype']} matrix of shape {list(shape)} is no volume")
         name = Path(str(matrix["filename"])).name
         if name not in files:
-            raise ValueError(f"the matrix file {name} is not in the project")
+            raise NpgdError(f"the matrix file {name} is not in the project")
         with tar.extractfile(files[name]) as f:
             data = f.read()
     if len(data) != int(np.prod(shape)) * dtype.itemsize:
-        raise ValueError(f"{name} holds {len(data)} bytes, not a {dtype.name} "
+        raise NpgdError(f"{name} holds {len(data)} bytes, not a {dtype.name} "
                          f"{'x'.join(map(str, shape))} matrix")
     return np.frombuffer(data, dtype).reshape(shape)
 
@@ -90,18 +91,18 @@ def read_volume(path: str | Path) -> np.ndarray:
 
             volume = np.asarray(nibabel.load(str(path)).dataobj, dtype=np.float32)
     except FileNotFoundError:
-        raise ValueError(f"{path}: no such file") from None
+        raise NpgdError(f"{path}: no such file") from None
     except OSError:
         raise
     except Exception as error:  # the readers raise many types for damaged files
-        raise ValueError(f"{path}: not a readable volume ({error})") from None
+        raise NpgdError(f"{path}: not a readable volume ({error})") from None
     if volume.ndim == 4:  # a series (NIfTI's fourth axis is time): its first volume
         volume = volume[..., 0]
     elif volume.ndim == 2:  # one image: a volume of one slice along axis 2
         volume = volume[..., None]
     volume = np.asarray(volume, dtype=np.float32)
     if volume.ndim != 3:
-        raise ValueError(f"{path}: expected a 3-D volume, got shape {volume.shape}")
+        raise NpgdError(f"{path}: expected a 3-D volume, got shape {volume.shape}")
     return volume
 
 
@@ -118,7 +119,7 @@ class VolumeSlices:
         path = Path(path)
         volume = read_volume(path)
         if any(a not in (0, 1, 2) for a in axes) or not axes:
-            raise ValueError(f"{path}: slice axes must be among 0, 1, 2, got {list(axes)}")
+            raise NpgdError(f"{path}: slice axes must be among 0, 1, 2, got {list(axes)}")
         if shift and volume.min() < 0:
             volume = volume - volume.min()
         self.name = path.name
@@ -179,7 +180,7 @@ class FastMRISource:
         for path in paths:
             with h5py.File(path, "r") as f:
                 if "kspace" not in f:
-                    raise ValueError(f"{path}: no 'kspace' dataset (fastMRI layout)")
+                    raise NpgdError(f"{path}: no 'kspace' dataset (fastMRI layout)")
                 self.index += [(Path(path), s) for s in range(f["kspace"].shape[0])]
 
     def __len__(self) -> int:
@@ -208,7 +209,7 @@ class IsmrmrdSource:
         for path in paths:
             for volume in read_raw(path).volumes:
                 if not volume.fully_sampled:
-                    raise ValueError(f"{path}: undersampled data cannot be a training target")
+                    raise NpgdError(f"{path}: undersampled data cannot be a training target")
                 self.images += [coil_combine(ifft2c(k)) for k in volume.kspace]
 
     def __len__(self) -> int:
@@ -236,7 +237,7 @@ def mosaic_tiles(dataset, pixels: np.ndarray, min_fill: float = 0.3) -> np.ndarr
         except Exception:  # a missing or damaged CSA header: many exception types
             count = None
     if not count:
-        raise ValueError("a mosaic without a readable NumberOfImagesInMosaic (CSA header)")
+        raise NpgdError("a mosaic without a readable NumberOfImagesInMosaic (CSA header)")
     side = int(np.ceil(np.sqrt(count)))
     rows, cols = pixels.shape[0] // side, pixels.shape[1] // side
     tiles = (pixels[: side * rows, : side * cols].reshape(side, rows, side, cols)
@@ -264,12 +265,12 @@ class DicomImages:
                 dataset = pydicom.dcmread(file)
                 frames = np.asarray(dataset.pixel_array, dtype=np.float32)
             except Exception as error:  # pydicom raises many types for unreadable files
-                raise ValueError(f"{file}: not a readable DICOM image ({error})") from None
+                raise NpgdError(f"{file}: not a readable DICOM image ({error})") from None
             if "MOSAIC" in [str(v).upper() for v in dataset.get("ImageType", [])]:
                 try:
                     frames = mosaic_tiles(dataset, frames.reshape(frames.shape[-2:]))
                 except ValueError as error:
-                    raise ValueError(f"{file}: {error}") from None
+                    raise NpgdError(f"{file}: {error}") from None
             for frame in frames.reshape(-1, *frames.shape[-2:]):
                 factor = min(1.0, max_size / max(frame.shape))
                 if factor < 1:
@@ -277,7 +278,7 @@ class DicomImages:
                 frame = frame[: frame.shape[0] // 2 * 2, : frame.shape[1] // 2 * 2]
                 self.images.append(np.abs(frame) / max(float(np.abs(frame).max()), 1e-12))
         if not self.images:
-            raise ValueError(f"no DICOM images in {', '.join(map(str, paths))}")
+            raise NpgdError(f"no DICOM images in {', '.join(map(str, paths))}")
 
     def __len__(self) -> int:
         return len(self.images)
@@ -299,7 +300,7 @@ def build_source(spec: dict):
     photos those installed packages ship (:mod:`npgd_recon.data.photos`).
     """
     if not isinstance(spec, dict):
-        raise ValueError(f"a data source must be a table, got {spec!r}")
+        raise NpgdError(f"a data source must be a table, got {spec!r}")
     kind = spec.get("kind")
     try:
         if kind in ("nifti", "npy", "nrrd"):
@@ -319,13 +320,13 @@ def build_source(spec: dict):
             if record["format"] == "dicom":
                 return DicomImages(files, spec.get("max_size", 320))
             if len(files) != 1:
-                raise ValueError(f"data cache entry {spec['name']!r}: a volume needs one file, "
+                raise NpgdError(f"data cache entry {spec['name']!r}: a volume needs one file, "
                                  f"the manifest lists {len(files)}")
             return VolumeSlices(files[0], tuple(spec.get("axes", record.get("axes", (0, 1, 2)))),
                                 spec.get("min_fill", 0.3), shift=True)
         if kind == "photos":
             return PhotoSource(spec.get("package", "all"), spec.get("max_size", 256))
     except KeyError as error:
-        raise ValueError(f"data source kind {kind!r} needs {error.args[0]!r}") from None
-    raise ValueError(f"unknown data source kind {kind!r}; use nifti, npy, nrrd, phantom, "
+        raise NpgdError(f"data source kind {kind!r} needs {error.args[0]!r}") from None
+    raise NpgdError(f"unknown data source kind {kind!r}; use nifti, npy, nrrd, phantom, "
                      "fastmri, ismrmrd, dicom, cache or photos")

@@ -21,7 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from npgd_recon.core.errors import NpgdError
 from npgd_recon.core.operators import BlockAverageOp
+from npgd_recon.data.samples import SuperResSample
 
 FACES_TRAIN = 80
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
@@ -34,7 +36,7 @@ def _split(items: list, split: str, test_every: int = 5) -> list:
         return items[test_every - 1::test_every]
     if split == "train":
         return [x for i, x in enumerate(items) if i % test_every != test_every - 1]
-    raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
+    raise NpgdError(f"split must be 'train', 'test' or 'all', got {split!r}")
 
 
 def lfw_faces(split: str) -> np.ndarray:
@@ -43,7 +45,7 @@ def lfw_faces(split: str) -> np.ndarray:
 
     faces = lfw_subset()[:100, :24, :24].astype(np.float32)
     if split not in ("train", "test", "all"):
-        raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
+        raise NpgdError(f"split must be 'train', 'test' or 'all', got {split!r}")
     return {"train": faces[:FACES_TRAIN], "test": faces[FACES_TRAIN:], "all": faces}[split]
 
 
@@ -55,7 +57,7 @@ def folder_images(path: str | Path, shape: tuple[int, int], split: str = "all") 
 
     folder = Path(path)
     if not folder.is_dir():
-        raise ValueError(f"image folder not found: {folder}")
+        raise NpgdError(f"image folder not found: {folder}")
     files = _split(sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES),
                    split)
     images = []
@@ -63,13 +65,13 @@ def folder_images(path: str | Path, shape: tuple[int, int], split: str = "all") 
         try:
             image = np.asarray(imread(file), dtype=np.float64)
         except (OSError, ValueError) as error:
-            raise ValueError(f"{file}: not a readable image ({error})") from None
+            raise NpgdError(f"{file}: not a readable image ({error})") from None
         if image.ndim == 3:
             image = rgb2gray(rgba2rgb(image) if image.shape[-1] == 4 else image[..., :3])
         image = resize(image, shape, anti_aliasing=True)
         images.append((image - image.min()) / max(float(np.ptp(image)), 1e-12))
     if not images:
-        raise ValueError(f"{folder}: no {split} images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        raise NpgdError(f"{folder}: no {split} images ({', '.join(sorted(IMAGE_SUFFIXES))})")
     return np.stack(images).astype(np.float32)
 
 
@@ -78,13 +80,15 @@ def image_source(spec: dict, shape: tuple[int, int]) -> np.ndarray:
     kind = spec.get("kind")
     if kind == "lfw-faces":
         images = lfw_faces(spec.get("split", "train"))
-    elif kind == "folder":
+    elif kind == "folder" and "path" in spec:
         images = folder_images(spec["path"], shape, spec.get("split", "all"))
+    elif kind == "folder":
+        raise NpgdError("super-resolution image source folder needs 'path'")
     else:
-        raise ValueError(f"unknown super-resolution image source {kind!r}; use lfw-faces or "
+        raise NpgdError(f"unknown super-resolution image source {kind!r}; use lfw-faces or "
                          f"folder")
     if images.shape[1:] != tuple(shape):
-        raise ValueError(f"{kind} images are {images.shape[1]}x{images.shape[2]}, the config's "
+        raise NpgdError(f"{kind} images are {images.shape[1]}x{images.shape[2]}, the config's "
                          f"shape is {shape[0]}x{shape[1]}")
     return images
 
@@ -97,7 +101,8 @@ class BlockAveragedSet(torch.utils.data.Dataset):
     ``i mod n`` and noise ``noise[0]``. Noise is real Gaussian of standard deviation
     ``level * max(x*)`` added to the low-resolution image.
 
-    Returns dicts of tensors: ``target`` complex ``[y, x]``, ``lowres`` complex ``[y/2, x/2]``.
+    Items are :class:`~npgd_recon.data.samples.SuperResSample`: ``target`` complex ``[y, x]``,
+    ``lowres`` complex ``[y/2, x/2]``.
     """
 
     def __init__(self, images: list[np.ndarray], length: int, *,
@@ -105,13 +110,13 @@ class BlockAveragedSet(torch.utils.data.Dataset):
                  seed: int = 0) -> None:
         self.images = np.concatenate(images) if images else np.zeros((0, 2, 2), np.float32)
         if not len(self.images):
-            raise ValueError("no super-resolution images: every source is empty")
+            raise NpgdError("no super-resolution images: every source is empty")
         self.length, self.noise, self.augment, self.seed = length, noise, augment, seed
 
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, i: int) -> SuperResSample:
         rng = np.random.default_rng((self.seed, i))
         if self.augment:
             image = self.images[rng.integers(len(self.images))]
@@ -122,4 +127,4 @@ class BlockAveragedSet(torch.utils.data.Dataset):
         target = torch.from_numpy(np.ascontiguousarray(image)).to(torch.complex64)
         lowres = BlockAverageOp().forward(target)
         noise = rng.standard_normal(lowres.shape).astype(np.float32) * level * float(image.max())
-        return {"target": target, "lowres": lowres + torch.from_numpy(noise)}
+        return SuperResSample(target=target, lowres=lowres + torch.from_numpy(noise))

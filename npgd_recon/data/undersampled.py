@@ -3,7 +3,10 @@
 :class:`UndersampledSet` turns the images of sources (:mod:`npgd_recon.data.sources`) into
 training triples (x*, y, mask): augmentation (:class:`Augment`), a new mask per sample (VDRad
 20 % by default, random seed, so the network never learns one mask), k-space through the
-project's operator conventions (``fft2c``, centred), optional coils and complex Gaussian noise.
+project's operator conventions (``fft2c``, centred), optional coils and complex Gaussian noise,
+as typed samples (:mod:`npgd_recon.data.samples`): :class:`~npgd_recon.data.samples.
+CartesianSample` for one coil, :class:`~npgd_recon.data.samples.SenseSample` for a coil count or
+range (:func:`coil_range`).
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from npgd_recon.core.errors import NpgdError
 from npgd_recon.core.fft import fft2c
+from npgd_recon.data.samples import CartesianSample, SenseSample
 from npgd_recon.sim.coils import synthetic_coil_maps
 from npgd_recon.sim.noise import complex_noise
 from npgd_recon.sim.phase import smooth_phase
@@ -24,6 +29,9 @@ from sampling import make_mask
 @dataclass
 class Augment:
     """Random geometric and intensity augmentation, then a crop/pad to ``shape``.
+
+    Invalid options raise :class:`~npgd_recon.core.errors.NpgdError` with a message that starts
+    with the option's name.
 
     Contrast options, all off by default (then no random number is drawn for them, so the
     samples stay those of a config without them), applied to the magnitude after the crop,
@@ -49,12 +57,12 @@ class Augment:
             value = getattr(self, name)
             if (len(value) != 2 or not all(isinstance(v, (int, float)) and v > 0 for v in value)
                     or value[0] > value[1] and name != "shape"):
-                raise ValueError(f"augmentation {name} must be two positive numbers "
-                                 f"[low, high], got {list(value)}")
+                raise NpgdError(f"{name} must be two positive numbers [low, high], got "
+                                 f"{list(value)}")
         if not 0 <= self.invert <= 1:
-            raise ValueError(f"augmentation invert is a probability in [0, 1], got {self.invert}")
+            raise NpgdError(f"invert must be a probability in [0, 1], got {self.invert}")
         if not 0 <= self.bias <= 5:
-            raise ValueError(f"augmentation bias must be in [0, 5], got {self.bias}")
+            raise NpgdError(f"bias must be in [0, 5], got {self.bias}")
 
     @property
     def contrast(self) -> bool:
@@ -119,36 +127,49 @@ def _zoom_region(image: np.ndarray, sizes: list[int], region: list[tuple[int, in
             + 1j * ndimage.map_coordinates(np.ascontiguousarray(part.imag), grid, order=1))
 
 
+def coil_range(coils: int | tuple[int, int] | list[int]) -> tuple[int, int]:
+    """A coil count or ``[low, high]`` as a range ``(low, high)``, ``1 <= low <= high``.
+
+    Raises :class:`~npgd_recon.core.errors.NpgdError` (its message starts with ``coils``) for
+    anything else.
+    """
+    pair = tuple(coils) if isinstance(coils, (list, tuple)) else (coils, coils)
+    if (len(pair) != 2 or not all(isinstance(c, int) and not isinstance(c, bool) for c in pair)
+            or not 1 <= pair[0] <= pair[1]):
+        raise NpgdError(f"coils must be a count >= 1 or [low, high] with 1 <= low <= high, "
+                         f"got {list(coils) if isinstance(coils, tuple) else coils!r}")
+    return pair
+
+
 class UndersampledSet(torch.utils.data.Dataset):
     """Training/validation triples from a mixture of sources.
 
     Item ``i`` is drawn deterministically from ``(seed, i)``: with ``augment`` a random source
     image, a fresh mask and noise; without (validation) a fixed image, mask and noise.
 
-    Returns dicts of tensors: ``target`` complex ``[y, x]``, ``kspace`` complex ``[y, x]``
-    (zeros where unsampled), ``mask`` float ``[y, x]``. With ``coils > 1`` the k-space is
-    multi-coil ``[coil, y, x]`` through smooth birdcage-like sensitivities
-    (:func:`~npgd_recon.sim.coils.synthetic_coil_maps`, ``sum_c |S_c|^2 = 1`` like ESPIRiT's,
-    flipped and phase-shifted at random per sample) and the item also holds those ``maps``
-    ``[coil, y, x]`` for the SENSE operator.
+    Items are :class:`~npgd_recon.data.samples.CartesianSample`: ``target`` complex
+    ``[y, x]``, ``kspace`` complex ``[y, x]`` (zeros where unsampled), ``mask`` float ``[y, x]``,
+    ``noise`` the k-space noise std. With ``coils > 1`` they are
+    :class:`~npgd_recon.data.samples.SenseSample`: multi-coil k-space ``[coil, y, x]`` through
+    smooth birdcage-like sensitivities (:func:`~npgd_recon.sim.coils.synthetic_coil_maps`,
+    ``sum_c |S_c|^2 = 1`` like ESPIRiT's, flipped and phase-shifted at random per sample), those
+    ``maps`` ``[coil, y, x]`` too.
 
     ``coils = (low, high)`` draws the coil count uniformly in that range (1 is single coil, still
-    with ``maps``: all ones), the same for the ``coil_group`` consecutive items of one batch so
-    that they stack.
+    a :class:`~npgd_recon.data.samples.SenseSample`: maps all ones), the same for the
+    ``coil_group`` consecutive items of one batch so that they stack.
     """
 
     def __init__(self, sources: list, length: int, *, mask: str = "vdrad", accel: float = 5.0,
                  noise: tuple[float, float] = (0.0, 0.02), augment: Augment | None = None,
                  seed: int = 0, coils: int | tuple[int, int] = 1, coil_group: int = 1) -> None:
         if not sources or not sum(len(s) for s in sources):
-            raise ValueError("no training images: every data source is empty")
-        low, high = (coils, coils) if isinstance(coils, int) else tuple(coils)
-        if not 1 <= low <= high or coil_group < 1:
-            raise ValueError(f"coils must be a count >= 1 or a range [low, high] of them, "
-                             f"got {coils}")
+            raise NpgdError("no training images: every data source is empty")
+        if coil_group < 1:
+            raise NpgdError(f"coil_group must be at least 1, got {coil_group}")
         self.sources, self.length, self.augment, self.seed = sources, length, augment, seed
         self.mask, self.accel, self.noise = mask, accel, noise
-        self.coil_range, self.coil_group = (low, high), coil_group
+        self.coil_range, self.coil_group = coil_range(coils), coil_group
         self.offsets = np.cumsum([0] + [len(s) for s in sources])
 
     def __len__(self) -> int:
@@ -162,7 +183,7 @@ class UndersampledSet(torch.utils.data.Dataset):
         return int(np.random.default_rng((self.seed, i // self.coil_group, 1)).integers(
             low, high + 1))
 
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, i: int) -> CartesianSample | SenseSample:
         rng = np.random.default_rng((self.seed, i))
         pick = rng.integers(self.offsets[-1]) if self.augment else (
             (i * 7919) % self.offsets[-1])
@@ -182,12 +203,12 @@ class UndersampledSet(torch.utils.data.Dataset):
         coils = image[None] if maps is None else maps * image
         sigma = rng.uniform(*self.noise) * np.abs(image).max()
         kspace = (fft2c(coils) + complex_noise(rng, coils.shape, sigma)) * mask
-        item = {
+        fields = {
             "target": torch.from_numpy(np.ascontiguousarray(image, dtype=np.complex64)),
             "kspace": torch.from_numpy(kspace[0] if maps is None else kspace).to(torch.complex64),
             "mask": torch.from_numpy(mask.astype(np.float32)),
             "noise": torch.tensor(sigma, dtype=torch.float32),
         }
-        if maps is not None:
-            item["maps"] = torch.from_numpy(maps.astype(np.complex64))
-        return item
+        if maps is None:
+            return CartesianSample(**fields)
+        return SenseSample(**fields, maps=torch.from_numpy(maps.astype(np.complex64)))

@@ -31,8 +31,8 @@ from ismrmrd.hdf5 import acquisition_header_dtype
 
 from npgd_recon.core.errors import NpgdError
 from npgd_recon.core.fft import fft1c, ifft1c
-from npgd_recon.io.geometry import Encoding, PlaneGeometry
-from sampling.vdrad import elliptical_radius
+from npgd_recon.io.geometry import Encoding, PlaneGeometry, VolumeIndex
+from sampling.pattern import elliptical_radius
 
 __all__ = ["assemble_study", "AcquisitionTable", "InMemoryAcquisitions", "RawDataError",
            "RawStudy", "RawVolume"]
@@ -102,17 +102,15 @@ class RawVolume:
             ``[py, px]``).
         fully_sampled: every line (2-D) or ``(ky, kz)`` point (3-D) inside the encoding limits,
             or inside their inscribed ellipse (3-D), was acquired.
-        contrast, phase, repetition, set: the ISMRMRD counters shared by the volume.
+        index: the ISMRMRD counters shared by the volume
+            (:class:`~npgd_recon.io.geometry.VolumeIndex`).
     """
 
     kspace: np.ndarray
     mask: np.ndarray
     geometry: list[PlaneGeometry]
     fully_sampled: bool
-    contrast: int = 0
-    phase: int = 0
-    repetition: int = 0
-    set: int = 0
+    index: VolumeIndex = VolumeIndex()
 
 
 @dataclass
@@ -300,7 +298,8 @@ def _assemble(table, heads, image, encoding: Encoding, channels, whitener, path)
         hybrid = _readout_transform(lines, encoding)
         for row, i in enumerate(chunk):
             builders[builder_of[i]].add(hybrid[row], heads[i], extents[row])
-    return [builder.finish(*key, path=path) for builder, key in zip(builders, unique)]
+    return [builder.finish(VolumeIndex(*(int(k) for k in key)), path=path)
+            for builder, key in zip(builders, unique)]
 
 
 def _readout_transform(lines: np.ndarray, encoding: Encoding) -> np.ndarray:
@@ -345,9 +344,10 @@ class _VolumeBuilder:
         self.kx[slice_, row] |= (self.kx_source >= extent[0]) & (self.kx_source <= extent[1] - 1)
         self.heads.setdefault(slice_, head)
 
-    def finish(self, contrast, phase, repetition, set_, path: str) -> RawVolume:
+    def finish(self, index: VolumeIndex, path: str) -> RawVolume:
         """The averaged k-space with its mask, geometry and fully-sampled flag."""
-        label = f"contrast {contrast}, phase {phase}, repetition {repetition}, set {set_}"
+        label = (f"contrast {index.contrast}, phase {index.phase}, "
+                 f"repetition {index.repetition}, set {index.set}")
         missing = [s for s in range(self.counts.shape[0]) if s not in self.heads]
         if missing:
             raise RawDataError(f"{path}: slice {missing[0]} has no acquisitions for {label}")
@@ -364,8 +364,7 @@ class _VolumeBuilder:
             mask = acquired & self.kx
             geometry = [self.encoding.slice_plane(self.heads[s]) for s in sorted(self.heads)]
         return RawVolume(kspace=self.kspace, mask=mask, geometry=geometry,
-                         fully_sampled=self._fully_sampled(acquired), contrast=int(contrast),
-                         phase=int(phase), repetition=int(repetition), set=int(set_))
+                         fully_sampled=self._fully_sampled(acquired), index=index)
 
     def _fully_sampled(self, acquired: np.ndarray) -> bool:
         encoding = self.encoding

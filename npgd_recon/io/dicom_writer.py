@@ -16,7 +16,6 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import pydicom
@@ -29,20 +28,12 @@ from pydicom.uid import (
 )
 from pydicom.valuerep import DSfloat
 
+from npgd_recon.core.errors import NpgdError
 from npgd_recon.io.atomic import atomic_output_dir
-from npgd_recon.io.geometry import PlaneGeometry
+from npgd_recon.io.geometry import PlaneGeometry, VolumeIndex
 
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 _MAX_PIXEL = 65535
-
-
-class VolumeIndex(NamedTuple):
-    """The ISMRMRD counters that tell an image's volume apart from the others of a study."""
-
-    contrast: int = 0
-    phase: int = 0
-    repetition: int = 0
-    set: int = 0
 
 
 @dataclass
@@ -215,7 +206,7 @@ def _check_images(images, geometry) -> np.ndarray:
             raise ValueError(f"image {index} is {magnitude.shape[1:]} but its geometry says "
                              f"{tuple(plane.shape)}")
     if not np.isfinite(magnitude).all():
-        raise ValueError("images contain NaN or Inf; nothing was written")
+        raise NpgdError("images contain NaN or Inf; nothing was written")
     return magnitude
 
 

@@ -1,7 +1,8 @@
 """Scan geometry: the header's encoding space and where each reconstructed 2-D image lies.
 
 :class:`Encoding` holds the encoded/recon matrices, fields of view and counter limits of an
-ISMRMRD header; :class:`PlaneGeometry` places one 2-D image in the patient, the shared language
+ISMRMRD header; :class:`PlaneGeometry` places one 2-D image in the patient and
+:class:`VolumeIndex` names the volume it belongs to (its ISMRMRD counters): the shared language
 of the raw-data reader and the DICOM writer.
 
 Coordinates are ISMRMRD / DICOM patient coordinates (LPS: x to the patient's left, y posterior,
@@ -17,10 +18,20 @@ ImagePositionPatient, is ``centre - (n // 2) * spacing`` along both in-plane dir
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
 _AXES = np.eye(3)
+
+
+class VolumeIndex(NamedTuple):
+    """The ISMRMRD counters that tell an image's volume apart from the others of a study."""
+
+    contrast: int = 0
+    phase: int = 0
+    repetition: int = 0
+    set: int = 0
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,8 @@
-"""Reconstructed images as ISMRMRD ``Image`` objects (for files and the streaming server)."""
+"""Reconstructed images as ISMRMRD ``Image`` objects (for files and the streaming server).
+
+:func:`image_meta` is the one definition of the attributes every image carries (data role,
+processing history, display window), for ``npgd-recon --also-ismrmrd`` and ``npgd-serve`` alike.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,17 @@ import ismrmrd
 import numpy as np
 
 from npgd_recon.io.geometry import PlaneGeometry
+
+WINDOW_PERCENTILE = 99.5  # the display window spans 0 to this percentile of the magnitudes
+
+
+def image_meta(magnitude: np.ndarray, method: str) -> dict[str, object]:
+    """The attributes of a series' images: ``DataRole``, ``ImageProcessingHistory``
+    (``NPGD-RECON`` and the method) and a display window over ``magnitude`` (any shape, the
+    pixel values as sent)."""
+    window = float(np.percentile(magnitude, WINDOW_PERCENTILE))
+    return {"DataRole": "Image", "ImageProcessingHistory": ["NPGD-RECON", method.upper()],
+            "WindowCenter": window / 2, "WindowWidth": window}
 
 
 def to_ismrmrd_image(magnitude: np.ndarray, plane: PlaneGeometry, index: int, *,

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 
 from npgd_recon import __version__
 from npgd_recon.core.errors import NpgdError
@@ -26,12 +27,14 @@ class CheckpointError(NpgdError):
 
 def save_checkpoint(model: NeuralPGD, path: str | os.PathLike, metadata: dict) -> None:
     """Write weights + metadata atomically (temporary file, then rename). The architecture and
-    code version are always the model's and this code's, whatever ``metadata`` holds."""
+    code version are always the model's and this code's, whatever ``metadata`` holds. The file
+    follows the umask like any other (``safetensors``' own ``save_file`` makes it 0600)."""
     path = Path(path)
     meta = {**metadata, "architecture": architecture(model), "code_version": __version__}
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={"npgd": json.dumps(meta)})
+    with open(tmp, "wb") as f:
+        f.write(safetensors_bytes(tensors, metadata={"npgd": json.dumps(meta)}))
     os.replace(tmp, path)
 
 

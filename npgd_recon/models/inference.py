@@ -20,6 +20,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from npgd_recon.core.choices import PRECISIONS
+from npgd_recon.core.errors import NpgdError
 from npgd_recon.models.npgd import NeuralPGD, ResidualBlock
 
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -39,9 +40,9 @@ def native_precision(device: torch.device) -> str:
 def resolve_precision(precision: str, device: torch.device) -> str:
     """``precision`` with ``"auto"`` replaced by :func:`native_precision`; checks the name."""
     if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+        raise NpgdError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     if precision == "fp16" and device.type != "cuda":
-        raise ValueError("fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
+        raise NpgdError("fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
     return native_precision(device) if precision == "auto" else precision
 
 

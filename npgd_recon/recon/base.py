@@ -3,7 +3,13 @@
 A batch of 2-D problems is ``kspace [n, coil, y, x]`` (centred, zeros where unsampled),
 ``mask [n, y, x]`` and optional coil maps ``maps [n, coil, y, x]`` (``None``: single coil, then
 ``coil == 1``). Every reconstructor returns complex64 images ``[n, y, x]`` in the scale and
-orientation of the zero-filled adjoint ``Phi^H y``.
+orientation of the zero-filled adjoint ``Phi^H y``, in a :class:`ReconResult` that also holds
+the call's compute time.
+
+Reconstructors hold no per-call state: what a method does (device, batch, model, precision,
+de-biasing, CS weight) is fixed when it is built, and every call returns its own timing, so one
+object can serve several callers (the server shares one between connections) and each caller sums
+its own times.
 
 One class per method (sigpy's ``App`` pattern), registered under its name with
 :func:`register`; :func:`npgd_recon.recon.methods.make_reconstructor` builds one from a name, so
@@ -21,9 +27,10 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from npgd_recon.core.choices import DEFAULT_BATCH
 from npgd_recon.core.errors import NpgdError
 
-__all__ = ["Reconstructor", "ReconOptions", "RECONSTRUCTORS", "register"]
+__all__ = ["Reconstructor", "ReconOptions", "ReconResult", "RECONSTRUCTORS", "register"]
 
 
 @dataclass(frozen=True)
@@ -34,7 +41,8 @@ class ReconOptions:
         weights: a shipped model name or a ``.safetensors`` file (network methods; None: the
             method's default model for the device).
         device: ``auto``, ``cpu`` or ``cuda``.
-        batch: 2-D problems per network call.
+        batch: 2-D problems per network call (default
+            :data:`~npgd_recon.core.choices.DEFAULT_BATCH`).
         lam: CS regularisation weight in normalised units (None: the data-driven default).
         precision: network proximal precision (``auto``, ``fp32``, ``bf16``).
         debias: de-biasing iterations after the network (0: none; paper Remark 1).
@@ -43,11 +51,24 @@ class ReconOptions:
 
     weights: str | None = None
     device: str = "auto"
-    batch: int = 8
+    batch: int = DEFAULT_BATCH
     lam: float | None = None
     precision: str = "auto"
     debias: int = 0
     compile: bool = False
+
+
+@dataclass(frozen=True)
+class ReconResult:
+    """What one call of a :class:`Reconstructor` returns.
+
+    Attributes:
+        images: complex64 ``[n, y, x]``.
+        seconds: compute time of this call (no input checks, no conversions).
+    """
+
+    images: np.ndarray
+    seconds: float
 
 
 class Reconstructor(ABC):
@@ -56,8 +77,7 @@ class Reconstructor(ABC):
     Class attributes say what the method is: ``method`` (registry name), ``label`` (for tables),
     ``uses_weights`` (a trained model is loaded), ``whole_volume`` (one call per volume is
     cheapest, e.g. one BART process). Instances carry ``device``, ``batch``, ``model_name`` and
-    ``precision`` (empty / ``fp32`` for methods without a model) and ``seconds``, the compute
-    time of every call so far.
+    ``precision`` (empty / ``fp32`` for methods without a model), all fixed when built.
     """
 
     method: ClassVar[str]
@@ -65,14 +85,13 @@ class Reconstructor(ABC):
     uses_weights: ClassVar[bool] = False
     whole_volume: ClassVar[bool] = False
 
-    def __init__(self, device: torch.device | None = None, batch: int = 8) -> None:
+    def __init__(self, device: torch.device | None = None, batch: int = DEFAULT_BATCH) -> None:
         if batch < 1:
             raise NpgdError(f"batch must be at least 1, got {batch}")
         self.device = device or torch.device("cpu")
         self.batch = batch
         self.model_name = ""
         self.precision = "fp32"
-        self.seconds = 0.0
 
     @classmethod
     @abstractmethod
@@ -80,8 +99,8 @@ class Reconstructor(ABC):
         """A ready reconstructor for ``options`` (models are loaded here, once)."""
 
     def __call__(self, kspace: np.ndarray, mask: np.ndarray, maps: np.ndarray | None = None,
-                 noise_std: float | None = None) -> np.ndarray:
-        """Reconstruct ``[n, y, x]`` images; adds the compute time to ``self.seconds``.
+                 noise_std: float | None = None) -> ReconResult:
+        """Reconstruct ``[n, y, x]`` images, returned with the call's compute time.
 
         ``noise_std`` is the complex noise std per k-space sample when known (1 for prewhitened
         data); methods whose regularisation follows the noise use it, the others ignore it.
@@ -89,8 +108,8 @@ class Reconstructor(ABC):
         _check(kspace, mask, maps)
         start = time.perf_counter()
         out = self.reconstruct(kspace, mask, maps, noise_std)
-        self.seconds += time.perf_counter() - start
-        return out.astype(np.complex64)
+        seconds = time.perf_counter() - start
+        return ReconResult(out.astype(np.complex64), seconds)
 
     @abstractmethod
     def reconstruct(self, kspace: np.ndarray, mask: np.ndarray, maps: np.ndarray | None,

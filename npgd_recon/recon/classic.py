@@ -12,7 +12,9 @@ import numpy as np
 import torch
 
 from bart_baselines.cs import cs_tv, cs_wavelet
+from npgd_recon.core.choices import DEFAULT_BATCH
 from npgd_recon.core.device import pick_device
+from npgd_recon.core.errors import NpgdError
 from npgd_recon.core.operators import operator_for
 from npgd_recon.recon.base import ReconOptions, Reconstructor, measurement, register
 
@@ -41,9 +43,11 @@ class CompressedSensing(Reconstructor):
     regulariser: str
     whole_volume = True
 
-    def __init__(self, device: torch.device | None = None, batch: int = 8,
+    def __init__(self, device: torch.device | None = None, batch: int = DEFAULT_BATCH,
                  lam: float | None = None) -> None:
         super().__init__(device, batch)
+        if lam is not None and not lam > 0:
+            raise NpgdError(f"the CS weight lambda must be positive, got {lam:g}")
         self.lam = lam
 
     @classmethod

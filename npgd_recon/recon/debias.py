@@ -21,6 +21,7 @@ from __future__ import annotations
 import torch
 
 from npgd_recon.core.choices import DEFAULT_DEBIAS_ITERATIONS as DEFAULT_ITERATIONS
+from npgd_recon.core.errors import NpgdError
 from npgd_recon.core.operators import Operator
 from npgd_recon.models.linearise import LinearisedProximal
 from npgd_recon.models.npgd import NeuralPGD
@@ -46,7 +47,7 @@ def debiased(model: NeuralPGD, y: torch.Tensor, op: Operator,
         complex ``[batch, y, x]``.
     """
     if iterations < 0:
-        raise ValueError(f"de-biasing iterations must be >= 0, got {iterations}")
+        raise NpgdError(f"de-biasing iterations must be >= 0, got {iterations}")
     *_, (s_last, x) = model.iterate(y, op)
     if iterations == 0:
         return model.finish(x, y, op, noise)

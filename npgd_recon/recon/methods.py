@@ -2,6 +2,9 @@
 
 This module imports the implementations (and with them torch and BART's wrapper) only when a
 reconstructor is asked for, so that command-line parsers can list the methods at no cost.
+What a caller chooses travels as one :class:`~npgd_recon.recon.base.ReconOptions`::
+
+    make_reconstructor("npgd", ReconOptions(weights="npgd-t10k1-f32", device="cpu"))
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from typing import TYPE_CHECKING
 from npgd_recon.core.errors import NpgdError
 
 if TYPE_CHECKING:
-    from npgd_recon.recon.base import Reconstructor
+    from npgd_recon.recon.base import ReconOptions, Reconstructor
 
 __all__ = ["METHODS", "make_reconstructor", "reconstructor_class"]
 
@@ -28,17 +31,17 @@ def reconstructor_class(method: str) -> type[Reconstructor]:
     return RECONSTRUCTORS[method]
 
 
-def make_reconstructor(method: str, weights: str | None = None, device: str = "auto",
-                       batch: int = 8, lam: float | None = None, precision: str = "auto",
-                       debias: int = 0, compile: bool = False) -> Reconstructor:
+def make_reconstructor(method: str, options: ReconOptions | None = None) -> Reconstructor:
     """Build the reconstructor for ``method``; its model (if any) is loaded once here.
 
-    Arguments are those of :class:`~npgd_recon.recon.base.ReconOptions`. Options a method has no
-    use for are ignored, except de-biasing, which only network methods can do.
+    ``options`` (default: every default of :class:`~npgd_recon.recon.base.ReconOptions`) says
+    what the caller chose; options a method has no use for are ignored, except de-biasing,
+    which only network methods can do.
     """
     from npgd_recon.recon.base import ReconOptions
 
     cls = reconstructor_class(method)
-    if debias and not cls.uses_weights:
+    options = options or ReconOptions()
+    if options.debias and not cls.uses_weights:
         raise NpgdError(f"de-biasing needs a network method (npgd or resnet), not {method}")
-    return cls.build(ReconOptions(weights, device, batch, lam, precision, debias, compile))
+    return cls.build(options)

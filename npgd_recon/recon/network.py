@@ -4,6 +4,8 @@
 their default model. The model's batch norm is folded into the convolutions and its proximal runs
 in the chosen precision (:mod:`npgd_recon.models.inference`); each problem is normalised by the
 rule stored with the weights and the output scaled back; problems are batched on the device.
+De-biasing is chosen when the reconstructor is built (``ReconOptions.debias``); to compare
+several iteration counts, build one reconstructor per count.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from npgd_recon.core.choices import DEFAULT_BATCH
 from npgd_recon.core.device import pick_device
 from npgd_recon.core.errors import NpgdError
 from npgd_recon.core.operators import operator_for
@@ -30,7 +33,7 @@ class NetworkReconstructor(Reconstructor):
     uses_weights = True
 
     def __init__(self, device: torch.device, model: torch.nn.Module, meta: dict,
-                 model_name: str = "", batch: int = 8, precision: str = "fp32",
+                 model_name: str = "", batch: int = DEFAULT_BATCH, precision: str = "fp32",
                  debias: int = 0) -> None:
         super().__init__(device, batch)
         if debias < 0:
@@ -47,7 +50,10 @@ class NetworkReconstructor(Reconstructor):
         model, meta = load_checkpoint(resolve_weights(name), device)
         if meta.get("operator") == "block-average-2x2":
             raise NpgdError(f"model {name} is a super-resolution model; MRI needs an MRI model")
-        precision = resolve_precision(options.precision, device)
+        try:
+            precision = resolve_precision(options.precision, device)
+        except ValueError as error:  # a name or device the user chose
+            raise NpgdError(str(error)) from None
         return cls(device, prepare_for_inference(model, precision, options.compile), meta, name,
                    options.batch, precision, options.debias)
 

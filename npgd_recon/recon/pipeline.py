@@ -3,12 +3,16 @@
 Shared by ``npgd-recon`` and the streaming server. Steps per volume (contrast, repetition, ...):
 optional retrospective undersampling of fully sampled data, ESPIRiT maps for multi-coil data
 (``bart ecalib`` on the calibration region), the reconstructor on batches of 2-D problems, and
-magnitude images placed by the acquisition geometry.
+magnitude images placed by the acquisition geometry. :class:`Reconstruction` holds the wall time
+of the whole study and the part of it spent in the reconstructor (the sum of its calls'
+``seconds``); a caller may pass ``before_call`` to stop between calls (the server's
+cancellation).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,8 +24,9 @@ from bart_baselines.cs import espirit_maps
 from npgd_recon.core.errors import NpgdError
 from npgd_recon.io.assembly import RawStudy, RawVolume
 from npgd_recon.io.atomic import Outputs
-from npgd_recon.io.dicom_writer import VolumeIndex, study_info_from_header, write_series_files
-from npgd_recon.io.ismrmrd_images import to_ismrmrd_image, write_ismrmrd_images
+from npgd_recon.io.dicom_writer import study_info_from_header, write_series_files
+from npgd_recon.io.geometry import VolumeIndex
+from npgd_recon.io.ismrmrd_images import image_meta, to_ismrmrd_image, write_ismrmrd_images
 from npgd_recon.io.preview import save_montage
 from npgd_recon.recon.base import Reconstructor
 from sampling import make_mask, multicoil_calib
@@ -30,12 +35,15 @@ from sampling import make_mask, multicoil_calib
 @dataclass
 class Reconstruction:
     """Images of one study: ``images`` complex ``[n, y, x]`` over all volumes, their geometry,
-    and the volume (contrast, phase, repetition, set) of each image."""
+    the volume (contrast, phase, repetition, set) of each image, the study's wall time
+    ``seconds`` (undersampling, coil maps, reconstruction) and ``recon_seconds``, the part of it
+    inside the reconstructor."""
 
     images: np.ndarray
     geometry: list
     volumes: list[VolumeIndex] = field(default_factory=list)
     seconds: float = 0.0
+    recon_seconds: float = 0.0
 
 
 class UndersamplingError(NpgdError):
@@ -57,8 +65,7 @@ def undersample(volume: RawVolume, accel: float, kind: str = "vdrad",
     shape = volume.mask.shape[1:]
     options = {"seed": seed}
     if volume.kspace.shape[1] > 1:
-        calib = multicoil_calib(shape)
-        options["calib"] = calib[0] if kind == "lines" else calib
+        options["calib"] = multicoil_calib(shape)
     try:
         pattern = make_mask(kind, shape, accel, **options).mask
     except ValueError as error:
@@ -74,17 +81,21 @@ def espirit_coil_maps(kspace: np.ndarray) -> np.ndarray | None:
         return None
     maps = espirit_maps(kspace, stack=True)
     if not np.any(np.abs(maps) > 0):  # planes without signal may have none; all is an error
-        raise ValueError("ESPIRiT found no coil sensitivities: the fully sampled calibration "
+        raise NpgdError("ESPIRiT found no coil sensitivities: the fully sampled calibration "
                          "region is too small (it needs more than 6x6 k-space samples)")
     return maps
 
 
 def reconstruct_study(study: RawStudy, recon: Reconstructor, *, accel: float | None = None,
-                      mask_kind: str = "vdrad", seed: int = 0,
-                      progress: bool = True) -> Reconstruction:
-    """Reconstruct every volume of a study with ``recon``."""
+                      mask_kind: str = "vdrad", seed: int = 0, progress: bool = True,
+                      before_call: Callable[[], None] | None = None) -> Reconstruction:
+    """Reconstruct every volume of a study with ``recon``.
+
+    ``before_call`` runs before every call of ``recon``; whatever it raises ends the study.
+    """
     total = sum(len(v.kspace) for v in study.volumes)
     images, geometry, volumes = [], [], []
+    recon_seconds = 0.0
     start = time.perf_counter()
     with tqdm(total=total, desc=recon.method, unit="slice", disable=not progress) as bar:
         for volume in study.volumes:
@@ -98,14 +109,17 @@ def reconstruct_study(study: RawStudy, recon: Reconstructor, *, accel: float | N
             noise_std = 1.0 if study.whitener is not None else None
             for i in range(0, len(kspace), chunk):
                 part = slice(i, i + chunk)
-                images.append(recon(kspace[part], mask[part],
-                                    None if maps is None else maps[part], noise_std))
-                bar.update(len(images[-1]))
+                if before_call is not None:
+                    before_call()
+                result = recon(kspace[part], mask[part], None if maps is None else maps[part],
+                               noise_std)
+                images.append(result.images)
+                recon_seconds += result.seconds
+                bar.update(len(result.images))
             geometry += volume.geometry
-            volumes += [VolumeIndex(volume.contrast, volume.phase, volume.repetition,
-                                    volume.set)] * len(kspace)
+            volumes += [volume.index] * len(kspace)
     return Reconstruction(np.concatenate(images), geometry, volumes,
-                          time.perf_counter() - start)
+                          time.perf_counter() - start, recon_seconds)
 
 
 def series_description(recon: Reconstructor) -> str:
@@ -156,9 +170,7 @@ def write_outputs(result: Reconstruction, study: RawStudy, recon: Reconstructor,
                      titles=[f"image {i + 1}" for i in picks],
                      suptitle=series_description(recon))
     if "ismrmrd" in staging:
-        window = float(np.percentile(magnitude, 99.5))
-        meta = {"DataRole": "Image", "ImageProcessingHistory": ["NPGD-RECON", recon.method.upper()],
-                "WindowCenter": window / 2, "WindowWidth": window}
+        meta = image_meta(magnitude, recon.method)
         images = [to_ismrmrd_image(m, plane, i, meta=meta, contrast=v.contrast,
                                    repetition=v.repetition)
                   for i, (m, plane, v) in enumerate(zip(magnitude, result.geometry,

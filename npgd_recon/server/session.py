@@ -12,10 +12,10 @@ runs; warnings; the processing time of the image series). The transport
 (:mod:`npgd_recon.server.transport`) does the sending.
 
 Reconstructors are built once and shared by every connection (:class:`ReconstructorPool`);
-each session calls its shared reconstructor through a wrapper of its own (its own ``seconds``,
-a cancellation check before every call). At most :attr:`ReconstructorPool.workers` slices run at
-once per device (one on a GPU, the CPU cores otherwise); a session whose client has gone away
-stops at the next slice (or batch) boundary.
+they hold no per-call state, so a session calls its shared one directly, sums the compute time
+each call returns, and checks before every call that its client is still there. At most
+:meth:`ReconstructorPool.workers` slices run at once per device (one on a GPU, the CPU cores
+otherwise); a session whose client has gone away stops at the next slice (or batch) boundary.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import ismrmrd
@@ -35,11 +35,12 @@ import numpy as np
 from ismrmrd.serialization import ConfigFile, ConfigText
 from ismrmrd.xsd import ismrmrdHeader
 
+from npgd_recon.core.errors import NpgdError
 from npgd_recon.io.assembly import InMemoryAcquisitions, RawStudy, assemble_study
 from npgd_recon.io.geometry import Encoding
-from npgd_recon.io.ismrmrd_images import to_ismrmrd_image
+from npgd_recon.io.ismrmrd_images import image_meta, to_ismrmrd_image
 from npgd_recon.models.registry import shipped_models
-from npgd_recon.recon.base import Reconstructor
+from npgd_recon.recon.base import ReconOptions, Reconstructor
 from npgd_recon.recon.methods import make_reconstructor, reconstructor_class
 from npgd_recon.recon.pipeline import Reconstruction, reconstruct_study
 from npgd_recon.server.config import (
@@ -87,19 +88,20 @@ class ReconstructorPool:
     """Reconstructors built once (the server's own at start, others on first use) and shared
     by every connection, and the slots that bound how many reconstructions run at once.
 
-    Slots are counted per device: a network on a GPU gets ``workers`` slots on that GPU
-    (default 1), everything else (networks on the CPU, zero filling, BART) the CPU's
-    (default: the CPU cores).
+    ``options`` are the server's (``weights``: its own model, offered to clients besides the
+    shipped ones; ``device``, ``batch``, ``precision``, ``compile`` for every reconstructor); a
+    client's config chooses the method, the model and the CS weight. Slots are counted per
+    device: a network on a GPU gets ``workers`` slots on that GPU (default 1), everything else
+    (networks on the CPU, zero filling, BART) the CPU's (default: the CPU cores).
     """
 
-    def __init__(self, method: str = "npgd", weights: str | None = None, device: str = "auto",
-                 batch: int = 8, precision: str = "auto", compile: bool = False,
+    def __init__(self, method: str = "npgd", options: ReconOptions | None = None,
                  workers: int | None = None) -> None:
         if workers is not None and workers < 1:
-            raise ValueError(f"workers must be at least 1, got {workers}")
-        self.default = SessionConfig(method=method, weights=weights)
-        self._device, self._batch, self._precision = device, batch, precision
-        self._compile, self._workers = compile, workers
+            raise NpgdError(f"workers must be at least 1, got {workers}")
+        self._options = options or ReconOptions()
+        self.default = SessionConfig(method=method, weights=self._options.weights)
+        self._workers = workers
         self._cache: dict[tuple, Reconstructor] = {}
         self._cache_lock = threading.Lock()
         self._slots: dict[str, threading.BoundedSemaphore] = {}
@@ -122,10 +124,8 @@ class ReconstructorPool:
         key = (config.method, weights, lam)
         with self._cache_lock:
             if key not in self._cache:
-                self._cache[key] = make_reconstructor(config.method, weights, self._device,
-                                                      self._batch, lam=lam,
-                                                      precision=self._precision,
-                                                      compile=self._compile)
+                options = replace(self._options, weights=weights, lam=lam)
+                self._cache[key] = make_reconstructor(config.method, options)
             return self._cache[key]
 
     def workers(self, recon: Reconstructor) -> tuple[str, int]:
@@ -149,25 +149,6 @@ class ReconstructorPool:
             yield
         finally:
             semaphore.release()
-
-
-class SessionReconstructor:
-    """One session's use of a shared reconstructor: a cancellation check before every call
-    and its own ``seconds`` (the shared object's attributes are only read)."""
-
-    def __init__(self, recon: Reconstructor, cancelled: Callable[[], bool]) -> None:
-        self.shared, self._cancelled = recon, cancelled
-        self.seconds = 0.0
-
-    def __getattr__(self, name: str):
-        return getattr(self.shared, name)
-
-    def __call__(self, *args, **kwargs) -> np.ndarray:
-        """:meth:`Reconstructor.__call__ <npgd_recon.recon.base.Reconstructor.__call__>` of the
-        shared reconstructor (same arguments), timed into this session."""
-        if self._cancelled():
-            raise Cancelled("the client went away")
-        return Reconstructor.__call__(self, *args, **kwargs)
 
 
 class StreamDump:
@@ -217,8 +198,9 @@ class Session:
         self._acquisitions = 0
         self._scale: float | None = None
         self._slice_range = (0, 0)
-        self._use: SessionReconstructor | None = None
+        self._started = False
         self._processing_s = 0.0
+        self._recon_s = 0.0
         self._warnings: list[str] = []
 
     def receive(self, message) -> list:
@@ -244,10 +226,10 @@ class Session:
         series' processing time as a ``TEXT``."""
         out = self._say_warnings()
         out += [image for index in sorted(self._slices) for image in self._flush(index)]
-        if self._use is not None and self.slices_done:
+        if self._started and self.slices_done:
             text = (f"processing time for image series {self.config.series_index}: "
                     f"{self.images_sent} images, {self._processing_s * 1e3:.2f} ms "
-                    f"({self._use.seconds * 1e3:.2f} ms in {self.recon.method})")
+                    f"({self._recon_s * 1e3:.2f} ms in {self.recon.method})")
             log.info("%s: %s", self.peer, text)
             out += self._say("INFO", text)
         return out
@@ -308,7 +290,7 @@ class Session:
 
     def _start(self) -> list:
         """The first acquisition fixes the config: say what runs."""
-        self._use = SessionReconstructor(self.recon, self.cancelled)
+        self._started = True
         config, recon = self.config, self.recon
         model = (f", model {Path(recon.model_name).name} ({recon.precision})"
                  if recon.model_name else "")  # a file's name only: no server paths
@@ -322,7 +304,7 @@ class Session:
     def _add(self, acquisition: ismrmrd.Acquisition) -> list:
         if self.header is None:
             raise StreamError("an acquisition before the XML header")
-        out = self._start() if self._use is None else []
+        out = [] if self._started else self._start()
         self._acquisitions += 1
         if self._dump is not None:
             self._dump.add(acquisition)
@@ -345,18 +327,25 @@ class Session:
     def _flush(self, index: int) -> list[ismrmrd.Image]:
         lines = self._slices.pop(index)
         self._buffered -= sum(_nbytes(a) for a in lines)
-        if self.cancelled():
-            raise Cancelled("the client went away")
+        self._stop_if_cancelled()
         with self.pool.slot(self.recon, self.cancelled):
             start = time.perf_counter()
             study = self._read_slice(lines)
             config = self.config
-            result = reconstruct_study(study, self._use, accel=config.undersample,
-                                       mask_kind=config.mask, seed=config.seed, progress=False)
+            result = reconstruct_study(study, self.recon, accel=config.undersample,
+                                       mask_kind=config.mask, seed=config.seed, progress=False,
+                                       before_call=self._stop_if_cancelled)
             images = self._to_images(study, result, index)
             self._processing_s += time.perf_counter() - start
+            self._recon_s += result.recon_seconds
         self.slices_done += 1
         return images
+
+    def _stop_if_cancelled(self) -> None:
+        """Raise :class:`Cancelled` once the client has gone away (before every slice and every
+        reconstructor call)."""
+        if self.cancelled():
+            raise Cancelled("the client went away")
 
     def _read_slice(self, lines: list[ismrmrd.Acquisition]) -> RawStudy:
         """The noise and one slice's readouts assembled in memory exactly as ``npgd-recon``
@@ -375,10 +364,7 @@ class Session:
                 peak = float(magnitude.max())
                 self._scale = _PEAKS[self.config.dtype] / peak if peak > 0 else 1.0
             magnitude = np.clip(np.rint(magnitude * self._scale), 0, np.iinfo(dtype).max)
-        window = float(np.percentile(magnitude, 99.5))
-        meta = {"DataRole": "Image",
-                "ImageProcessingHistory": ["NPGD-RECON", self.recon.method.upper()],
-                "WindowCenter": window / 2, "WindowWidth": window}
+        meta = image_meta(magnitude, self.recon.method)
         planes = iter(zip(magnitude, result.geometry))
         images = []
         for volume in study.volumes:
@@ -386,10 +372,10 @@ class Session:
                 pixels, plane = next(planes)
                 image = to_ismrmrd_image(pixels, plane, self.images_sent,
                                          series_index=self.config.series_index, dtype=dtype,
-                                         meta=meta, contrast=volume.contrast,
-                                         repetition=volume.repetition)
+                                         meta=meta, contrast=volume.index.contrast,
+                                         repetition=volume.index.repetition)
                 image.slice = problem if study.is_3d else index
-                image.phase, image.set = volume.phase, volume.set
+                image.phase, image.set = volume.index.phase, volume.index.set
                 self.images_sent += 1
                 images.append(image)
         return images

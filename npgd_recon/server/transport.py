@@ -10,7 +10,8 @@ client is dropped for silence only while the server waits for it (``idle_timeout
 byte while the session has nothing to do, or in the middle of a message), never while it is busy
 with the client's work. A clean end of the stream at a message boundary is logged at INFO.
 Protocol violations, limits and failures end only their own connection, with one log line (and
-``TEXT`` + ``CLOSE`` to the client where it can still read them).
+one ``TEXT`` line + ``CLOSE`` to the client where it can still read them); a failure that is
+not an :class:`~npgd_recon.core.errors.NpgdError` is a bug, logged with its traceback.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 
 from ismrmrd.serialization import ProtocolSerializer
 
+from npgd_recon.core.errors import NpgdError, one_line
 from npgd_recon.server.protocol import (
     Close,
     EndOfStream,
@@ -283,10 +285,15 @@ class ReconServer:
                 f"client went away mid-stream ({error or type(error).__name__})"
             log.warning("%s: connection ended: %s", name, reason)
         except Exception as error:  # any failure ends this connection only
-            text = (str(error).splitlines() or [type(error).__name__])[0]
-            log.error("%s: connection ended: %s", name, text)
+            text = one_line(error)
+            if isinstance(error, NpgdError):
+                log.error("%s: connection ended: %s", name, text)
+                reply = f"npgd-serve: error: {text}"
+            else:  # a bug: the log keeps its traceback, the client gets one line
+                log.exception("%s: connection ended: internal error: %s", name, text)
+                reply = f"npgd-serve: internal error: {text}"
             client.inbox.close()
-            _report(conn, out, writer, log_text("ERROR", f"npgd-serve: error: {text}"))
+            _report(conn, out, writer, log_text("ERROR", reply))
             client.reported.set()
             client.thread.join(_JOIN_S)
         finally:

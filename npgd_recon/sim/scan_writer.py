@@ -21,6 +21,7 @@ import numpy as np
 from ismrmrd import xsd
 from ismrmrd.hdf5 import acquisition_dtype
 
+from npgd_recon.core.errors import NpgdError
 from npgd_recon.core.fft import fft1c, fft2c
 from npgd_recon.io.atomic import Outputs
 from npgd_recon.sim.coils import coil_noise_covariance, synthetic_coil_maps
@@ -64,15 +65,15 @@ class ScanSettings:
     def check(self) -> None:
         """Raise ValueError on settings a scanner could not use."""
         if self.coils < 1 or self.coils > 1024:
-            raise ValueError(f"coils must be between 1 and 1024, got {self.coils}")
+            raise NpgdError(f"coils must be between 1 and 1024, got {self.coils}")
         if not (np.isfinite(self.noise) and self.noise >= 0):
-            raise ValueError(f"noise must be a finite number >= 0, got {self.noise}")
+            raise NpgdError(f"noise must be a finite number >= 0, got {self.noise}")
         if self.oversampling < 1 or self.noise_readouts < 0:
-            raise ValueError("oversampling must be >= 1 and noise_readouts >= 0")
+            raise NpgdError("oversampling must be >= 1 and noise_readouts >= 0")
         if not 0.5 <= self.echo_fraction <= 1.0:
-            raise ValueError(f"echo_fraction must be in [0.5, 1], got {self.echo_fraction}")
+            raise NpgdError(f"echo_fraction must be in [0.5, 1], got {self.echo_fraction}")
         if min(self.voxel_mm) <= 0 or self.slice_mm <= 0:
-            raise ValueError("voxel and slice sizes must be positive (mm)")
+            raise NpgdError("voxel and slice sizes must be positive (mm)")
 
 
 @dataclass
@@ -117,7 +118,7 @@ def write_scan(
     settings.check()
     image = np.asarray(image)
     if image.ndim != 3 or min(image.shape[1:]) < 2 or not np.isfinite(image).all():
-        raise ValueError(f"image must be a finite [slice|z, y, x] array, got {image.shape}")
+        raise NpgdError(f"image must be a finite [slice|z, y, x] array, got {image.shape}")
     image = image.astype(np.complex64)
     order = _acquisition_order(pattern, image.shape, volumetric)
     kspace, maps = _encode(image, settings, volumetric)
@@ -143,10 +144,10 @@ def _acquisition_order(pattern, shape, volumetric: bool) -> np.ndarray:
     if not volumetric and mask.ndim == 2 and mask.shape[0] == plane[0]:
         mask = mask.any(axis=1)
     if mask.shape != plane:
-        raise ValueError(f"sampling mask shape {mask.shape} does not match the phase-encode "
+        raise NpgdError(f"sampling mask shape {mask.shape} does not match the phase-encode "
                          f"plane {plane} ({'ky x kz' if volumetric else 'ky'})")
     if not mask.any():
-        raise ValueError("the sampling mask selects no phase encodes")
+        raise NpgdError("the sampling mask selects no phase encodes")
     order = getattr(pattern, "order", None)
     if volumetric and order is not None:
         return np.asarray(order, dtype=np.int64)

@@ -1,42 +1,49 @@
-"""Training NPGD with the paper's loss (P2), checkpoints, resume, validation and a CSV log.
+"""Training NPGD with the paper's loss (P2): datasets, the loader, validation and the step loop.
 
-``data.operator`` picks the problem: ``"cartesian"`` (single-coil MRI, :class:`UndersampledSet`)
-or ``"block-average"`` (2x2 super resolution,
-:class:`~npgd_recon.data.superres.BlockAveragedSet`).
+``data.operator`` picks the problem: ``"cartesian"`` (MRI k-space, single- or multi-coil,
+:class:`~npgd_recon.data.undersampled.UndersampledSet`) or ``"block-average"`` (2x2 super
+resolution, :class:`~npgd_recon.data.superres.BlockAveragedSet`). Either gives typed samples
+(:mod:`npgd_recon.data.samples`) that know their operator and normalise themselves.
 
 Loss per batch, all terms means over pixels and the batch::
 
     beta * |x_T - x*|^2  +  (1 - beta) * sum_t |y - Phi x_t|^2
 
+:func:`train` is three parts: the start (the run folder checked before anything is written,
+then a new model, ``train.init``'s weights, or ``--resume``'s state: :mod:`npgd_recon.training.
+run`), the run log (:class:`~npgd_recon.training.logger.RunLog`, a context manager) and the
+step loop (:func:`_steps`: step, validate, log, checkpoint).
+
 Runs on CPU or CUDA (AMP in bfloat16 on CUDA); under ``torchrun`` it uses
-DistributedDataParallel (one process per GPU, each drawing its own samples; rank 0 writes).
-``train.workers`` > 0 prepares batches in that many persistent loader processes (one torch
-thread each; :func:`make_loader`); every sample is drawn from its own ``(seed, index)``
-generator, so a run's batches do not depend on the worker count.
+DistributedDataParallel (one process per GPU, each drawing its own samples; rank 0 validates,
+logs and writes). ``train.workers`` > 0 prepares batches in that many persistent loader
+processes (one torch thread each; :func:`make_loader`); every sample is drawn from its own
+``(seed, index)`` generator, so a run's batches do not depend on the worker count.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from npgd_recon.core.device import describe_hardware, pick_device
+from npgd_recon.core.device import pick_device
 from npgd_recon.core.metrics import snr_db_magnitude, ssim_magnitude
-from npgd_recon.core.operators import BlockAverageOp, CartesianOp, SenseOp
-from npgd_recon.core.transforms import NORMALISATION, normalise
+from npgd_recon.data.samples import collate
 from npgd_recon.data.sources import build_source
 from npgd_recon.data.superres import BlockAveragedSet, image_source
-from npgd_recon.data.undersampled import Augment, UndersampledSet
-from npgd_recon.models.checkpoint import load_checkpoint, save_checkpoint
-from npgd_recon.models.npgd import STEP_PARAMETERS, NeuralPGD, architecture
-from npgd_recon.models.registry import resolve_weights
+from npgd_recon.data.undersampled import UndersampledSet
+from npgd_recon.models.npgd import STEP_PARAMETERS, NeuralPGD
+from npgd_recon.training.config import Config, DataConfig, TrainConfig
+from npgd_recon.training.logger import RunLog
+from npgd_recon.training.run import LOG, check_run_folder, clear_run, initialise, restore, save
+
+__all__ = ["datasets", "make_loader", "p2_loss", "train", "validate"]
 
 
 def p2_loss(iterates: list[torch.Tensor], target: torch.Tensor, y: torch.Tensor, op,
@@ -47,47 +54,22 @@ def p2_loss(iterates: list[torch.Tensor], target: torch.Tensor, y: torch.Tensor,
     return beta * image_term + (1 - beta) * data_term
 
 
-def normalised_problem(batch: dict, device) -> tuple:
-    """Move a batch to ``device`` and normalise it: ``(op, y, target, noise)``.
-
-    A batch with ``lowres`` is super resolution; otherwise k-space with ``mask``, single-coil
-    or, with ``maps``, multi-coil through the SENSE operator. ``noise`` is the batch's noise std
-    per k-space sample ``[batch]`` in the units of ``y`` (``None`` when the batch has none).
-    """
-    target = batch["target"].to(device)
-    if "lowres" in batch:
-        op, y = BlockAverageOp(), batch["lowres"].to(device)
-    elif "maps" in batch:
-        op = SenseOp(batch["mask"].to(device), batch["maps"].to(device))
-        y = batch["kspace"].to(device)
-    else:
-        op, y = CartesianOp(batch["mask"].to(device)), batch["kspace"].to(device)
-    y, scale = normalise(y, op)
-    noise = batch["noise"].to(device) / scale.flatten() if "noise" in batch else None
-    return op, y, target / scale, noise
-
-
-def _datasets(dc: dict, length: int, seed: int, batch_size: int = 1) -> tuple:
-    """Training and validation sets for ``config["data"]``."""
-    if dc["operator"] == "block-average":
-        shape = tuple(dc["shape"])
-        train_set = BlockAveragedSet([image_source(s, shape) for s in dc["train"]], length,
-                                     noise=tuple(dc["noise"]), augment=True, seed=seed)
-        val_set = BlockAveragedSet([image_source(s, shape) for s in dc["validation"]],
-                                   dc["validation_slices"], noise=(dc["validation_noise"],) * 2)
+def datasets(data: DataConfig, length: int, seed: int, batch_size: int = 1,
+             ) -> tuple[torch.utils.data.Dataset, torch.utils.data.Dataset]:
+    """The training set (``length`` items drawn from ``seed``) and the validation set of
+    ``data``; a coil range is drawn once per ``batch_size`` items."""
+    if data.operator == "block-average":
+        train_set = BlockAveragedSet([image_source(s, data.shape) for s in data.train], length,
+                                     noise=data.noise, augment=True, seed=seed)
+        val_set = BlockAveragedSet([image_source(s, data.shape) for s in data.validation],
+                                   data.validation_slices, noise=(data.validation_noise,) * 2)
         return train_set, val_set
-    if dc["operator"] != "cartesian":
-        raise ValueError(f"data.operator must be 'cartesian' or 'block-average', got "
-                         f"{dc['operator']!r}")
-    augment = Augment(tuple(dc["shape"]), tuple(dc["zoom"]), gamma=tuple(dc["gamma"]),
-                      invert=float(dc["invert"]), bias=float(dc["bias"]))
-    coils = coil_range(dc["coils"])
-    train_set = UndersampledSet([build_source(s) for s in dc["train"]], length, mask=dc["mask"],
-                                accel=dc["accel"], noise=tuple(dc["noise"]), augment=augment,
-                                seed=seed, coils=coils, coil_group=batch_size)
-    val_set = UndersampledSet([build_source(s) for s in dc["validation"]],
-                              dc["validation_slices"], mask=dc["mask"], accel=dc["accel"],
-                              noise=(dc["validation_noise"],) * 2, seed=99, coils=coils)
+    train_set = UndersampledSet([build_source(s) for s in data.train], length, mask=data.mask,
+                                accel=data.accel, noise=data.noise, augment=data.augment(),
+                                seed=seed, coils=data.coil_range, coil_group=batch_size)
+    val_set = UndersampledSet([build_source(s) for s in data.validation],
+                              data.validation_slices, mask=data.mask, accel=data.accel,
+                              noise=(data.validation_noise,) * 2, seed=99, coils=data.coil_range)
     return train_set, val_set
 
 
@@ -103,29 +85,28 @@ def _worker_init(worker: int) -> None:
     torch.manual_seed(seed)
 
 
-def make_loader(dataset, indices: list[int], batch_size: int, workers: int = 0,
-                seed: int = 0, pin_memory: bool = False) -> torch.utils.data.DataLoader:
-    """Batches of ``dataset[indices]`` in order; with ``workers`` > 0 from that many persistent
-    worker processes (one torch thread each). The batches are the same for any worker count."""
-    if int(workers) != workers or workers < 0:
-        raise ValueError(f"train.workers must be a whole number >= 0, got {workers}")
-    workers = int(workers)
+def make_loader(dataset: torch.utils.data.Dataset, indices: list[int], batch_size: int,
+                workers: int = 0, seed: int = 0,
+                pin_memory: bool = False) -> torch.utils.data.DataLoader:
+    """Batches (:func:`~npgd_recon.data.samples.collate`) of ``dataset[indices]`` in order; with
+    ``workers`` > 0 from that many persistent worker processes (one torch thread each). The
+    batches are the same for any worker count."""
     extra = {"persistent_workers": True, "worker_init_fn": _worker_init,
              "prefetch_factor": 4} if workers else {}
     return torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, indices),
                                        batch_size=batch_size, shuffle=False,
-                                       num_workers=workers, pin_memory=pin_memory,
+                                       num_workers=workers, collate_fn=collate,
+                                       pin_memory=pin_memory,
                                        generator=torch.Generator().manual_seed(seed), **extra)
 
 
 @torch.no_grad()
-def validate(model: NeuralPGD, dataset: UndersampledSet, device) -> dict[str, float]:
+def validate(model: NeuralPGD, dataset: torch.utils.data.Dataset, device) -> dict[str, float]:
     """Mean magnitude SNR / SSIM of the network and of zero filling over ``dataset``."""
     model.eval()
     snr, ssim, zf = [], [], []
     for i in range(len(dataset)):
-        batch = {k: v[None] for k, v in dataset[i].items()}
-        op, y, target, noise = normalised_problem(batch, device)
+        op, y, target, noise = collate([dataset[i]]).to(device).normalised()
         out = model(y, op, noise=noise)
         snr.append(snr_db_magnitude(target[0].cpu(), out[0].cpu()))
         ssim.append(ssim_magnitude(target[0].cpu(), out[0].cpu()))
@@ -144,128 +125,135 @@ def _distributed() -> tuple[int, int]:
     return rank, world
 
 
-def train(config: dict, out: Path, *, resume: bool = False, device: str = "auto",
-          progress: bool = True) -> dict:
+@dataclass
+class _Session:
+    """What the step loop works on: the model (``ddp``: wrapped under torchrun), its optimiser
+    and schedule, where it runs, and where the run stands (``start`` steps done, ``elapsed``
+    seconds, the last validation ``metrics``)."""
+
+    config: Config
+    out: Path
+    model: NeuralPGD
+    ddp: torch.nn.Module
+    optimiser: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LRScheduler
+    device: torch.device
+    rank: int
+    world: int
+    start: int
+    elapsed: float
+    metrics: dict
+
+
+def train(config: Config, out: Path, *, resume: bool = False, force: bool = False,
+          device: str = "auto", progress: bool = True) -> dict:
     """Train a model as ``config`` says, writing ``out/model.safetensors`` and ``out/log.csv``.
 
-    Returns the final validation metrics.
+    ``out`` must be new or empty unless ``resume`` (continue the run in it; a new run when it
+    holds none) or ``force`` (replace the run in it); nothing is written before the model, its
+    start and the data are ready. Returns the final validation metrics.
     """
+    resuming = check_run_folder(out, resume=resume, force=force)  # every rank, before any write
     rank, world = _distributed()
-    dev = pick_device(device, rank)
-    tc, dc = config["train"], config["data"]
-    if tc["threads"]:
-        torch.set_num_threads(int(tc["threads"]))
-    torch.manual_seed(tc["seed"] + rank)
-    out.mkdir(parents=True, exist_ok=True)
-
-    model = NeuralPGD(**config["model"]).to(dev)
-    optimiser = torch.optim.Adam(_parameter_groups(model, tc), lr=tc["lr"], betas=(0.9, 0.999))
-    schedule = torch.optim.lr_scheduler.StepLR(optimiser, tc["lr_halve_every"], gamma=0.5)
-    start, elapsed, metrics = 0, 0.0, {}
-    state_path, model_path = out / "train_state.pt", out / "model.safetensors"
-    if resume and model_path.exists() and state_path.exists():
-        loaded, meta = load_checkpoint(model_path, dev)
-        if meta["architecture"] != architecture(model):
-            raise ValueError(f"--resume {out}: the run's architecture {meta['architecture']} "
-                             f"differs from the config's {architecture(model)}")
-        model.load_state_dict(loaded.state_dict())
-        state = torch.load(state_path, map_location=dev, weights_only=True)
-        if len(state["optimiser"]["param_groups"]) != len(optimiser.param_groups):
-            raise ValueError(f"--resume {out}: its optimiser state predates train.alpha_lr (one "
-                             f"parameter group); start a new run with train.init = "
-                             f"'{model_path}' instead")
-        optimiser.load_state_dict(state["optimiser"])
-        schedule.load_state_dict(state["schedule"])
-        start, elapsed = int(state["step"]), float(state["seconds"])
-        metrics = meta.get("validation", {})
-    elif tc["init"]:  # fine-tuning: a model with the same network (any data consistency)
-        loaded, meta = load_checkpoint(resolve_weights(tc["init"]), dev)
-        if _network(meta["architecture"]) != _network(architecture(model)):
-            raise ValueError(f"train.init {tc['init']}: architecture {meta['architecture']} "
-                             f"differs from the config's {architecture(model)}")
-        keys = model.load_state_dict(loaded.state_dict(), strict=False)
-        if set(keys.missing_keys + keys.unexpected_keys) - set(STEP_PARAMETERS):
-            raise ValueError(f"train.init {tc['init']}: weights do not match the network")
-        if meta["architecture"]["data_consistency"] != model.data_consistency:
-            with torch.no_grad():  # the step means something else: start from model.alpha_init
-                model.alpha_raw.fill_(float(torch.tensor(float(config["model"]["alpha_init"]))
-                                            .expm1().log()))
-    ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
-
-    train_set, val_set = _datasets(dc, tc["steps"] * tc["batch_size"], tc["seed"] + 1000 * rank,
-                                   tc["batch_size"])
-    indices = list(range(start * tc["batch_size"], tc["steps"] * tc["batch_size"]))
-    loader = make_loader(train_set, indices, tc["batch_size"], tc["workers"],
-                         seed=tc["seed"] + rank, pin_memory=dev.type == "cuda")
-    amp = bool(tc["amp"]) and dev.type == "cuda"
-    log_path = out / "log.csv"
-    new_log = not (resume and log_path.exists())
-    log = (open(log_path, "w" if new_log else "a", newline="") if rank == 0
-           else open(os.devnull, "w"))
-    writer = csv.writer(log)
-    if new_log and rank == 0:
-        writer.writerow(["step", "loss", "lr", "alpha", "val_snr_db", "val_ssim", "seconds"])
-
-    bar = tqdm(loader, initial=start, total=tc["steps"], disable=not progress or rank != 0,
-               desc="train", unit="step")
-    tick = time.perf_counter()
-    deadline = tick + tc["max_seconds"] if tc["max_seconds"] > 0 else None
-    step = start
-    for batch in bar:
-        op, y, target, noise = normalised_problem(batch, dev)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-            iterates = ddp(y, op, return_iterates=True, noise=noise)
-        loss = p2_loss(iterates, target, y, op, tc["beta"])
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        schedule.step()
-        step += 1
-        stop = _out_of_time(deadline, world, dev)
-        val = step % tc["validate_every"] == 0 or step == tc["steps"] or stop
-        if val and rank == 0:
-            metrics = validate(model, val_set, dev)
-        if rank == 0:
-            seconds = elapsed + time.perf_counter() - tick
-            writer.writerow([step, f"{loss.item():.6g}", f"{schedule.get_last_lr()[0]:.3g}",
-                             f"{model.alpha.item():.4f}",
-                             f"{metrics['snr_db']:.3f}" if val else "",
-                             f"{metrics['ssim']:.4f}" if val else "", f"{seconds:.1f}"])
-            bar.set_postfix(loss=f"{loss.item():.4g}",
-                            val_snr=f"{metrics.get('snr_db', float('nan')):.2f}")
-        if rank == 0 and (step % tc["checkpoint_every"] == 0 or step == tc["steps"] or stop):
-            log.flush()
-            _save(model, optimiser, schedule, out, config, step,
-                  elapsed + time.perf_counter() - tick, metrics, dev)
-        if stop:
-            break
-    log.close()
+    run = _start(config, out, resuming, pick_device(device, rank), rank, world)
+    tc = config.train
+    train_set, val_set = datasets(config.data, tc.steps * tc.batch_size, tc.seed + 1000 * rank,
+                                  tc.batch_size)
+    indices = list(range(run.start * tc.batch_size, tc.steps * tc.batch_size))
+    loader = make_loader(train_set, indices, tc.batch_size, tc.workers, seed=tc.seed + rank,
+                         pin_memory=run.device.type == "cuda")
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        if not resuming:
+            clear_run(out)
+    with RunLog(out / LOG, append=resuming, enabled=rank == 0) as log:
+        metrics = _steps(run, loader, val_set, log, progress)
     if world > 1:  # wait for rank 0's validation and checkpoint: gloo aborts a rank whose
         torch.distributed.barrier()  # group is destroyed while a peer still holds it
         torch.distributed.destroy_process_group()
     return metrics
 
 
-def coil_range(coils) -> tuple[int, int]:
-    """``data.coils`` (a count or ``[low, high]``) as a range."""
-    low, high = (coils, coils) if isinstance(coils, int) else tuple(coils)
-    return int(low), int(high)
+def _start(config: Config, out: Path, resuming: bool, device: torch.device, rank: int,
+           world: int) -> _Session:
+    """The model, optimiser and schedule: new, from ``train.init``'s weights, or the run in
+    ``out`` (``resuming``); wrapped in DistributedDataParallel under torchrun."""
+    tc = config.train
+    if tc.threads:
+        torch.set_num_threads(tc.threads)
+    torch.manual_seed(tc.seed + rank)
+    model = NeuralPGD(**asdict(config.model)).to(device)
+    optimiser = torch.optim.Adam(_parameter_groups(model, tc), lr=tc.lr, betas=(0.9, 0.999))
+    schedule = torch.optim.lr_scheduler.StepLR(optimiser, tc.lr_halve_every, gamma=0.5)
+    start, elapsed, metrics = 0, 0.0, {}
+    if resuming:
+        start, elapsed, metrics = restore(out, model, optimiser, schedule, device)
+    elif tc.init:  # fine-tuning: a model with the same network (any data consistency)
+        initialise(model, tc.init, config.model.alpha_init, device)
+    # DDP's first broadcast waits for every rank: none writes before all have checked ``out``
+    ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    return _Session(config, out, model, ddp, optimiser, schedule, device, rank, world, start,
+                    elapsed, metrics)
 
 
-def _network(arch: dict) -> dict:
-    """An architecture without its data-consistency keys: what the weights depend on."""
-    return {k: v for k, v in arch.items()
-            if k not in ("data_consistency", "cg_iterations", "final_dc", "final_noise")}
+def _steps(run: _Session, loader: torch.utils.data.DataLoader,
+           val_set: torch.utils.data.Dataset, log: RunLog, progress: bool) -> dict:
+    """Train from ``run.start`` to ``train.steps`` (or until ``train.max_seconds``): each step
+    on one batch, validating, logging and checkpointing on rank 0. Returns the last validation
+    metrics."""
+    tc = run.config.train
+    amp = tc.amp and run.device.type == "cuda"
+    tick = time.perf_counter()
+    deadline = tick + tc.max_seconds if tc.max_seconds > 0 else None
+    step, metrics = run.start, run.metrics
+    with tqdm(loader, initial=run.start, total=tc.steps, disable=not progress or run.rank != 0,
+              desc="train", unit="step") as bar:
+        for batch in bar:
+            op, y, target, noise = batch.to(run.device).normalised()
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+                iterates = run.ddp(y, op, return_iterates=True, noise=noise)
+            loss = p2_loss(iterates, target, y, op, tc.beta)
+            run.optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            run.optimiser.step()
+            run.schedule.step()
+            step += 1
+            stop = _out_of_time(deadline, run.world, run.device)
+            if run.rank == 0:
+                metrics = _report(run, step, loss.item(), metrics, stop, val_set, log, tick)
+                bar.set_postfix(loss=f"{loss.item():.4g}",
+                                val_snr=f"{metrics.get('snr_db', float('nan')):.2f}")
+            if stop:
+                break
+    return metrics
 
 
-def _parameter_groups(model: NeuralPGD, tc: dict) -> list[dict]:
+def _report(run: _Session, step: int, loss: float, metrics: dict, stop: bool,
+            val_set: torch.utils.data.Dataset, log: RunLog, tick: float) -> dict:
+    """Rank 0 after a step: validate when due, log the step, checkpoint when due. Returns the
+    latest validation metrics."""
+    tc = run.config.train
+    last = step == tc.steps or stop
+    validated = step % tc.validate_every == 0 or last
+    if validated:
+        metrics = validate(run.model, val_set, run.device)
+    log.row(step, loss, run.schedule.get_last_lr()[0], run.model.alpha.item(),
+            metrics if validated else None, run.elapsed + time.perf_counter() - tick)
+    if step % tc.checkpoint_every == 0 or last:
+        log.flush()
+        save(run.out, run.config, run.model, run.optimiser, run.schedule, step,
+             run.elapsed + time.perf_counter() - tick, metrics, run.device)
+    return metrics
+
+
+def _parameter_groups(model: NeuralPGD, tc: TrainConfig) -> list[dict]:
     """The network's weights at ``train.lr``, the step sizes (:data:`STEP_PARAMETERS`) at
     ``train.alpha_lr`` when set: a few scalars that Adam, moving each by about ``lr`` a step,
     would otherwise leave where they started (``final_alpha`` moved 5.0 -> 4.96 in 481 steps)."""
     steps = [p for n, p in model.named_parameters() if n in STEP_PARAMETERS]
     weights = [p for n, p in model.named_parameters() if n not in STEP_PARAMETERS]
     return [{"params": weights},
-            {"params": steps, "lr": tc["alpha_lr"] if tc["alpha_lr"] > 0 else tc["lr"]}]
+            {"params": steps, "lr": tc.alpha_lr if tc.alpha_lr > 0 else tc.lr}]
 
 
 def _out_of_time(deadline: float | None, world: int, dev: torch.device) -> bool:
@@ -278,35 +266,3 @@ def _out_of_time(deadline: float | None, world: int, dev: torch.device) -> bool:
         torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
         stop = bool(flag.item())
     return stop
-
-
-def _operator_name(coils) -> str:
-    """The operator a model trained with ``data.coils`` saw, for its metadata."""
-    low, high = coil_range(coils)
-    if high == 1:
-        return "cartesian-single-coil"
-    return f"sense-{low}-coil" if low == high else f"sense-{low}-to-{high}-coil"
-
-
-def _save(model, optimiser, schedule, out: Path, config: dict, step: int, seconds: float,
-          metrics: dict, dev) -> None:
-    sr = config["data"]["operator"] == "block-average"
-    meta = {
-        "normalisation": NORMALISATION,
-        "operator": "block-average-2x2" if sr else _operator_name(config["data"]["coils"]),
-        "mask": None if sr else {"kind": config["data"]["mask"], "accel": config["data"]["accel"]},
-        "data": {"train": config["data"]["train"], "validation": config["data"]["validation"]},
-        "steps": step,
-        "batch_size": config["train"]["batch_size"],
-        "loss": {"name": "P2", "beta": config["train"]["beta"]},
-        "validation": metrics,
-        "train_seconds": round(seconds, 1),
-        "hardware": describe_hardware(dev),
-        "config": json.loads(json.dumps(config)),
-    }
-    save_checkpoint(model, out / "model.safetensors", meta)
-    state = {"optimiser": optimiser.state_dict(), "schedule": schedule.state_dict(),
-             "step": step, "seconds": seconds}
-    tmp = out / "train_state.pt.tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, out / "train_state.pt")

@@ -1,9 +1,11 @@
-"""Forward operators: adjoint identity, normal operator, norm bound, numpy/torch agreement."""
+"""Forward operators: adjointness, shapes and their errors, normal operator, norm bound,
+numpy/torch agreement."""
 
 import numpy as np
 import pytest
 import torch
 
+from npgd_recon.core.errors import NpgdError
 from npgd_recon.core.fft import fft1c, fft2c, ifft1c, ifft2c
 from npgd_recon.core.operators import BlockAverageOp, CartesianOp, SenseOp
 from sampling import vdrad
@@ -16,30 +18,110 @@ def inner(a, b):
     return torch.vdot(a.reshape(-1).to(torch.complex128), b.reshape(-1).to(torch.complex128))
 
 
-def random_maps(coils, ny, nx):
-    maps = randc(coils, ny, nx)
-    return maps / maps.abs().pow(2).sum(0, keepdim=True).sqrt()
+def random_maps(*shape):
+    maps = randc(*shape)
+    return maps / maps.abs().pow(2).sum(-3, keepdim=True).sqrt()
 
 
 def operators(batch=3, ny=40, nx=24, coils=4):
     mask = torch.from_numpy(vdrad((ny, nx), 4.0).mask)
+    masks = torch.stack([torch.from_numpy(vdrad((ny, nx), 4.0, seed=s).mask)
+                         for s in range(batch)])
     return {
         "cartesian": (CartesianOp(mask), (batch, ny, nx)),
-        "cartesian-batched-mask": (
-            CartesianOp(torch.stack([torch.from_numpy(vdrad((ny, nx), 4.0, seed=s).mask)
-                                     for s in range(batch)])), (batch, ny, nx)),
+        "cartesian-batched-mask": (CartesianOp(masks), (batch, ny, nx)),
         "sense": (SenseOp(mask, random_maps(coils, ny, nx)), (batch, ny, nx)),
-        "block-average": (BlockAverageOp(), (batch, ny, nx)),
+        "sense-batched": (SenseOp(masks, random_maps(batch, coils, ny, nx)), (batch, ny, nx)),
+        "block-average": (BlockAverageOp((ny, nx)), (batch, ny, nx)),
     }
 
 
 @pytest.mark.parametrize("name", list(operators()))
-def test_adjoint_identity(name):
+@pytest.mark.parametrize("dtype, tolerance", [(torch.complex128, 1e-12),
+                                              (torch.complex64, 1e-6)])
+def test_adjoint_identity(name, dtype, tolerance):
     op, shape = operators()[name]
-    x = randc(*shape)
-    y = randc(*op.forward(x).shape)
-    lhs, rhs = inner(op.forward(x), y), inner(x, op.adjoint(y))
-    assert abs(lhs - rhs) / abs(lhs) < 1e-5
+    for seed in range(3):
+        error = op.adjointness_error(shape[0], dtype=dtype,
+                                     generator=torch.Generator().manual_seed(seed))
+        assert error < tolerance, (name, seed, error)
+
+
+def test_adjointness_error_catches_a_wrong_adjoint():
+    class Unconjugated(SenseOp):  # forgets the conjugate of the maps
+        def _adjoint(self, y):
+            return (self.maps * ifft2c(y * self.mask)).sum(dim=-3)
+
+    class Scaled(CartesianOp):  # one per cent off
+        def _adjoint(self, y):
+            return 1.01 * super()._adjoint(y)
+
+    mask = torch.from_numpy(vdrad((40, 24), 4.0).mask)
+    assert Unconjugated(mask, random_maps(4, 40, 24)).adjointness_error(3) > 1e-4
+    assert Scaled(mask).adjointness_error(3) > 1e-6
+
+
+@pytest.mark.parametrize("name, ishape, oshape", [
+    ("cartesian", (None, 40, 24), (None, 40, 24)),
+    ("cartesian-batched-mask", (3, 40, 24), (3, 40, 24)),
+    ("sense", (None, 40, 24), (None, 4, 40, 24)),
+    ("sense-batched", (3, 40, 24), (3, 4, 40, 24)),
+    ("block-average", (None, 40, 24), (None, 20, 12)),
+])
+def test_every_operator_knows_its_shapes_and_produces_them(name, ishape, oshape):
+    op, shape = operators()[name]
+    assert (op.ishape, op.oshape) == (ishape, oshape)
+    y = op.forward(randc(*shape))
+    assert y.shape == (shape[0], *oshape[1:])
+    assert op.adjoint(y).shape == shape
+
+
+def test_shared_data_leave_the_batch_free_even_absent():
+    mask = torch.from_numpy(vdrad((16, 12), 3.0).mask)
+    op = SenseOp(mask, random_maps(2, 16, 12))
+    assert op.forward(randc(5, 16, 12)).shape == (5, 2, 16, 12)
+    assert op.forward(randc(16, 12)).shape == (2, 16, 12)
+    assert op.adjoint(randc(2, 16, 12)).shape == (16, 12)
+    # a batch of one beside a batch of three is shared by the three
+    assert SenseOp(mask[None], random_maps(3, 2, 16, 12)).ishape == (3, 16, 12)
+    assert BlockAverageOp().forward(randc(8, 6)).shape == (4, 3)
+
+
+@pytest.mark.parametrize("name, method, shape", [
+    ("cartesian", "forward", (3, 40, 20)),             # wrong image size
+    ("cartesian", "adjoint", (3, 1, 40, 24)),          # an extra axis
+    ("cartesian-batched-mask", "forward", (2, 40, 24)),  # wrong batch
+    ("cartesian-batched-mask", "normal", (40, 24)),      # a fixed batch cannot be left out
+    ("sense", "adjoint", (3, 3, 40, 24)),              # wrong coil count
+    ("sense", "forward", (3, 4, 40, 24)),              # k-space given where an image goes
+    ("sense-batched", "adjoint", (2, 4, 40, 24)),
+    ("block-average", "forward", (3, 20, 12)),
+    ("block-average", "adjoint", (3, 40, 24)),
+])
+def test_a_tensor_that_does_not_fit_is_refused_naming_the_operator_and_shapes(name, method,
+                                                                              shape):
+    op, _ = operators()[name]
+    with pytest.raises(NpgdError) as error:
+        getattr(op, method)(randc(*shape))
+    message = str(error.value)
+    assert type(op).__name__ in message
+    assert "[" + ", ".join(map(str, shape)) + "]" in message
+    ishape = "[" + ", ".join("*" if s is None else str(s) for s in op.ishape) + "]"
+    oshape = "[" + ", ".join("*" if s is None else str(s) for s in op.oshape) + "]"
+    assert f"{ishape} -> {oshape}" in message
+
+
+def test_operators_refuse_data_that_do_not_fit_together():
+    with pytest.raises(NpgdError, match="CartesianOp: the mask"):
+        CartesianOp(torch.ones(16))
+    with pytest.raises(NpgdError, match="different image sizes"):
+        SenseOp(torch.ones(16, 12), random_maps(2, 16, 10))
+    with pytest.raises(NpgdError, match="different batch sizes"):
+        SenseOp(torch.ones(2, 16, 12), random_maps(3, 2, 16, 12))
+    with pytest.raises(NpgdError, match="even"):
+        BlockAverageOp((15, 12))
+    with pytest.raises(NpgdError, match="image shape"):
+        BlockAverageOp().adjointness_error()
 
 
 @pytest.mark.parametrize("name", list(operators()))
@@ -99,7 +181,7 @@ def test_block_average_values_and_odd_size_error():
     x = torch.arange(16.0).to(torch.complex64).reshape(1, 4, 4)
     y = BlockAverageOp().forward(x)
     assert torch.allclose(y.real, torch.tensor([[[2.5, 4.5], [10.5, 12.5]]]))
-    with pytest.raises(ValueError, match="even"):
+    with pytest.raises(NpgdError, match="BlockAverageOp.*even"):
         BlockAverageOp().forward(torch.zeros(1, 5, 4, dtype=torch.complex64))
 
 

@@ -89,5 +89,5 @@ def test_photos_feed_the_training_set_as_a_minority():
     photos = build_source({"kind": "photos", "package": "pywt"})
     phantoms = build_source({"kind": "phantom", "count": 20, "size": 64})
     data = UndersampledSet([phantoms, photos], 23, seed=0)  # no augmentation: every image once
-    shapes = [tuple(data[i]["target"].shape) for i in range(len(data))]
+    shapes = [tuple(data[i].target.shape) for i in range(len(data))]
     assert shapes.count((256, 256)) == len(photos) and shapes.count((64, 64)) == 20

@@ -39,10 +39,10 @@ def test_folder_images_hold_out_every_fifth_file(tmp_path):
 def test_pairs_are_block_averages_of_their_targets():
     data = BlockAveragedSet([lfw_faces("test")], 5)
     item = data[3]
-    assert item["target"].shape == (24, 24) and item["lowres"].shape == (12, 12)
-    torch.testing.assert_close(item["lowres"], BlockAverageOp().forward(item["target"]))
+    assert item.target.shape == (24, 24) and item.lowres.shape == (12, 12)
+    torch.testing.assert_close(item.lowres, BlockAverageOp().forward(item.target))
     noisy = BlockAveragedSet([lfw_faces("test")], 5, noise=(0.05, 0.05), augment=True)[0]
-    assert noisy["target"].dtype == torch.complex64 and noisy["lowres"].shape == (12, 12)
+    assert noisy.target.dtype == torch.complex64 and noisy.lowres.shape == (12, 12)
 
 
 def test_linear_swish_model_round_trips_through_a_checkpoint(tmp_path):

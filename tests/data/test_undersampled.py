@@ -85,20 +85,20 @@ def test_training_items_get_fresh_exact_rate_masks(sources):
     dataset = UndersampledSet([PhantomSource(10, size=48)], 6, augment=Augment((32, 32)))
     items = [dataset[i] for i in range(3)]
     for item in items:
-        assert item["target"].shape == item["kspace"].shape == item["mask"].shape == (32, 32)
-        assert item["mask"].sum() == round(32 * 32 / 5)
-        assert np.all(item["kspace"].numpy()[item["mask"].numpy() == 0] == 0)
-    assert not np.array_equal(items[0]["mask"], items[1]["mask"])
-    np.testing.assert_array_equal(dataset[1]["kspace"], items[1]["kspace"])  # deterministic
+        assert item.target.shape == item.kspace.shape == item.mask.shape == (32, 32)
+        assert item.mask.sum() == round(32 * 32 / 5)
+        assert np.all(item.kspace.numpy()[item.mask.numpy() == 0] == 0)
+    assert not np.array_equal(items[0].mask, items[1].mask)
+    np.testing.assert_array_equal(dataset[1].kspace, items[1].kspace)  # deterministic
 
 
 def test_validation_items_are_fixed_images(sources):
     source = build_source({"kind": "npy", "path": str(sources / "vol.npy")})
     dataset = UndersampledSet([source], 4, noise=(0.0, 0.0))
     item = dataset[0]
-    assert item["target"].shape[0] % 2 == 0 and item["target"].shape[1] % 2 == 0
-    full = fft2c(item["target"].numpy()) * item["mask"].numpy()
-    np.testing.assert_allclose(item["kspace"].numpy(), full, atol=1e-5)
+    assert item.target.shape[0] % 2 == 0 and item.target.shape[1] % 2 == 0
+    full = fft2c(item.target.numpy()) * item.mask.numpy()
+    np.testing.assert_allclose(item.kspace.numpy(), full, atol=1e-5)
     with pytest.raises(ValueError, match="empty"):
         UndersampledSet([PhantomSource(0)], 1)
 
@@ -110,12 +110,12 @@ def test_multicoil_items_carry_maps_that_explain_their_kspace():
                               augment=Augment((32, 24)), coils=3)
     items = [dataset[i] for i in range(2)]
     for item in items:
-        assert item["kspace"].shape == item["maps"].shape == (3, 32, 24)
-        np.testing.assert_allclose((item["maps"].abs() ** 2).sum(0), 1.0, rtol=1e-4)
-        op = SenseOp(item["mask"][None], item["maps"][None])
-        expected = op.forward(item["target"][None])[0]
-        assert (expected - item["kspace"]).abs().max() < 1e-4 * item["kspace"].abs().max()
-    assert not np.allclose(items[0]["maps"], items[1]["maps"])  # random flips and phases
+        assert item.kspace.shape == item.maps.shape == (3, 32, 24)
+        np.testing.assert_allclose((item.maps.abs() ** 2).sum(0), 1.0, rtol=1e-4)
+        op = SenseOp(item.mask[None], item.maps[None])
+        expected = op.forward(item.target[None])[0]
+        assert (expected - item.kspace).abs().max() < 1e-4 * item.kspace.abs().max()
+    assert not np.allclose(items[0].maps, items[1].maps)  # random flips and phases
     with pytest.raises(ValueError, match="coils"):
         UndersampledSet([PhantomSource(2)], 1, coils=0)
 
@@ -129,8 +129,8 @@ def test_a_coil_range_draws_one_count_per_batch_and_the_loader_stacks_them():
     assert all(len(set(counts[g:g + 4])) == 1 for g in range(0, 40, 4))
     assert len(set(counts)) > 3 and min(counts) >= 1 and max(counts) <= 16
     for batch, count in zip(make_loader(dataset, list(range(40)), 4), counts[::4]):
-        assert batch["maps"].shape == (4, count, 24, 24)
-        np.testing.assert_allclose((batch["maps"].abs() ** 2).sum(1), 1.0, rtol=1e-4)
+        assert batch.maps.shape == (4, count, 24, 24)
+        np.testing.assert_allclose((batch.maps.abs() ** 2).sum(1), 1.0, rtol=1e-4)
     for bad in ((0, 4), (5, 4)):
         with pytest.raises(ValueError, match="coils"):
             UndersampledSet([PhantomSource(2)], 1, coils=bad)
@@ -173,10 +173,10 @@ def test_contrast_augmentation_is_off_by_default_and_changes_images_when_on():
     source = PhantomSource(8, size=40)
     plain = UndersampledSet([source], 4, augment=Augment((32, 32)))
     explicit = UndersampledSet([source], 4, augment=Augment((32, 32), gamma=(1.0, 1.0)))
-    np.testing.assert_array_equal(plain[2]["target"], explicit[2]["target"])
+    np.testing.assert_array_equal(plain[2].target, explicit[2].target)
     for options in ({"gamma": (0.5, 0.6)}, {"invert": 1.0}, {"bias": 0.5}):
         changed = UndersampledSet([source], 4, augment=Augment((32, 32), **options))
-        a, b = plain[1]["target"].numpy(), changed[1]["target"].numpy()
+        a, b = plain[1].target.numpy(), changed[1].target.numpy()
         assert not np.allclose(np.abs(a), np.abs(b))
         support = np.abs(a) > 1e-3 * np.abs(a).max()
         np.testing.assert_allclose(np.angle(a[support] * np.conj(b[support])), 0,
@@ -188,7 +188,7 @@ def test_contrast_augmentation_is_off_by_default_and_changes_images_when_on():
     inverted = Augment((32, 32), invert=1.0)._contrast(image, rng)
     assert np.abs(inverted[16, 9]) > np.abs(inverted[16, 22])  # dark became bright
     for bad in ({"gamma": (0.0, 1.0)}, {"gamma": (2.0, 1.0)}, {"invert": 1.5}, {"bias": -1}):
-        with pytest.raises(ValueError, match="augmentation"):
+        with pytest.raises(ValueError, match="^(gamma|invert|bias) must"):
             Augment((32, 32), **bad)
 
 
@@ -203,53 +203,6 @@ def test_loader_workers_give_the_same_batches_as_the_training_process(tmp_path):
         batches[workers] = list(make_loader(dataset, indices, 3, workers, seed=1))
     assert len(batches[0]) == len(batches[2]) == 4
     for a, b in zip(batches[0], batches[2]):
-        for key in ("target", "kspace", "mask"):
-            assert torch.equal(a[key], b[key])
-    assert not torch.equal(batches[0][0]["target"][0], batches[0][0]["target"][1])
-    with pytest.raises(ValueError, match="workers"):
-        make_loader(dataset, indices, 3, -1)
-
-
-def test_config_knows_workers_and_contrast_and_the_gpu_config_loads(tmp_path):
-    from pathlib import Path
-
-    from npgd_recon.training.config import load_config
-
-    config = load_config(None)
-    assert config["train"]["workers"] == 0
-    assert config["data"]["gamma"] == [1.0, 1.0] and config["data"]["invert"] == 0.0
-    root = Path(__file__).resolve().parents[2]
-    gpu = load_config(root / "configs" / "gpu-paper.toml")
-    assert gpu["train"]["workers"] == 14 and gpu["train"]["batch_size"] == 16
-    assert (gpu["model"]["iterations"], gpu["model"]["blocks"], gpu["model"]["features"]) == (
-        10, 1, 128)
-    assert {s["kind"] for s in gpu["data"]["train"]} >= {"cache", "nifti", "phantom"}
-    (tmp_path / "bad.toml").write_text("[train]\nworkers = 1.5\n")
-    with pytest.raises(ValueError, match="train.workers"):
-        load_config(tmp_path / "bad.toml")
-    (tmp_path / "range.toml").write_text("[data]\ncoils = [1, 16]\n")
-    assert load_config(tmp_path / "range.toml")["data"]["coils"] == [1, 16]
-    for bad in ("[0, 4]", "[4, 2]", "[1, 2, 3]", "'8'"):
-        (tmp_path / "bad.toml").write_text(f"[data]\ncoils = {bad}\n")
-        with pytest.raises(ValueError, match="coils"):
-            load_config(tmp_path / "bad.toml")
-
-
-def test_every_shipped_config_loads_and_the_data_ablation_varies_only_the_data():
-    """Each config in configs/ loads; the ablation's three mixes share everything but
-    data.train, grow by inclusion, and never train on their validation subject."""
-    from pathlib import Path
-
-    from npgd_recon.training.config import load_config
-
-    root = Path(__file__).resolve().parents[2] / "configs"
-    for path in sorted(root.rglob("*.toml")):
-        load_config(path)
-    mixes = {n: load_config(root / "ablation" / f"data-{n}.toml")
-             for n in ("templates", "mr", "all")}
-    trains = {n: [tuple(sorted(s.items())) for s in c["data"].pop("train")]
-              for n, c in mixes.items()}
-    assert mixes["templates"] == mixes["mr"] == mixes["all"]
-    assert set(trains["templates"]) < set(trains["mr"]) < set(trains["all"])
-    validation = {s["path"] for s in mixes["all"]["data"]["validation"]}
-    assert not validation & {dict(s).get("path") for s in trains["all"]}
+        for key in ("target", "kspace", "mask", "noise"):
+            assert torch.equal(getattr(a, key), getattr(b, key))
+    assert not torch.equal(batches[0][0].target[0], batches[0][0].target[1])

@@ -10,13 +10,8 @@ import pytest
 from npgd_recon.core.fft import ifft2c
 from npgd_recon.io import dicom_writer
 from npgd_recon.io.atomic import OutputError
-from npgd_recon.io.dicom_writer import (
-    StudyInfo,
-    VolumeIndex,
-    study_info_from_header,
-    write_series,
-)
-from npgd_recon.io.geometry import PlaneGeometry
+from npgd_recon.io.dicom_writer import StudyInfo, study_info_from_header, write_series
+from npgd_recon.io.geometry import PlaneGeometry, VolumeIndex
 from npgd_recon.io.ismrmrd_file import read_raw
 from npgd_recon.sim.phantoms import shepp_logan
 from npgd_recon.sim.scan_writer import ScanSettings, write_scan

@@ -12,6 +12,7 @@ from ismrmrd import xsd
 from npgd_recon.core.fft import fft2c, ifft2c
 from npgd_recon.core.metrics import snr_db_complex, snr_db_magnitude
 from npgd_recon.io.assembly import RawDataError
+from npgd_recon.io.geometry import VolumeIndex
 from npgd_recon.io.ismrmrd_file import read_raw
 from npgd_recon.sim.phantoms import shepp_logan
 from npgd_recon.sim.scan_writer import ScanSettings, write_scan
@@ -198,7 +199,7 @@ def test_repetitions_become_separate_volumes(scan2d, tmp_path):
         table.resize((table.shape[0] + len(rows),))
         table[-len(rows):] = rows
     volumes = read_raw(path).volumes
-    assert [v.repetition for v in volumes] == [0, 1]
+    assert [v.index for v in volumes] == [VolumeIndex(repetition=0), VolumeIndex(repetition=1)]
     np.testing.assert_allclose(volumes[1].kspace, 2 * volumes[0].kspace, rtol=1e-5, atol=1e-6)
 
 

@@ -58,7 +58,8 @@ def test_compiled_proximal_computes_the_same_function():
 
 
 def test_compile_and_debias_are_refused_together():
+    from npgd_recon.recon.base import ReconOptions
     from npgd_recon.recon.methods import make_reconstructor
 
     with pytest.raises(ValueError, match="cannot be combined"):
-        make_reconstructor("npgd", device="cpu", debias=2, compile=True)
+        make_reconstructor("npgd", ReconOptions(device="cpu", debias=2, compile=True))

@@ -9,6 +9,7 @@ import pytest
 from npgd_recon.analysis.evaluation import evaluate, retrospective, volume_test_slices
 from npgd_recon.models.checkpoint import load_checkpoint
 from npgd_recon.models.registry import CPU_DEFAULT, default_weights, resolve_weights, shipped_models
+from npgd_recon.recon.base import ReconOptions
 from npgd_recon.recon.methods import make_reconstructor
 
 COLIN27 = Path("/usr/share/mricron/templates/ch2.nii.gz")
@@ -38,7 +39,8 @@ def test_default_model_snr_floor_on_a_held_out_volume():
     stay well above zero filling (measured at shipping: +5.5 dB mean, 24.7 dB, SSIM 0.90)."""
     images = volume_test_slices(str(COLIN27), 4, axis=2, seed=3)
     kspace, masks = retrospective(images, 5.0, seed=100, noise=0.01)
-    methods = [make_reconstructor("zerofill"), make_reconstructor("npgd", device="cpu")]
+    methods = [make_reconstructor("zerofill"),
+               make_reconstructor("npgd", ReconOptions(device="cpu"))]
     records, _ = evaluate(images, kspace, masks, None, methods, progress=False)
     zf = np.array([r["snr_db"] for r in records if r["method"] == "zerofill"])
     net = np.array([r["snr_db"] for r in records if r["method"] == "npgd"])

@@ -1,12 +1,15 @@
-"""De-biasing (Remark 1): shape, the zero-iteration invariant, a hand-checked case, the flag."""
+"""De-biasing (Remark 1): shape, the zero-iteration invariant, a hand-checked case, the
+construction option."""
 
 import pytest
 import torch
 
+from npgd_recon.core.errors import NpgdError
 from npgd_recon.core.operators import CartesianOp
 from npgd_recon.core.transforms import NORMALISATION
 from npgd_recon.models.checkpoint import save_checkpoint
 from npgd_recon.models.npgd import NeuralPGD
+from npgd_recon.recon.base import ReconOptions
 from npgd_recon.recon.debias import debiased
 from npgd_recon.recon.methods import make_reconstructor
 from sampling import vdrad
@@ -50,20 +53,27 @@ def test_identity_proximal_debiasing_continues_gradient_descent():
 def test_negative_iterations_are_refused():
     model = NeuralPGD(iterations=1, blocks=1, features=4).eval()
     op, y = measurement(1)
-    with pytest.raises(ValueError):
+    with pytest.raises(NpgdError, match="de-biasing iterations"):
         debiased(model, y, op, iterations=-1)
 
 
-def test_reconstructor_debias_flag(tmp_path):
+def test_debiasing_is_chosen_when_the_reconstructor_is_built(tmp_path):
     path = tmp_path / "tiny.safetensors"
     save_checkpoint(perturbed(NeuralPGD(iterations=2, blocks=1, features=4)), path,
                     {"normalisation": NORMALISATION})
     op, y = measurement()
     kspace, mask = y[:, None].numpy(), MASK[None].repeat(2, 1, 1).numpy()
-    plain = make_reconstructor("npgd", str(path), "cpu", precision="fp32")(kspace, mask)
-    recon = make_reconstructor("npgd", str(path), "cpu", precision="fp32", debias=2)
-    out = recon(kspace, mask)
-    assert out.shape == plain.shape == (2, 16, 12)
-    assert abs(out - plain).max() > 0
-    with pytest.raises(ValueError, match="de-biasing"):
-        make_reconstructor("zerofill", debias=2)
+
+    def built(debias: int):
+        return make_reconstructor("npgd", ReconOptions(weights=str(path), device="cpu",
+                                                       precision="fp32", debias=debias))
+
+    plain, recon = built(0), built(2)
+    assert (plain.debias, recon.debias) == (0, 2)
+    out, reference = recon(kspace, mask).images, plain(kspace, mask).images
+    assert out.shape == reference.shape == (2, 16, 12)
+    assert abs(out - reference).max() > 0
+    with pytest.raises(NpgdError, match="de-biasing needs a network"):
+        make_reconstructor("zerofill", ReconOptions(debias=2))
+    with pytest.raises(NpgdError, match="must be >= 0"):
+        built(-1)

@@ -5,13 +5,15 @@ import numpy as np
 import pytest
 import torch
 
+from npgd_recon.core.choices import DEFAULT_BATCH
+from npgd_recon.core.errors import NpgdError
 from npgd_recon.core.fft import fft2c
 from npgd_recon.core.metrics import snr_db_magnitude
 from npgd_recon.core.transforms import NORMALISATION
 from npgd_recon.models.checkpoint import save_checkpoint
 from npgd_recon.models.npgd import NeuralPGD
 from npgd_recon.models.registry import resolve_weights
-from npgd_recon.recon.base import RECONSTRUCTORS
+from npgd_recon.recon.base import RECONSTRUCTORS, ReconOptions, ReconResult
 from npgd_recon.recon.methods import METHODS, make_reconstructor, reconstructor_class
 from sampling import vdrad
 from tests.conftest import needs_bart, needs_ismrmrd_tools
@@ -43,13 +45,23 @@ def problems(n=3, coils=1):
 def test_zerofill_is_the_adjoint_and_keeps_scale(coils):
     image, kspace, masks, maps = problems(coils=coils)
     recon = make_reconstructor("zerofill")
-    out = recon(kspace, masks, maps)
+    out = recon(kspace, masks, maps).images
     assert out.shape == (3, *image.shape)
     full = np.ones_like(masks)
     np.testing.assert_allclose(recon(fft2c(np.broadcast_to(image, (3, *image.shape)))[:, None]
-                                     if maps is None else fft2c(maps * image), full, maps),
+                                     if maps is None else fft2c(maps * image), full,
+                                     maps).images,
                                np.broadcast_to(image, out.shape), atol=1e-4)
-    assert recon.seconds > 0
+
+
+def test_a_call_returns_its_own_time_and_leaves_the_reconstructor_unchanged():
+    _, kspace, masks, maps = problems()
+    recon = make_reconstructor("zerofill")
+    before = dict(vars(recon))
+    first, second = recon(kspace, masks, maps), recon(kspace, masks, maps)
+    assert isinstance(first, ReconResult) and first.images.dtype == np.complex64
+    assert first.seconds > 0 and second.seconds > 0
+    assert vars(recon) == before
 
 
 @pytest.mark.parametrize("coils", [1, 4])
@@ -61,10 +73,10 @@ def test_untrained_network_is_gradient_descent_in_the_data_scale(tmp_path, coils
     save_checkpoint(NeuralPGD(iterations=10, blocks=1, features=4), path,
                     {"normalisation": NORMALISATION})
     image, kspace, masks, maps = problems(coils=coils)
-    recon = make_reconstructor("npgd", str(path), batch=2)
+    recon = make_reconstructor("npgd", ReconOptions(weights=str(path), batch=2))
     for factor in (1.0, 1000.0):
-        out = recon(kspace * factor, masks, maps)
-        zf = make_reconstructor("zerofill")(kspace * factor, masks, maps)
+        out = recon(kspace * factor, masks, maps).images
+        zf = make_reconstructor("zerofill")(kspace * factor, masks, maps).images
         target = np.broadcast_to(image * factor, out.shape)
         if coils == 1:
             np.testing.assert_allclose(out, zf, atol=1e-5 * factor)
@@ -87,27 +99,27 @@ def test_a_final_noise_network_gets_the_noise_level_known_or_estimated(tmp_path)
     noisy = (kspace + 0.05 * (rng.standard_normal(kspace.shape)
                               + 1j * rng.standard_normal(kspace.shape)) * masks[:, None])
     noisy = noisy.astype(np.complex64)
-    recon = make_reconstructor("npgd", str(path))
+    recon = make_reconstructor("npgd", ReconOptions(weights=str(path)))
 
     def mismatch(out):  # relative distance of the output's k-space from the data
         forward = fft2c(maps * out[:, None]) * masks[:, None]
         return np.linalg.norm(forward - noisy) / np.linalg.norm(noisy)
 
-    quiet, loud = (recon(noisy, masks, maps, noise_std=s) for s in (1e-6, 1.0))
+    quiet, loud = (recon(noisy, masks, maps, noise_std=s).images for s in (1e-6, 1.0))
     assert mismatch(quiet) < 0.5 * mismatch(loud)
     estimate = estimate_noise_std(noisy, masks)
     assert 0.035 < estimate < 0.3  # the complex std is 0.05 sqrt(2)
-    np.testing.assert_allclose(recon(noisy, masks, maps),
-                               recon(noisy, masks, maps, noise_std=estimate), atol=1e-6)
+    np.testing.assert_allclose(recon(noisy, masks, maps).images,
+                               recon(noisy, masks, maps, noise_std=estimate).images, atol=1e-6)
 
 
 @needs_bart
 def test_cs_methods_through_bart_beat_zero_filling():
     image, kspace, masks, maps = problems(n=2, coils=4)
-    zf = make_reconstructor("zerofill")(kspace, masks, maps)
+    zf = make_reconstructor("zerofill")(kspace, masks, maps).images
     target = np.broadcast_to(image, zf.shape)
     for method in ("cswv", "cstv"):
-        out = make_reconstructor(method)(kspace, masks, maps)
+        out = make_reconstructor(method)(kspace, masks, maps).images
         assert np.all(snr_db_magnitude(target, out) > snr_db_magnitude(target, zf) + 2), method
 
 
@@ -116,17 +128,28 @@ def test_every_method_name_has_its_class():
     assert set(RECONSTRUCTORS) == set(METHODS)
 
 
-def test_bad_arguments():
-    with pytest.raises(ValueError, match="unknown method"):
+def test_bad_arguments_are_user_errors():
+    with pytest.raises(NpgdError, match="unknown method"):
         make_reconstructor("magic")
-    with pytest.raises(ValueError, match="unknown model"):
+    with pytest.raises(NpgdError, match="unknown model"):
         resolve_weights("no-such-model")
     if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match="no CUDA GPU"):
-            make_reconstructor("zerofill", device="cuda")
-    with pytest.raises(ValueError, match="coil maps"):
+        with pytest.raises(NpgdError, match="no CUDA GPU"):
+            make_reconstructor("zerofill", ReconOptions(device="cuda"))
+        with pytest.raises(NpgdError, match="fp16 needs a CUDA device"):
+            make_reconstructor("npgd", ReconOptions(device="cpu", precision="fp16"))
+    with pytest.raises(NpgdError, match="coil maps"):
         make_reconstructor("zerofill")(np.zeros((1, 2, 8, 8), np.complex64),
                                        np.ones((1, 8, 8), bool))
+    with pytest.raises(NpgdError, match="batch"):
+        make_reconstructor("zerofill", ReconOptions(batch=0))
+    with pytest.raises(NpgdError, match="lambda must be positive"):
+        make_reconstructor("cswv", ReconOptions(lam=-1.0))
+
+
+def test_the_default_batch_is_the_shared_default():
+    assert ReconOptions().batch == DEFAULT_BATCH
+    assert make_reconstructor("zerofill").batch == DEFAULT_BATCH
 
 
 @needs_bart
@@ -146,11 +169,11 @@ def test_automatic_cs_lambda_never_returns_noise(tmp_path):
     kspace, mask = undersample(volume, 5.0)
     maps = espirit_coil_maps(kspace)
     reference = make_reconstructor("zerofill")(volume.kspace, np.ascontiguousarray(volume.mask),
-                                               maps)
-    zero = snr_db_magnitude(reference, make_reconstructor("zerofill")(kspace, mask, maps))
+                                               maps).images
+    zero = snr_db_magnitude(reference, make_reconstructor("zerofill")(kspace, mask, maps).images)
     # measured misses of the automatic lambda without noise readouts: docs/bart_baselines.md
     for method, tolerance in (("cswv", 1.5), ("cstv", 4.0)):
-        auto = snr_db_magnitude(reference, make_reconstructor(method)(kspace, mask, maps))
-        grid = max(snr_db_magnitude(reference, make_reconstructor(method, lam=lam)(
-            kspace, mask, maps)) for lam in (1e-3, 1e-2, 1e-1))
+        auto = snr_db_magnitude(reference, make_reconstructor(method)(kspace, mask, maps).images)
+        grid = max(snr_db_magnitude(reference, make_reconstructor(method, ReconOptions(lam=lam))(
+            kspace, mask, maps).images) for lam in (1e-3, 1e-2, 1e-1))
         assert auto > zero + 3 and auto > grid - tolerance, (method, auto, zero, grid)

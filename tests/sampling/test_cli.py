@@ -30,3 +30,13 @@ def test_bad_accel_is_one_line_exit_2(tmp_path):
     assert result.stderr.count("\n") == 1 and "accel" in result.stderr
     assert "Traceback" not in result.stderr
     assert not list(tmp_path.iterdir())
+
+
+def test_one_calibration_option_for_every_kind(tmp_path):
+    """A box CYxCZ for every kind (lines keeps CY rows), or just CY for lines."""
+    for kind, calib, rows in (("lines", "16x8", 16), ("lines", "12", 12), ("vdrad", "16x8", 16)):
+        result = run(str(tmp_path / kind), "--shape", "64x48", "--accel", "3", "--kind", kind,
+                     "--calib", calib)
+        assert result.returncode == 0, result.stderr
+        mask = np.load(tmp_path / f"{kind}.npy")
+        assert mask[32 - rows // 2: 32 - rows // 2 + rows, 20:28].all()

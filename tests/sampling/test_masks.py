@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 
 from sampling import make_mask, poisson, vd_lines, vdrad
-from sampling.pattern import calib_box
-from sampling.vdrad import default_calib, elliptical_radius
+from sampling.pattern import calib_box, default_calib, elliptical_radius
 
 SHAPES = [(200, 100), (256, 128), (160, 128), (320, 256), (201, 97), (97, 131)]
 

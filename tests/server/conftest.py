@@ -7,6 +7,7 @@ import threading
 
 import pytest
 
+from npgd_recon.recon.base import ReconOptions
 from npgd_recon.server.session import Limits, ReconstructorPool
 from npgd_recon.server.transport import ReconServer
 
@@ -29,7 +30,7 @@ def start_server():
     running = []
 
     def start(method="zerofill", weights=None, limits=None, dump_dir=None, workers=None):
-        pool = ReconstructorPool(method, weights, device="cpu", workers=workers)
+        pool = ReconstructorPool(method, ReconOptions(weights=weights, device="cpu"), workers)
         server = ReconServer(pool, "127.0.0.1", 0, limits or Limits(idle_timeout_s=30),
                              dump_dir)
         thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from npgd_recon.io.ismrmrd_file import read_raw
+from npgd_recon.recon.base import ReconOptions
 from npgd_recon.recon.classic import ZeroFilled
 from npgd_recon.recon.methods import make_reconstructor
 from npgd_recon.recon.pipeline import reconstruct_study
@@ -148,7 +149,7 @@ def test_undersample_key_matches_npgd_recon_undersample(start_server, raw, confi
                                                         seed):
     server = start_server()
     reply = stream_file(server.address, raw / "multislice.h5", config, text=True)
-    recon = make_reconstructor("zerofill", device="cpu")
+    recon = make_reconstructor("zerofill", ReconOptions(device="cpu"))
     expected = np.abs(reconstruct_study(read_raw(raw / "multislice.h5"), recon, accel=accel,
                                         mask_kind=mask, seed=seed, progress=False).images)
     assert reply.errors == []
@@ -162,7 +163,7 @@ class Gate(ZeroFilled):
     """Zero filling that holds every call until released, counting the calls."""
 
     def __init__(self) -> None:
-        super().__init__(torch.device("cpu"), 8)
+        super().__init__(torch.device("cpu"))
         self.entered, self.release = threading.Event(), threading.Event()
         self.calls = 0
 

@@ -11,6 +11,7 @@ import pytest
 
 from npgd_recon.io.ismrmrd_file import read_raw
 from npgd_recon.models.registry import CPU_DEFAULT
+from npgd_recon.recon.base import ReconOptions
 from npgd_recon.recon.methods import make_reconstructor
 from npgd_recon.recon.pipeline import reconstruct_study
 from npgd_recon.server.config import SessionConfig
@@ -20,7 +21,7 @@ from tests.server.mrd_client import read_file, stream_file
 
 def cli_magnitude(path, method="zerofill", weights=None):
     """What npgd-recon's pipeline makes of the same file: magnitude ``[n, y, x]``."""
-    recon = make_reconstructor(method, weights, device="cpu")
+    recon = make_reconstructor(method, ReconOptions(weights=weights, device="cpu"))
     return np.abs(reconstruct_study(read_raw(path), recon, progress=False).images)
 
 
@@ -160,7 +161,7 @@ def test_dump_saves_the_stream_as_received(start_server, raw, tmp_path):
 
 
 def test_pool_gives_streams_the_default_model_and_cs_its_lambda():
-    pool = ReconstructorPool("npgd", device="cpu")
+    pool = ReconstructorPool("npgd", ReconOptions(device="cpu"))
     assert pool.get(pool.default).model_name == CPU_DEFAULT
     cs = SessionConfig("cswv", cs_lambda=0.02)
     assert pool.get(cs).lam == 0.02 and pool.get(SessionConfig("cswv")).lam is None

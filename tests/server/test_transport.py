@@ -1,12 +1,17 @@
 """npgd-serve under bad clients: garbage, unknown ids, absurd lengths, truncated and abandoned
-streams, buffer limits; each ends only its own connection, and the server answers next."""
+streams, buffer limits; each ends only its own connection, and the server answers next. A failure
+that is not a user error keeps its traceback in the log."""
 
+import logging
 import struct
 
 import ismrmrd
 import pytest
 from ismrmrd.serialization import ConfigFile, ISMRMRDMessageID, ProtocolSerializer
 
+from npgd_recon.core.errors import NpgdError
+from npgd_recon.recon.classic import ZeroFilled
+from npgd_recon.server import session as session_module
 from npgd_recon.server.session import MIB, Limits
 from tests.server.mrd_client import connect, read_file, receive, stream_file, wait_for_log
 
@@ -119,4 +124,39 @@ def test_client_silent_inside_a_message_times_out(start_server, raw, caplog):
         assert receive(sock).images == []
     lines = wait_for_log(caplog, f":{port}: ")
     assert len(lines) == 1 and "dropped: no data for 1 s (--timeout)" in lines[0].getMessage()
+    assert_still_serving(server, raw)
+
+
+class Failing(ZeroFilled):
+    """Zero filling that raises ``error`` on every call."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__()
+        self.error = error
+
+    def reconstruct(self, *args, **kwargs):
+        raise self.error
+
+
+@pytest.mark.parametrize("error, is_bug", [
+    (RuntimeError("index 7 is out of bounds\nfor a tensor of 4"), True),
+    (NpgdError("these data do not suit this method"), False),
+])
+def test_a_bug_is_logged_with_its_traceback_and_a_user_error_in_one_line(
+        start_server, raw, caplog, monkeypatch, error, is_bug):
+    caplog.set_level(logging.INFO, logger="npgd_recon.server")
+    real = session_module.make_reconstructor
+    monkeypatch.setattr(session_module, "make_reconstructor", lambda method, options=None: (
+        Failing(error) if method == "cstv" else real(method, options)))
+    server = start_server()
+    reply = stream_file(server.address, raw / "multislice.h5", "cstv")
+    assert reply.closed and reply.images == [] and len(reply.errors) == 1
+    first_line = str(error).splitlines()[0]
+    kind = "internal error" if is_bug else "error"
+    assert reply.errors[0] == f"npgd-serve: {kind}: {first_line}"
+    [record] = wait_for_log(caplog, "connection ended")
+    assert record.getMessage().endswith(first_line)
+    assert (record.exc_info is not None) == is_bug
+    if is_bug:
+        assert "Traceback" in caplog.text and "RuntimeError: index 7" in caplog.text
     assert_still_serving(server, raw)

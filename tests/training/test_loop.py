@@ -1,5 +1,7 @@
 """The training loop: its time budget (stop early, validated and checkpointed), resuming."""
 
+from dataclasses import replace
+
 from npgd_recon.models.checkpoint import load_checkpoint, read_metadata
 from npgd_recon.training.config import load_config
 from npgd_recon.training.loop import train
@@ -30,11 +32,12 @@ def test_a_cg_model_fine_tunes_from_a_gradient_model_on_a_coil_range(tmp_path):
     path.write_text(CONFIG.replace("max_seconds = 0.001", "max_seconds = 0"))
     first = tmp_path / "grad"
     config = load_config(path)
-    config["train"]["steps"] = 1
+    config = replace(config, train=replace(config.train, steps=1))
     train(config, first, progress=False)
-    config["model"].update(data_consistency="cg", cg_iterations=2, alpha_init=5.0)
-    config["data"]["coils"] = [1, 3]
-    config["train"]["init"] = str(first / "model.safetensors")
+    config = replace(config, model=replace(config.model, data_consistency="cg", cg_iterations=2,
+                                           alpha_init=5.0),
+                     data=replace(config.data, coils=(1, 3)),
+                     train=replace(config.train, init=str(first / "model.safetensors")))
     train(config, tmp_path / "cg", progress=False)
     meta = read_metadata(tmp_path / "cg" / "model.safetensors")
     assert meta["architecture"]["data_consistency"] == "cg"
