@@ -2,6 +2,7 @@
 
 from bart_baselines.cfl import readcfl, writecfl
 from bart_baselines.cs import cs_tv, cs_wavelet, espirit_maps
+from bart_baselines.espirit import espirit_maps_volume
 from bart_baselines.runner import (
     BartError,
     BartInputError,
@@ -19,6 +20,7 @@ __all__ = [
     "cs_wavelet",
     "cs_tv",
     "espirit_maps",
+    "espirit_maps_volume",
     "tune_lambda",
     "BartError",
     "BartInputError",

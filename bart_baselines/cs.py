@@ -126,7 +126,9 @@ def _coils_from_bart(array: np.ndarray, coils: int, ny: int, nx: int) -> np.ndar
 def espirit_maps(kspace: np.ndarray, stack: bool = False, threads: int | None = None) -> np.ndarray:
     """One set of ESPIRiT maps per slice from ``bart ecalib -m 1`` (auto calibration region).
 
-    v0.8's ``ecalib`` has no batch mode over slices, so a stack takes one call per slice.
+    v0.8's ``ecalib`` has no batch mode over slices, so a stack takes one call per slice. For
+    the planes of one 3-D volume, :func:`bart_baselines.espirit.espirit_maps_volume` calibrates
+    once in 3-D (about seven times faster, same reconstruction quality).
 
     Args:
         kspace: centred k-space ``[coil, y, x]`` (``[slice, coil, y, x]`` with ``stack``) with

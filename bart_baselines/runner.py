@@ -175,14 +175,22 @@ def run_bart(
         for name, array in inputs.items():
             writecfl(Path(folder) / name, array)
         try:
-            done = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True)
+            process = subprocess.Popen(command, cwd=folder, env=env, stdout=subprocess.PIPE,
+                                       stderr=subprocess.PIPE, text=True)
         except OSError as error:
             raise BartError(command, f"could not start bart: {error}") from error
-        if done.returncode != 0:
-            raise BartError(command, done.stderr.strip() or done.stdout, done.returncode)
+        with process:
+            try:
+                stdout, stderr = process.communicate()
+            except BaseException:  # Ctrl-C included: subprocess.run would leave it unwaited
+                process.kill()
+                process.wait()
+                raise
+        if process.returncode != 0:
+            raise BartError(command, stderr.strip() or stdout, process.returncode)
         results = {}
         for name in outputs:
             if not (Path(folder) / f"{name}.hdr").is_file():
-                raise BartError(command, f"bart wrote no output {name!r}", done.returncode)
+                raise BartError(command, f"bart wrote no output {name!r}", process.returncode)
             results[name] = readcfl(Path(folder) / name)
     return results
