@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["CATALOGUE", "FORMATS", "Entry", "Package"]
+__all__ = ["CATALOGUE", "FORMATS", "RAW_DATA", "RAW_FORMATS", "Entry", "Package"]
 
 #: Entry formats and how they are read (``npgd_recon.data.sources.read_volume`` by suffix):
 #: ``dicom`` a series of images, the others one volume each (``npy`` may hold a single 2-D
@@ -24,7 +24,7 @@ class Entry:
     """One training volume or series: ``members`` (archive paths) -> ``sha256`` each."""
 
     name: str
-    format: str  # one of FORMATS
+    format: str  # one of FORMATS (RAW_FORMATS for RAW_DATA)
     modality: str
     anatomy: str
     subject: str
@@ -156,5 +156,22 @@ CATALOGUE: tuple[Package, ...] = (
         Entry("invesalius-cranium", "inv3", "CT", "head", "InVesalius Cranium (ProMED CT 0051)",
               {_INVESALIUS + "Cranium.inv3":
                   "3b34f11f7c4f557f4c65cd6543c412a2f6ceb0cfecfd9c41184420e02d9b7e2a"}, (0,)),
+    )),
+)
+
+#: Formats of scanner raw-data entries (read by ``npgd_recon.io.ismrmrd_file.read_raw``).
+RAW_FORMATS = ("twix",)
+
+#: Scanner raw data for the raw-data readers' tests and examples, not training images (so not
+#: in :data:`CATALOGUE`, whose entries are volumes and series): ``fetch(catalogue=RAW_DATA)``.
+RAW_DATA: tuple[Package, ...] = (
+    # PKG-INFO: MIT License (Copyright (c) 2021 Philipp Ehses); the sdist ships example_data/.
+    Package("pypi", "twixtools", "0.24", "MIT", (
+        Entry("twixtools-gre", "twix", "MR raw data (Siemens twix VE, 2-D GRE, 2 channels)",
+              "phantom", "twixtools example gre", {"twixtools-0.24/example_data/gre.dat":
+                  "10ce71c8cba94fb47989fe69d45c86673508f178e8b4c2399e805f27936b01ca"}),
+        Entry("twixtools-epi", "twix", "MR raw data (Siemens twix VE, 2-D EPI, 2 channels)",
+              "phantom", "twixtools example epi", {"twixtools-0.24/example_data/epi.dat":
+                  "5311aa6eb58e76ffea5ca5c314299f85a838c7ac35ad5b273cd48863356f3954"}),
     )),
 )

@@ -4,6 +4,10 @@
 hands it, read in chunks, to :func:`~npgd_recon.io.assembly.assemble_study`. Every failure,
 including truncated or corrupt HDF5, is a :class:`~npgd_recon.io.assembly.RawDataError` naming
 the file.
+
+Siemens twix files (.dat) are read too: :func:`raw_format` tells them from HDF5 by their first
+bytes, never by the name, and ``read_raw`` hands them to :mod:`npgd_recon.io.twix`, which builds
+the same header and acquisitions for the same assembly (``group`` does not apply to them).
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ from ismrmrd import xsd
 from xsdata.exceptions import ConverterWarning
 
 from npgd_recon.io.assembly import RawDataError, RawStudy, assemble_study
+from npgd_recon.io.twix import is_twix, read_twix_study
 
-__all__ = ["read_raw", "parse_header"]
+__all__ = ["read_raw", "parse_header", "raw_format"]
 
 
 class _HDF5Acquisitions:
@@ -34,21 +39,20 @@ class _HDF5Acquisitions:
 
 
 def read_raw(path: str | Path, group: str = "dataset") -> RawStudy:
-    """Read an ISMRMRD file into a :class:`~npgd_recon.io.assembly.RawStudy`.
+    """Read an ISMRMRD (or Siemens twix) file into a :class:`~npgd_recon.io.assembly.RawStudy`.
 
     Args:
-        path: the ISMRMRD HDF5 file.
-        group: the dataset group inside the file (ISMRMRD's default ``"dataset"``).
+        path: the ISMRMRD HDF5 file, or a Siemens twix file (told apart by content).
+        group: the dataset group inside an HDF5 file (ISMRMRD's default ``"dataset"``).
 
     Raises:
-        RawDataError: the file is missing, not HDF5, truncated or corrupt, lacks the group, the
-            XML header or acquisitions, is not Cartesian, or holds inconsistent or non-finite data.
+        RawDataError: the file is missing, neither HDF5 nor twix, truncated or corrupt, lacks the
+            group, the XML header or acquisitions, is not Cartesian, or holds inconsistent or
+            non-finite data.
     """
     path = Path(path)
-    if not path.is_file():
-        raise RawDataError(f"{path}: no such file")
-    if not h5py.is_hdf5(path):
-        raise RawDataError(f"{path}: not an HDF5 file (ISMRMRD raw data is HDF5)")
+    if raw_format(path) == "twix":
+        return read_twix_study(path)
     try:
         with h5py.File(path, "r") as file:
             return _read_group(file, group, path)
@@ -57,6 +61,26 @@ def read_raw(path: str | Path, group: str = "dataset") -> RawStudy:
     except (OSError, RuntimeError, KeyError, TypeError, ValueError, MemoryError) as error:
         reason = (str(error).splitlines() or [type(error).__name__])[0]
         raise RawDataError(f"{path}: truncated or corrupt HDF5 file ({reason})") from error
+
+
+def raw_format(path: str | Path) -> str:
+    """``"hdf5"`` (ISMRMRD) or ``"twix"`` (Siemens .dat), told by the file's content.
+
+    Raises:
+        RawDataError: the file is missing or is neither.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise RawDataError(f"{path}: no such file")
+    if h5py.is_hdf5(path):
+        return "hdf5"
+    try:
+        if is_twix(path):
+            return "twix"
+    except OSError as error:
+        raise RawDataError(f"{path}: cannot be read ({error.strerror})") from error
+    raise RawDataError(f"{path}: not an HDF5 file (ISMRMRD raw data is HDF5) nor a Siemens "
+                       "twix file")
 
 
 def parse_header(text: str | bytes, source: str):
