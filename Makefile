@@ -9,7 +9,17 @@ STAMP := $(VENV)/.installed
 APT_PACKAGES := $(shell cat docker/apt-packages.txt)
 DEMO_DIR ?= demo_out
 
-.PHONY: demo test test-loaded lint system clean data
+# Docker (docker/README.md): the base image debootstrap makes (BASE=python:3.11-slim-bookworm
+# DOCKER_NETWORK=default builds from the registry's instead), cpu or gpu torch, the images
+# npgd-recon:VARIANT and npgd-serve:VARIANT; MRD_CLIENT is python-ismrmrd-server's client.py.
+DEBIAN_BASE := npgd-recon-base:bookworm
+BASE ?= $(DEBIAN_BASE)
+DOCKER_VARIANT ?= cpu
+DOCKER_NETWORK ?= none
+DOCKER_TEST_DIR ?= docker/build/test
+MRD_CLIENT ?= $(abspath ../shared/tools/python-ismrmrd-server/client.py)
+
+.PHONY: demo test test-loaded lint system clean data docker docker-test
 
 system:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -53,6 +63,31 @@ test-loaded: system $(STAMP)
 	@cores=$$(nproc); pids=""; for i in $$(seq $$cores); do \
 	  timeout 1800 sh -c 'while :; do :; done' & pids="$$pids $$!"; done; \
 	  $(BIN)/pytest -q; status=$$?; kill $$pids 2>/dev/null; exit $$status
+
+# The images recon (entry point npgd-recon) and serve (npgd-serve on 0.0.0.0:9002, health
+# checked), offline: the base from debootstrap (kept while docker/apt-packages.txt is unchanged),
+# the wheels from docker/requirements-VARIANT.lock and this project's wheel made on the host,
+# then docker build --network none. Root and a running dockerd; not run by CI.
+docker: $(STAMP)
+	@if [ "$(BASE)" = "$(DEBIAN_BASE)" ]; then \
+	  docker/debian-base.sh --keep $(BASE) docker/build/base-packages.txt || exit 1; fi
+	PYTHON=$(BIN)/python docker/wheelhouse.sh $(DOCKER_VARIANT)
+	@for target in recon serve; do \
+	  log=docker/build/docker-build-$$target.log; \
+	  echo "docker build --target $$target -t npgd-$$target:$(DOCKER_VARIANT) (log: $$log)"; \
+	  docker build --network $(DOCKER_NETWORK) -f docker/Dockerfile --build-arg BASE=$(BASE) \
+	    --build-arg VARIANT=$(DOCKER_VARIANT) --target $$target -t npgd-$$target:$(DOCKER_VARIANT) \
+	    docker >$$log 2>&1 || { tail -n 30 $$log; exit 1; }; done
+	@docker image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep -E '^npgd-(recon|serve):'
+
+# The images on the scan of `make demo` (same npgd-simulate arguments): docker/test.sh runs the
+# recon image offline, checks the series with dciodvfy, starts the serve image on 127.0.0.1 and
+# sends it the scan with MRD_CLIENT; it removes its containers and keeps the images.
+docker-test: system $(STAMP)
+	rm -rf $(DOCKER_TEST_DIR) && mkdir -p $(DOCKER_TEST_DIR)
+	$(BIN)/npgd-simulate --nifti /usr/share/mricron/templates/ch2.nii.gz --3d --matrix 192x160x32 \
+	  --coils 4 --undersample 5 --noise 0.003 --out $(DOCKER_TEST_DIR)/brain3d.h5 --force
+	PYTHON=$(BIN)/python MRD_CLIENT=$(MRD_CLIENT) docker/test.sh $(DOCKER_TEST_DIR)/brain3d.h5 $(DOCKER_VARIANT)
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR)
