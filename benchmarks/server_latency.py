@@ -15,8 +15,10 @@ is the part no reconstruction explains).
 Goals (issue: concurrency): the server adds at
 most 10 % to the in-process time, and the NPGD request sent during a CS-WV request finishes
 within 2x its solo time. ``--serial`` also measures that NPGD request on a server limited to one
-reconstruction at a time (``--workers 1``, what one global lock did). Prints a Markdown table
-of medians; not a test (timings depend on the machine).
+reconstruction at a time (``--workers 1``, what one global lock did). ``--cs-pair`` measures
+only two CS-WV requests sent at once against one alone, on a server with ``--workers`` /
+``--threads`` as given (default: its thread budget, one worker per core with one thread each).
+Prints a Markdown table of medians; not a test (timings depend on the machine).
 """
 
 from __future__ import annotations
@@ -111,12 +113,15 @@ def paired(path: Path, address, header, acquisitions, method: str, device: str,
             statistics.median(outside))
 
 
-def start_server(device: str, workers: int | None) -> tuple[subprocess.Popen, tuple[str, int]]:
+def start_server(device: str, workers: int | None,
+                 threads: int | None = None) -> tuple[subprocess.Popen, tuple[str, int]]:
     """An ``npgd-serve`` process on a free port."""
     argv = [sys.executable, "-m", "npgd_recon.cli.serve", "--port", "0", "--device", device,
             "--log-level", "warning"]
     if workers is not None:
         argv += ["--workers", str(workers)]
+    if threads is not None:
+        argv += ["--threads", str(threads)]
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
     banner = process.stdout.readline()
     if "listening on" not in banner:
@@ -149,6 +154,45 @@ def during(address, header, acquisitions, background: str, foreground: str) -> t
     return seconds, result["background"]
 
 
+def together(address, header, acquisitions, config: str, count: int) -> list[float]:
+    """Seconds of ``count`` requests sent at once."""
+    seconds: list[float] = []
+    threads = [threading.Thread(target=lambda: seconds.append(
+        request(address, header, acquisitions, config))) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return seconds
+
+
+def cs_pair(address, header, acquisitions, repeats: int) -> tuple[float, float, float]:
+    """Medians over ``repeats`` of: one CS-WV request alone; the slower of two sent at once;
+    the faster of the two. Alone and together alternate, after one warm-up request."""
+    request(address, header, acquisitions, "cswv")
+    alone, slower, faster = [], [], []
+    for _ in range(repeats):
+        alone.append(request(address, header, acquisitions, "cswv"))
+        seconds = together(address, header, acquisitions, "cswv", 2)
+        slower.append(max(seconds))
+        faster.append(min(seconds))
+    return statistics.median(alone), statistics.median(slower), statistics.median(faster)
+
+
+def print_cs_pair(args: argparse.Namespace, path: Path) -> None:
+    """``--cs-pair``: the table of two CS-WV requests at once against one alone."""
+    header, acquisitions = read_stream(path)
+    process, address = start_server(args.device, args.workers, args.threads)
+    try:
+        alone, slower, faster = cs_pair(address, header, acquisitions, args.repeats)
+    finally:
+        stop(process)
+    print("| cswv requests | seconds | |\n|---|---:|---|")
+    print(f"| one alone | {alone:.2f} | |")
+    print(f"| two at once: the slower | {slower:.2f} | {slower / alone:.2f}x alone |")
+    print(f"| two at once: the faster | {faster:.2f} | {faster / alone:.2f}x alone |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--file", type=Path, help="ISMRMRD raw file (default: simulated)")
@@ -159,6 +203,10 @@ def main() -> None:
                              "npgd,cswv; the concurrency rows always use both)")
     parser.add_argument("--serial", action="store_true",
                         help="also time the NPGD request on a --workers 1 server")
+    parser.add_argument("--cs-pair", action="store_true",
+                        help="only time two CS-WV requests at once against one alone")
+    parser.add_argument("--workers", type=int, help="--workers of the --cs-pair server")
+    parser.add_argument("--threads", type=int, help="--threads of the --cs-pair server")
     args = parser.parse_args()
     methods = [name for name in args.methods.split(",") if name]
     with tempfile.TemporaryDirectory() as folder:
@@ -169,6 +217,9 @@ def main() -> None:
             path = Path(folder) / "scan.h5"
             if simulate([*SIMULATE, "--out", str(path)]) != 0:
                 raise SystemExit("simulation failed")
+        if args.cs_pair:
+            print_cs_pair(args, path)
+            return
         header, acquisitions = read_stream(path)
         rows, results = [], {}
         process, address = start_server(args.device, None)

@@ -39,8 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seconds a client may stay silent while the server waits for it "
                              "(default 60)")
     parser.add_argument("--workers", type=int,
-                        help="reconstructions run at once per device (default: 1 on a GPU, "
-                             "the CPU cores on the CPU)")
+                        help="reconstructions run at once per device (default: 1 on a GPU; "
+                             "on the CPU the cores // --threads)")
+    parser.add_argument("--threads", type=int,
+                        help="CPU threads of each reconstruction, for torch and BART (default: "
+                             "the cores // --workers, at least 1); workers x threads may not "
+                             "exceed the cores this process may use")
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
                         default="info", help="server log detail (default info)")
     return parser
@@ -49,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     if not 0 <= args.port <= 65535:
         parser.error(f"--port must be 0-65535, got {args.port}")
-    for name in ("max_message_mb", "max_buffer_mb", "timeout", "workers"):
+    for name in ("max_message_mb", "max_buffer_mb", "timeout", "workers", "threads"):
         if getattr(args, name) is not None and getattr(args, name) <= 0:
             parser.error(f"--{name.replace('_', '-')} must be positive")
 
@@ -60,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     _check(args, parser)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(message)s")
+    from npgd_recon.core.threads import apply_thread_budget
     from npgd_recon.recon.base import ReconOptions
     from npgd_recon.server.session import MIB, Limits, ReconstructorPool
     from npgd_recon.server.transport import ReconServer
@@ -71,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
             args.dump.mkdir(parents=True, exist_ok=True)
         options = ReconOptions(weights=args.weights, device=args.device, batch=args.batch,
                                precision=args.precision, compile=args.compile)
-        pool = ReconstructorPool(args.method, options, args.workers)
+        pool = ReconstructorPool(args.method, options, args.workers, args.threads)
+        apply_thread_budget(pool.budget.threads)
         limits = Limits(args.max_message_mb * MIB, args.max_buffer_mb * MIB, args.timeout)
         started.append(ReconServer(pool, args.host, args.port, limits, args.dump))
         return 0
@@ -88,8 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     model = f", model {recon.model_name} ({recon.precision})" if recon.model_name else ""
     host, port = server.address
     _, workers = pool.workers(recon)
+    budget = pool.budget
     print(f"npgd-serve: listening on {host}:{port} | method {recon.method}{model} | "
-          f"device {recon.device.type} ({workers} at once)", flush=True)
+          f"device {recon.device.type} ({workers} at once) | CPU: {budget.workers} workers x "
+          f"{budget.threads} threads of {budget.cores} cores", flush=True)
     server.serve_forever()
     print("npgd-serve: stopped", flush=True)
     return 0

@@ -54,7 +54,8 @@ class SocketReader:
     def __init__(self, sock: socket.socket, max_bytes: int) -> None:
         self._sock, self._max = sock, max_bytes
         self._buffer = bytearray()
-        self.consumed = 0
+        self.consumed = 0  # bytes of the messages read
+        self.received = 0  # bytes off the socket, a message cut short included
 
     def read(self, size: int) -> bytes:
         """``size`` bytes; EOFError if the stream ends first, StreamError above the limit."""
@@ -63,7 +64,7 @@ class SocketReader:
             raise StreamError(f"a message declares {size} bytes, above the limit of "
                               f"{self._max // MIB} MiB (--max-message-mb)")
         while len(self._buffer) < size:
-            chunk = self._sock.recv(max(_RECV_BYTES, min(size - len(self._buffer), 4 * MIB)))
+            chunk = self._recv(max(_RECV_BYTES, min(size - len(self._buffer), 4 * MIB)))
             if not chunk:
                 raise EOFError(f"stream ended inside a message ({len(self._buffer)} of {size} "
                                "bytes)")
@@ -85,13 +86,18 @@ class SocketReader:
         """Whether nothing is buffered and the next read finds the end of the stream."""
         if self._buffer:
             return False
-        chunk = self._sock.recv(_RECV_BYTES)
+        chunk = self._recv(_RECV_BYTES)
         self._buffer += chunk
         return not chunk
 
     def discard(self) -> None:
         """Drop what is buffered."""
         self._buffer.clear()
+
+    def _recv(self, size: int) -> bytes:
+        chunk = self._sock.recv(size)
+        self.received += len(chunk)
+        return chunk
 
 
 def _string(reader: SocketReader, size: int, what: str) -> str:

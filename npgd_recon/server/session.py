@@ -13,16 +13,21 @@ runs; warnings; the processing time of the image series). The transport
 
 Reconstructors are built once and shared by every connection (:class:`ReconstructorPool`);
 they hold no per-call state, so a session calls its shared one directly, sums the compute time
-each call returns, and checks before every call that its client is still there. At most
-:meth:`ReconstructorPool.workers` slices run at once per device (one on a GPU, the CPU cores
-otherwise); a session whose client has gone away stops at the next slice (or batch) boundary.
+each call returns and the time it waited for a slot, and checks before every call that its
+client is still there. At most :meth:`ReconstructorPool.workers` slices run at once per device
+(one on a GPU; on the CPU the workers of the pool's
+:class:`~npgd_recon.core.threads.ThreadBudget`, each with its share of the cores); a session
+whose client has gone away stops at the next slice (or batch) boundary.
+
+Images never leave with NaN or Inf pixels: a slice (or 3-D volume) whose reconstruction has any
+is not sent; the client gets an ``ERROR`` ``TEXT`` naming it (as ``npgd-recon`` refuses to write
+such images), the log a warning, and the stream goes on with its next slice.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -35,7 +40,7 @@ import numpy as np
 from ismrmrd.serialization import ConfigFile, ConfigText
 from ismrmrd.xsd import ismrmrdHeader
 
-from npgd_recon.core.errors import NpgdError
+from npgd_recon.core.threads import plan_threads
 from npgd_recon.io.assembly import InMemoryAcquisitions, RawStudy, assemble_study
 from npgd_recon.io.geometry import Encoding
 from npgd_recon.io.ismrmrd_images import image_meta, to_ismrmrd_image
@@ -76,14 +81,6 @@ class Limits:
     idle_timeout_s: float = 60.0
 
 
-def cpu_cores() -> int:
-    """CPU cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 class ReconstructorPool:
     """Reconstructors built once (the server's own at start, others on first use) and shared
     by every connection, and the slots that bound how many reconstructions run at once.
@@ -92,16 +89,18 @@ class ReconstructorPool:
     shipped ones; ``device``, ``batch``, ``precision``, ``compile`` for every reconstructor); a
     client's config chooses the method, the model and the CS weight. Slots are counted per
     device: a network on a GPU gets ``workers`` slots on that GPU (default 1), everything else
-    (networks on the CPU, zero filling, BART) the CPU's (default: the CPU cores).
+    (networks on the CPU, zero filling, BART) the CPU's: :attr:`budget` splits the cores among
+    them (``workers`` x ``threads``, :func:`~npgd_recon.core.threads.plan_threads`). The process
+    gives each reconstruction its threads once, at start
+    (:func:`~npgd_recon.core.threads.apply_thread_budget`; ``npgd-serve`` does).
     """
 
     def __init__(self, method: str = "npgd", options: ReconOptions | None = None,
-                 workers: int | None = None) -> None:
-        if workers is not None and workers < 1:
-            raise NpgdError(f"workers must be at least 1, got {workers}")
+                 workers: int | None = None, threads: int | None = None) -> None:
+        self.budget = plan_threads(workers, threads)
         self._options = options or ReconOptions()
         self.default = SessionConfig(method=method, weights=self._options.weights)
-        self._workers = workers
+        self._gpu_workers = workers or 1
         self._cache: dict[tuple, Reconstructor] = {}
         self._cache_lock = threading.Lock()
         self._slots: dict[str, threading.BoundedSemaphore] = {}
@@ -131,22 +130,21 @@ class ReconstructorPool:
     def workers(self, recon: Reconstructor) -> tuple[str, int]:
         """The device whose slots ``recon`` uses, and how many reconstructions it runs at once."""
         kind = recon.device.type if type(recon).uses_weights else "cpu"
-        if self._workers is not None:
-            return kind, self._workers
-        return kind, 1 if kind != "cpu" else cpu_cores()
+        return kind, self.budget.workers if kind == "cpu" else self._gpu_workers
 
     @contextmanager
-    def slot(self, recon: Reconstructor, cancelled: Callable[[], bool]) -> Iterator[None]:
-        """Hold one of the device's slots; waiting ends with :class:`Cancelled` if
-        ``cancelled()`` turns true."""
+    def slot(self, recon: Reconstructor, cancelled: Callable[[], bool]) -> Iterator[float]:
+        """Hold one of the device's slots; yields the seconds spent waiting for it. Waiting
+        ends with :class:`Cancelled` if ``cancelled()`` turns true."""
         kind, count = self.workers(recon)
         with self._cache_lock:
             semaphore = self._slots.setdefault(kind, threading.BoundedSemaphore(count))
+        start = time.perf_counter()
         while not semaphore.acquire(timeout=_WAIT_S):
             if cancelled():
                 raise Cancelled("the client went away while waiting for a reconstruction slot")
         try:
-            yield
+            yield time.perf_counter() - start
         finally:
             semaphore.release()
 
@@ -199,7 +197,8 @@ class Session:
         self._scale: float | None = None
         self._slice_range = (0, 0)
         self._started = False
-        self._processing_s = 0.0
+        self._processing_s = 0.0  # holding a slot: assembly, ESPIRiT, reconstructor, images
+        self._queued_s = 0.0  # waiting for a slot
         self._recon_s = 0.0
         self._warnings: list[str] = []
 
@@ -223,13 +222,15 @@ class Session:
 
     def finish(self) -> list:
         """The client closed the stream: reconstruct every slice still buffered; then the
-        series' processing time as a ``TEXT``."""
+        series' processing time as a ``TEXT`` (compute and time queued for a slot apart)."""
         out = self._say_warnings()
-        out += [image for index in sorted(self._slices) for image in self._flush(index)]
+        out += [message for index in sorted(self._slices) for message in self._flush(index)]
         if self._started and self.slices_done:
+            compute, queued = self._processing_s * 1e3, self._queued_s * 1e3
             text = (f"processing time for image series {self.config.series_index}: "
-                    f"{self.images_sent} images, {self._processing_s * 1e3:.2f} ms "
-                    f"({self._recon_s * 1e3:.2f} ms in {self.recon.method})")
+                    f"{self.images_sent} images, {compute:.2f} ms compute "
+                    f"({self._recon_s * 1e3:.2f} ms in {self.recon.method}) + {queued:.2f} ms "
+                    f"queued for a worker = {compute + queued:.2f} ms")
             log.info("%s: %s", self.peer, text)
             out += self._say("INFO", text)
         return out
@@ -324,22 +325,33 @@ class Session:
             out += self._flush(index)
         return out
 
-    def _flush(self, index: int) -> list[ismrmrd.Image]:
+    def _flush(self, index: int) -> list:
+        """Reconstruct one buffered slice (a 3-D volume is slice 0): its images, or an error
+        ``TEXT`` instead when the reconstruction has NaN or Inf pixels."""
         lines = self._slices.pop(index)
         self._buffered -= sum(_nbytes(a) for a in lines)
         self._stop_if_cancelled()
-        with self.pool.slot(self.recon, self.cancelled):
+        with self.pool.slot(self.recon, self.cancelled) as queued:
             start = time.perf_counter()
             study = self._read_slice(lines)
             config = self.config
             result = reconstruct_study(study, self.recon, accel=config.undersample,
                                        mask_kind=config.mask, seed=config.seed, progress=False,
                                        before_call=self._stop_if_cancelled)
-            images = self._to_images(study, result, index)
+            bad = int(np.count_nonzero(~np.isfinite(result.images)))
+            images = [] if bad else self._to_images(study, result, index)
+            self._queued_s += queued
             self._processing_s += time.perf_counter() - start
             self._recon_s += result.recon_seconds
         self.slices_done += 1
-        return images
+        if not bad:
+            return images
+        what = "the 3-D volume" if study.is_3d else f"slice {index}"
+        text = (f"{what}: {bad} of {result.images.size} pixels are NaN or Inf; its "
+                f"{len(result.images)} images were not sent (npgd-recon refuses to write them "
+                "too)")
+        log.warning("%s: %s", self.peer, text)
+        return [log_text("ERROR", f"npgd-serve: error: {text}")]
 
     def _stop_if_cancelled(self) -> None:
         """Raise :class:`Cancelled` once the client has gone away (before every slice and every

@@ -8,7 +8,9 @@ notices a client that goes away while its slices are being reconstructed (end of
 reset, also after the client's CLOSE) and the session stops at the next slice boundary; and a
 client is dropped for silence only while the server waits for it (``idle_timeout_s`` with no
 byte while the session has nothing to do, or in the middle of a message), never while it is busy
-with the client's work. A clean end of the stream at a message boundary is logged at INFO.
+with the client's work. A client that goes away before its CLOSE is a warning naming what it had
+sent (acquisitions, bytes) and that it was dropped; one that closes at a message boundary before
+sending any acquisition (a port probe) is logged at INFO.
 Protocol violations, limits and failures end only their own connection, with one log line (and
 one ``TEXT`` line + ``CLOSE`` to the client where it can still read them); a failure that is
 not an :class:`~npgd_recon.core.errors.NpgdError` is a bug, logged with its traceback.
@@ -23,6 +25,7 @@ import threading
 import time
 from pathlib import Path
 
+import ismrmrd
 from ismrmrd.serialization import ProtocolSerializer
 
 from npgd_recon.core.errors import NpgdError, one_line
@@ -120,6 +123,7 @@ class _Connection:
         self.gone = threading.Event()      # the client closed or reset its side
         self.done = threading.Event()      # the session thread has finished
         self.reported = threading.Event()  # an error went out: drain until quiet
+        self.acquisitions = 0              # acquisitions read off the socket
         self.thread = threading.Thread(target=self._read_ahead, daemon=True,
                                        name=f"npgd-serve reader {name}")
 
@@ -138,6 +142,7 @@ class _Connection:
                 self._wait_for_message()
                 before = self.reader.consumed
                 message = read_message(self.reader)
+                self.acquisitions += isinstance(message, ismrmrd.Acquisition)
                 self.inbox.put(message, self.reader.consumed - before)
                 if message is Close:
                     break
@@ -156,6 +161,12 @@ class _Connection:
         except Exception as error:  # a protocol violation: the session reports it
             self.inbox.end(error)
         self._discard()
+
+    def received(self, session: Session | None) -> str:
+        """How far the client got: acquisitions and bytes received, images sent back."""
+        sent = session.images_sent if session is not None else 0
+        return (f"{self.acquisitions} acquisitions ({self.reader.received} bytes) received, "
+                f"{sent} images sent")
 
     def _wait_for_message(self) -> None:
         """Wait until a message starts arriving; raise TimeoutError once the client has been
@@ -269,20 +280,24 @@ class ReconServer:
             log.info("%s: %d images (%s) in %.1f s", name, session.images_sent,
                      session.recon.method, time.perf_counter() - start)
         except IdleTimeout as error:
-            log.warning("%s: dropped: %s", name, error)
+            log.warning("%s: dropped: %s; %s", name, error, client.received(session))
         except EndOfStream as error:
             if self._stop.is_set():
                 log.warning("%s: connection ended: server shutting down", name)
+            elif client.acquisitions:
+                log.warning("%s: connection ended: client went away mid-stream (%s before "
+                            "CLOSE); dropped: %s", name, error, client.received(session))
             else:
                 log.info("%s: %s before CLOSE", name, error)
         except Cancelled as error:
             done = session.slices_done if session is not None else 0
             reason = "server shutting down" if self._stop.is_set() else \
-                f"{error}; work cancelled after {done} slices"
+                f"{error}; work cancelled after {done} slices; dropped: {client.received(session)}"
             log.warning("%s: connection ended: %s", name, reason)
         except (EOFError, ConnectionError, TimeoutError) as error:
             reason = "server shutting down" if self._stop.is_set() else \
-                f"client went away mid-stream ({error or type(error).__name__})"
+                (f"client went away mid-stream ({error or type(error).__name__}); "
+                 f"dropped: {client.received(session)}")
             log.warning("%s: connection ended: %s", name, reason)
         except Exception as error:  # any failure ends this connection only
             text = one_line(error)

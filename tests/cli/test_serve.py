@@ -1,6 +1,7 @@
 """npgd-serve's command line: one-line errors with exit 2, a real process serving a client,
 and a clean exit 0 on SIGTERM."""
 
+import os
 import signal
 import socket
 import subprocess
@@ -18,6 +19,7 @@ from tests.server.mrd_client import connect, stream_file
     (["--method", "fancy"], "argument --method: invalid choice"),
     (["--max-buffer-mb", "0"], "--max-buffer-mb must be positive"),
     (["--workers", "0"], "--workers must be positive"),
+    (["--threads", "0"], "--threads must be positive"),
     (["--timeout", "-1"], "--timeout must be positive"),
 ])
 def test_bad_arguments_are_one_line_and_exit_2(capsys, argv, message):
@@ -39,6 +41,14 @@ def test_missing_weights_and_busy_port_are_one_line_errors(capsys, tmp_path):
     assert "none.safetensors" in lines[0]
 
 
+def test_a_thread_budget_beyond_the_cores_is_a_one_line_error(capsys):
+    cores = len(os.sched_getaffinity(0))
+    assert main(["--method", "zerofill", "--port", "0", "--device", "cpu", "--workers", "2",
+                 "--threads", str(cores)]) == 2
+    assert capsys.readouterr().err == (f"npgd-serve: error: 2 workers x {cores} threads need "
+                                       f"{2 * cores} cores, but this process may use {cores}\n")
+
+
 def test_sigterm_stops_the_server_cleanly(raw, tmp_path):
     process = subprocess.Popen(
         [sys.executable, "-m", "npgd_recon.cli.serve", "--port", "0", "--method", "zerofill",
@@ -47,7 +57,9 @@ def test_sigterm_stops_the_server_cleanly(raw, tmp_path):
     try:
         banner = process.stdout.readline()
         assert "npgd-serve: listening on 127.0.0.1:" in banner, process.stderr.read()
-        assert "device cpu (2 at once)" in banner
+        cores = len(os.sched_getaffinity(0))
+        assert f"device cpu (2 at once) | CPU: 2 workers x {max(1, cores // 2)} threads of " \
+               f"{cores} cores" in banner
         port = int(banner.split("127.0.0.1:")[1].split()[0])
         reply = stream_file(("127.0.0.1", port), raw / "multislice.h5", "default")
         assert reply.closed and len(reply.images) == 3

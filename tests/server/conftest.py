@@ -29,8 +29,10 @@ def start_server():
     """Start servers in threads on ephemeral ports; all are shut down after the test."""
     running = []
 
-    def start(method="zerofill", weights=None, limits=None, dump_dir=None, workers=None):
-        pool = ReconstructorPool(method, ReconOptions(weights=weights, device="cpu"), workers)
+    def start(method="zerofill", weights=None, limits=None, dump_dir=None, workers=None,
+              threads=None):
+        pool = ReconstructorPool(method, ReconOptions(weights=weights, device="cpu"), workers,
+                                 threads)
         server = ReconServer(pool, "127.0.0.1", 0, limits or Limits(idle_timeout_s=30),
                              dump_dir)
         thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -6,6 +6,7 @@ does not hold up a fast one, work for a vanished client is cancelled, silence is
 while the server waits for the client."""
 
 import logging
+import re
 import socket
 import struct
 import threading
@@ -35,6 +36,8 @@ from tests.server.mrd_client import (
 from tests.server.test_session import assert_same_images, cli_magnitude, meta, pixels
 
 FASTMRI_STYLE = {"version": "1.0", "parameters": {"config": "npgd", "customconfig": ""}}
+TIMING = re.compile(r"processing time for image series 1: (\d+) images, ([\d.]+) ms compute "
+                    r"\(([\d.]+) ms in (\w+)\) \+ ([\d.]+) ms queued for a worker = ([\d.]+) ms")
 
 
 def history(reply):
@@ -107,8 +110,10 @@ def test_log_text_messages_say_what_runs_and_how_long(start_server, raw):
     first, last = reply.infos[0], reply.infos[-1]
     assert first.startswith("npgd-serve: method npgd, model tiny.safetensors (")
     assert "device cpu; float32 images, series 1" in first and str(raw) not in first
-    assert last.startswith("processing time for image series 1: 3 images, ")
-    assert last.endswith(" ms in npgd)")
+    images, compute, inside, method, queued, total = TIMING.fullmatch(last).groups()
+    assert images == "3" and method == "npgd"
+    assert float(inside) <= float(compute)
+    assert float(total) == pytest.approx(float(compute) + float(queued), abs=0.02)
 
 
 @pytest.mark.parametrize("config", [
@@ -202,6 +207,39 @@ def test_a_slow_request_does_not_block_a_fast_one(start_server, raw, gate):
     slow.join(60)
     assert fast.closed and len(fast.images) == 3 and slow_still_held
     assert replies["slow"].closed and len(replies["slow"].images) == 3
+
+
+def test_time_queued_for_a_worker_is_reported_apart_from_compute(start_server, raw, gate,
+                                                                 monkeypatch):
+    server = start_server(workers=1)
+    queued = threading.Event()
+    real_slot = server.pool.slot
+
+    def slot(recon, cancelled):
+        if recon is not gate:
+            queued.set()  # the zero-filling request asks for the slot the gate holds
+        return real_slot(recon, cancelled)
+
+    monkeypatch.setattr(server.pool, "slot", slot)
+    replies = {}
+
+    def request(config):
+        replies[config] = stream_file(server.address, raw / "multislice.h5", config)
+
+    slow = threading.Thread(target=request, args=("cstv",))
+    slow.start()
+    assert gate.entered.wait(30)
+    fast = threading.Thread(target=request, args=("zerofill",))
+    fast.start()
+    assert queued.wait(30)
+    time.sleep(0.3)  # the slot stays held: at least this long queued
+    gate.release.set()
+    for thread in (slow, fast):
+        thread.join(60)
+    _, compute, _, _, waited, total = TIMING.fullmatch(replies["zerofill"].infos[-1]).groups()
+    assert float(waited) >= 300
+    assert float(total) == pytest.approx(float(compute) + float(waited), abs=0.02)
+    assert len(replies["zerofill"].images) == len(replies["cstv"].images) == 3
 
 
 @pytest.mark.parametrize("name, hang_up", [

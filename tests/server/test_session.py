@@ -1,22 +1,27 @@
 """npgd-serve streams: images equal to the npgd-recon pipeline's, geometry, meta attributes,
-config choices, 3-D volumes, two clients at once, --dump. The reference client's behaviour
+config choices, 3-D volumes, two clients at once, --dump, no NaN or Inf pixels ever sent (a
+test double's and the 3-D multi-coil noisy phantom of issue 26). The reference client's behaviour
 (NUL-terminated strings, config fallback, JSON config in a TEXT, log TEXT messages), int16
 output, retrospective undersampling and concurrency are in ``test_reference_client.py``."""
 
+import logging
 import threading
 
 import ismrmrd
 import numpy as np
 import pytest
+import torch
 
 from npgd_recon.io.ismrmrd_file import read_raw
 from npgd_recon.models.registry import CPU_DEFAULT
 from npgd_recon.recon.base import ReconOptions
+from npgd_recon.recon.classic import ZeroFilled
 from npgd_recon.recon.methods import make_reconstructor
 from npgd_recon.recon.pipeline import reconstruct_study
+from npgd_recon.server import session as session_module
 from npgd_recon.server.config import SessionConfig
 from npgd_recon.server.session import ReconstructorPool
-from tests.server.mrd_client import read_file, stream_file
+from tests.server.mrd_client import read_file, stream_file, wait_for_log
 
 
 def cli_magnitude(path, method="zerofill", weights=None):
@@ -165,3 +170,69 @@ def test_pool_gives_streams_the_default_model_and_cs_its_lambda():
     assert pool.get(pool.default).model_name == CPU_DEFAULT
     cs = SessionConfig("cswv", cs_lambda=0.02)
     assert pool.get(cs).lam == 0.02 and pool.get(SessionConfig("cswv")).lam is None
+
+
+class NonFinite(ZeroFilled):
+    """Zero filling whose call number ``bad`` (from 0) returns a NaN and an Inf pixel."""
+
+    def __init__(self, bad: int) -> None:
+        super().__init__(torch.device("cpu"))
+        self.bad, self.calls = bad, 0
+
+    def reconstruct(self, *args, **kwargs):
+        images = super().reconstruct(*args, **kwargs)
+        if self.calls == self.bad:
+            images[0, 1, 2], images[-1, 0, 0] = np.nan, np.inf
+        self.calls += 1
+        return images
+
+
+@pytest.fixture
+def non_finite(monkeypatch):
+    """Requests for ``cstv`` get a :class:`NonFinite` whose ``bad`` call the test sets."""
+    double = NonFinite(bad=-1)
+    real = session_module.make_reconstructor
+    monkeypatch.setattr(session_module, "make_reconstructor", lambda method, options=None: (
+        double if method == "cstv" else real(method, options)))
+    return double
+
+
+def test_a_slice_with_nan_pixels_is_not_sent_and_the_stream_goes_on(start_server, raw,
+                                                                    non_finite, caplog):
+    caplog.set_level(logging.INFO, logger="npgd_recon.server")
+    non_finite.bad = 1
+    server = start_server()
+    reply = stream_file(server.address, raw / "multislice.h5", "cstv")
+    assert reply.closed and len(reply.errors) == 1
+    message = "slice 1: 2 of 1920 pixels are NaN or Inf; its 1 images were not sent"
+    assert reply.errors[0].startswith(f"npgd-serve: error: {message}")
+    assert [image.slice for image in reply.images] == [0, 2]
+    assert [image.image_index for image in reply.images] == [1, 2]
+    assert_same_images(reply.images, cli_magnitude(raw / "multislice.h5")[[0, 2]])
+    assert reply.infos[-1].startswith("processing time for image series 1: 2 images, ")
+    [record] = wait_for_log(caplog, message)
+    assert record.levelno == logging.WARNING
+
+
+def test_a_3d_volume_with_nan_pixels_sends_none_of_its_images(start_server, raw, non_finite):
+    non_finite.bad = 1  # the second batch of the volume's 16 planes
+    server = start_server()
+    reply = stream_file(server.address, raw / "volume.h5", 'method = "cstv"\ndtype = "int16"',
+                        text=True)
+    assert reply.closed and reply.images == [] and non_finite.calls == 2
+    assert "the 3-D volume: 2 of 6144 pixels are NaN or Inf; its 16 images were not sent" in \
+        reply.errors[0]
+
+
+def test_issue_26_phantom_streams_finite_images(start_server, tmp_path):
+    """The 3-D multi-coil noisy phantom that once came back as NaN, with the default config."""
+    from npgd_recon.cli.simulate import main as simulate
+
+    path = tmp_path / "p.h5"
+    assert simulate(["--phantom", "shepp-logan", "--3d", "--coils", "4", "--undersample", "4",
+                     "--noise", "0.005", "--out", str(path)]) == 0
+    server = start_server("npgd")
+    reply = stream_file(server.address, path, None)
+    assert reply.closed and reply.errors == [] and len(reply.images) == 64
+    assert all(np.isfinite(pixels(image)).all() for image in reply.images)
+    assert max(pixels(image).max() for image in reply.images) > 0

@@ -2,7 +2,10 @@
 streams, buffer limits; each ends only its own connection, and the server answers next. A failure
 that is not a user error keeps its traceback in the log."""
 
+import io
 import logging
+import re
+import socket
 import struct
 
 import ismrmrd
@@ -68,21 +71,44 @@ def test_absurd_acquisition_size_is_refused_without_allocating_it(start_server, 
     assert_still_serving(server, raw)
 
 
-def test_client_vanishing_mid_stream_logs_one_line(start_server, raw, caplog):
+def stream_start(path, acquisitions: int) -> bytes:
+    """A stream's first messages as bytes: config, header and ``acquisitions`` acquisitions."""
+    header, read = read_file(path)
+    buffer = io.BytesIO()
+    serializer = ProtocolSerializer(buffer)
+    serializer.serialize(ConfigFile("zerofill"))
+    serializer.serialize(ismrmrd.xsd.CreateFromDocument(header))
+    for acquisition in read[:acquisitions]:
+        serializer.serialize(acquisition)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("cut, reset", [(100, False), (100, True), (0, False)])
+def test_client_vanishing_mid_stream_is_one_warning_with_what_was_dropped(
+        start_server, raw, caplog, cut, reset):
+    """Cut inside an acquisition (closed, or reset as a killed process with unread data does),
+    or closed at a message boundary after 20 acquisitions."""
     server = start_server(limits=LIMITS)
-    header, acquisitions = read_file(raw / "multislice.h5")
+    _, acquisitions = read_file(raw / "multislice.h5")
+    payload = stream_start(raw / "multislice.h5", 20)
+    if cut:
+        payload += message_id(ISMRMRDMessageID.ACQUISITION) + acquisitions[20].to_bytes()[:cut]
     with connect(server.address) as sock:
-        out = sock.makefile("wb")
-        serializer = ProtocolSerializer(out)
-        serializer.serialize(ConfigFile("zerofill"))
-        serializer.serialize(ismrmrd.xsd.CreateFromDocument(header))
-        for acquisition in acquisitions[:20]:
-            serializer.serialize(acquisition)
-        out.write(message_id(ISMRMRDMessageID.ACQUISITION) + acquisitions[20].to_bytes()[:100])
-        out.close()
+        if reset:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.sendall(payload)
         port = sock.getsockname()[1]
     lines = wait_for_log(caplog, f":{port}: connection ended")
-    assert len(lines) == 1 and "went away mid-stream" in lines[0].getMessage()
+    assert len(lines) == 1 and lines[0].levelno == logging.WARNING
+    text = lines[0].getMessage()
+    assert "went away mid-stream" in text
+    if reset:  # a reset may discard what the server had not read yet
+        counts = re.search(r"; dropped: (\d+) acquisitions \((\d+) bytes\) received, 0 images "
+                           r"sent$", text).groups()
+        assert int(counts[0]) <= 20 and int(counts[1]) <= len(payload)
+    else:
+        assert text.endswith(
+            f"; dropped: 20 acquisitions ({len(payload)} bytes) received, 0 images sent")
     assert_still_serving(server, raw)
 
 
