@@ -35,6 +35,7 @@ from npgd_recon.analysis.evaluation import (  # noqa: E402
 from npgd_recon.core.device import describe_hardware, pick_device  # noqa: E402
 from npgd_recon.recon.base import ReconOptions  # noqa: E402
 from npgd_recon.recon.methods import make_reconstructor  # noqa: E402
+from npgd_recon.recon.network import weights_method  # noqa: E402
 
 BF16_PEAK = {"H100": 989e12, "H200": 989e12}
 MODELS = ("npgd-t10k1", "resnet-k10")
@@ -52,8 +53,8 @@ def quality(path: Path, validation: str, device: str, count: int) -> dict:
     kspace, masks = retrospective(images, 5.0, seed=100, noise=0.01)
     out = {}
     for precision in ("fp32", "bf16"):
-        recon = make_reconstructor("npgd", ReconOptions(weights=str(path), device=device,
-                                                        batch=16, precision=precision))
+        options = ReconOptions(weights=str(path), device=device, batch=16, precision=precision)
+        recon = make_reconstructor(weights_method(str(path)), options)
         records, _ = evaluate(images, kspace, masks, None, [recon], progress=False)
         entry = summarise(records)[0]
         out[precision] = {k: entry[k] for k in ("snr_db", "ssim")}
@@ -69,8 +70,9 @@ def speed(path: Path, device: torch.device, shape: tuple[int, int], count: int,
     rows = []
     for precision in ("fp32", "bf16"):
         for compile_ in (False, True):
-            recon = make_reconstructor("npgd", ReconOptions(weights=str(path), device=str(device),
-                                                            batch=16, precision=precision))
+            options = ReconOptions(weights=str(path), device=str(device), batch=16,
+                                   precision=precision)
+            recon = make_reconstructor(weights_method(str(path)), options)
             if compile_:
                 recon = compiled(recon)
             start = time.perf_counter()

@@ -12,12 +12,38 @@ speed depends on the architecture only. The SNR change of bf16 against fp32 is m
 trained models' outputs.
 
     python benchmarks/speed.py --slices 151
+
+End to end (``--end-to-end``, instead of the rows above): the wall time of the whole
+``npgd-recon`` command (interpreter start-up and imports included) and its seconds per stage
+(``--timings`` JSON) on simulated Shepp-Logan files, fully sampled with noise readouts and
+retrospectively undersampled ``--e2e-accel`` (VDRad): a 2-D multi-slice file (``--e2e-2d``,
+slices x ny x nx) and a 3-D file (``--e2e-3d``, kz x ky x readout: readout planes of ky x kz),
+each with 1 and 8 coils, for npgd (the shipped default model), zerofill and cswv in one run, with
+the ratio of CS-WV's wall time to each method's. Medians of ``--e2e-repeats`` runs; stage
+columns by their key in :data:`npgd_recon.recon.pipeline.STAGES`, "start-up, imports, rest" the
+wall time outside every stage.
+
+    python benchmarks/speed.py --end-to-end --e2e-2d 16x128x96 --e2e-3d 32x128x64
+
+``--e2e-file RAW ...`` times the same three methods on files as acquired, e.g. the issue-28
+case, a 3-D 8-coil Colin27 scan undersampled 5x at acquisition:
+
+    npgd-simulate --nifti /usr/share/mricron/templates/ch2.nii.gz --3d --matrix 192x160x32 \
+      --coils 8 --undersample 5 --noise 0.003 --out colin8.h5
+    python benchmarks/speed.py --e2e-file colin8.h5
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -33,9 +59,13 @@ from npgd_recon.models.npgd import NeuralPGD
 from npgd_recon.recon.base import ReconOptions, Reconstructor
 from npgd_recon.recon.methods import make_reconstructor
 from npgd_recon.recon.network import NetworkReconstructor, NPGDReconstructor
+from npgd_recon.recon.pipeline import STAGES
+from npgd_recon.sim.phantoms import shepp_logan
 from npgd_recon.sim.phase import random_phase
+from npgd_recon.sim.scan_writer import ScanSettings, write_scan
 
 MNI = "../shared/data/mni_icbm152_t1_2009a_1mm.nii.gz"
+END_TO_END_METHODS = ("npgd", "zerofill", "cswv")
 
 
 def volume(count: int, shape: tuple[int, int] = (200, 100)) -> np.ndarray:
@@ -86,6 +116,89 @@ def compiled(recon: Reconstructor) -> Reconstructor:
     return recon
 
 
+def size(text: str) -> tuple[int, int, int]:
+    """``"16x128x96"`` -> ``(16, 128, 96)``."""
+    return tuple(int(n) for n in text.lower().split("x"))
+
+
+def command_run(tool: str, source: Path, method: str, accel: float | None,
+                folder: Path) -> tuple[float, dict]:
+    """Wall seconds of one ``npgd-recon --timings`` run and its timings record (``accel``:
+    retrospective undersampling, None for the file as acquired)."""
+    out = folder / f"{source.stem}-{method}"
+    undersample = [] if accel is None else ["--undersample", f"{accel:g}"]
+    start = time.perf_counter()
+    done = subprocess.run([tool, str(source), "--out", str(out), "--method", method,
+                           *undersample, "--timings", "--quiet", "--force"],
+                          capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"{source.name} {method}: {done.stderr.strip()}")
+    return wall, json.loads(out.with_name(out.name + ".timings.json").read_text())
+
+
+def recon_tool() -> str:
+    """The ``npgd-recon`` beside this interpreter (else the one on PATH)."""
+    tool = shutil.which("npgd-recon", path=str(Path(sys.executable).parent))
+    return tool or shutil.which("npgd-recon") or "npgd-recon"
+
+
+def print_stage_table(rows: list, title: str) -> None:
+    """Rows ``(case, method, wall, ratio, rest, stages)`` as a Markdown table."""
+    keys = [key for key in STAGES if any(row[5][key] > 0 for row in rows)]
+    print(f"\n{title}, {time.strftime('%Y-%m-%d')}\n")
+    print("| case | method | wall s | CS-WV / method | start-up, imports, rest | "
+          + " | ".join(keys) + " |")
+    print("|---|---|---:|---:|---:|" + "---:|" * len(keys))
+    for case, method, wall, ratio, rest, stages in rows:
+        print(f"| {case} | {method} | {wall:.2f} | {ratio:.1f}x | {rest:.2f} | "
+              + " | ".join(f"{stages[key]:.2f}" for key in keys) + " |")
+
+
+def file_rows(source: Path, case: str, accel: float | None, repeats: int,
+              folder: Path) -> list:
+    """Table rows of every end-to-end method on one file (medians of ``repeats`` runs)."""
+    tool = recon_tool()
+    runs = {m: [command_run(tool, source, m, accel, folder) for _ in range(repeats)]
+            for m in END_TO_END_METHODS}
+    walls = {m: statistics.median(wall for wall, _ in r) for m, r in runs.items()}
+    rows = []
+    for method, results in runs.items():
+        stages = {key: statistics.median(r["seconds"].get(key, 0.0) for _, r in results)
+                  for key in STAGES}
+        rows.append((case, method, walls[method], walls["cswv"] / walls[method],
+                     walls[method] - sum(stages.values()), stages))
+        print(f"{case} | {method}: {walls[method]:.2f} s", flush=True)
+    return rows
+
+
+def end_to_end_files(files: list[Path], repeats: int) -> None:
+    """The end-to-end table for files as acquired (``--e2e-file``)."""
+    with tempfile.TemporaryDirectory() as name:
+        rows = [row for path in files
+                for row in file_rows(path, path.name, None, repeats, Path(name))]
+    print_stage_table(rows, f"end to end, files as acquired, medians of {repeats} run(s)")
+
+
+def end_to_end(shape_2d: tuple[int, int, int], shape_3d: tuple[int, int, int], accel: float,
+               repeats: int) -> None:
+    """The end-to-end table (module docstring) as Markdown."""
+    rows = []
+    with tempfile.TemporaryDirectory() as name:
+        folder = Path(name)
+        for volumetric, shape in ((False, shape_2d), (True, shape_3d)):
+            for coils in (1, 8):
+                source = folder / f"{'3d' if volumetric else '2d'}-{coils}.h5"
+                write_scan(source, shepp_logan(shape), volumetric=volumetric,
+                           settings=ScanSettings(coils=coils, noise=0.002))
+                planes = shape[2] if volumetric else shape[0]
+                case = (f"3-D {planes} planes of {shape[1]}x{shape[0]}" if volumetric
+                        else f"2-D {shape[0]} slices of {shape[1]}x{shape[2]}")
+                rows += file_rows(source, f"{case}, {coils} coil{'s' * (coils > 1)}", accel,
+                                  repeats, folder)
+    print_stage_table(rows, f"end to end, {accel:g}x VDRad, medians of {repeats} run(s)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slices", type=int, default=151)
@@ -95,7 +208,22 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu", help="where the networks run (cpu, cuda)")
+    parser.add_argument("--end-to-end", action="store_true",
+                        help="time whole npgd-recon runs instead (module docstring)")
+    parser.add_argument("--e2e-2d", type=size, default=(16, 128, 96), metavar="SxYxX")
+    parser.add_argument("--e2e-3d", type=size, default=(32, 128, 64), metavar="ZxYxX")
+    parser.add_argument("--e2e-accel", type=float, default=4.0)
+    parser.add_argument("--e2e-repeats", type=int, default=1)
+    parser.add_argument("--e2e-file", type=Path, nargs="+", metavar="RAW",
+                        help="end to end on these files as acquired (no retrospective "
+                             "undersampling) instead of the simulated ones")
     args = parser.parse_args()
+    if args.e2e_file:
+        end_to_end_files(args.e2e_file, args.e2e_repeats)
+        return
+    if args.end_to_end:
+        end_to_end(args.e2e_2d, args.e2e_3d, args.e2e_accel, args.e2e_repeats)
+        return
     device = pick_device(args.device)
     cases = {"200x100": volume(args.slices), "knee 320x256": volume(args.knee_slices, (320, 256))}
     b = args.batch

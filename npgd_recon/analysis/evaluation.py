@@ -2,6 +2,13 @@
 
 Used by the model card's quality table, the comparison runs and the benchmarks. Metrics are
 the magnitude metrics of :func:`npgd_recon.core.metrics.all_metrics` (definitions there).
+
+Empty planes: SNR, PSNR and NRMSE divide by the reference, so a plane whose reference is empty
+(the air beyond the object in the outer planes of a 3-D volume) has no metric (0/0 is NaN, and
+float rounding leaves 1e-9-sized residues that give meaningless finite values). Such planes,
+those whose reference norm is at most :data:`EMPTY_PLANE` times the largest plane's, get no
+record (:func:`measured_planes`, :data:`EMPTY_RULE`); callers report how many were skipped.
+CS lambdas are tuned on planes spread over the measured ones (:func:`tuning_planes`).
 """
 
 from __future__ import annotations
@@ -9,7 +16,8 @@ from __future__ import annotations
 import numpy as np
 from tqdm import tqdm
 
-from bart_baselines import tune_lambda
+from bart_baselines.cs import auto_lambda, normalised_noise
+from bart_baselines.tuning import expected_runs, tune_lambda
 from npgd_recon.core.errors import NpgdError
 from npgd_recon.core.fft import fft2c
 from npgd_recon.core.metrics import all_metrics, snr_db_magnitude
@@ -19,6 +27,12 @@ from npgd_recon.recon.classic import CompressedSensing
 from npgd_recon.recon.methods import reconstructor_class
 from npgd_recon.sim.noise import complex_noise
 from sampling import make_mask
+
+EMPTY_PLANE = 1e-5
+EMPTY_RULE = (f"Slices whose reference is empty (norm at most {EMPTY_PLANE:g} of the largest "
+              "slice's: zero up to rounding, such as the air beyond the object in the outer "
+              "planes of a 3-D volume) have no defined SNR, PSNR or NRMSE; they are skipped "
+              "(no record, not in the means) and counted.")
 
 
 def volume_test_slices(path: str, count: int, axis: int = 2, seed: int = 0) -> np.ndarray:
@@ -54,25 +68,49 @@ def retrospective(images: np.ndarray, accel: float = 5.0, kind: str = "vdrad", s
     return kspace[:, None].astype(np.complex64), masks
 
 
+def measured_planes(reference: np.ndarray) -> np.ndarray:
+    """Which planes of ``reference [n, y, x]`` are measured: bool ``[n]``, False where the plane
+    is empty (norm at most :data:`EMPTY_PLANE` times the largest plane norm, or all zero)."""
+    norms = np.linalg.norm(np.abs(reference).reshape(len(reference), -1), axis=1)
+    return norms > EMPTY_PLANE * norms.max() if norms.max() > 0 else np.zeros(len(norms), bool)
+
+
+def tuning_planes(reference: np.ndarray, count: int) -> np.ndarray:
+    """Indices of ``count`` measured planes of ``reference [n, y, x]`` spread evenly over them,
+    ends excluded (all measured planes when there are no more than ``count``)."""
+    measured = np.flatnonzero(measured_planes(reference))
+    if len(measured) <= count:
+        return measured
+    picks = np.linspace(0, len(measured) - 1, count + 2).round().astype(int)[1:-1]
+    return measured[picks]
+
+
 def tuned_lambdas(kspace: np.ndarray, masks: np.ndarray, reference: np.ndarray,
                   maps: np.ndarray | None = None, methods: tuple[str, ...] = ("cswv", "cstv"),
                   slices: int = 3, iters: int = 300, progress: bool = False) -> dict[str, float]:
-    """Best-SNR lambda of each CS method among ``methods`` on the first ``slices`` problems
-    (the paper tuned CS for best SNR), for :func:`~npgd_recon.recon.methods.make_reconstructor`.
+    """Best-SNR lambda of each CS method among ``methods`` on ``slices`` planes chosen by
+    :func:`tuning_planes` (the paper tuned CS for best SNR), for
+    :func:`~npgd_recon.recon.methods.make_reconstructor`.
 
     ``kspace [n, coil, y, x]``, ``masks [n, y, x]``, ``reference [n, y, x]``, ``maps`` as for
-    :func:`evaluate`. ``progress`` counts the BART runs of the search as they finish.
+    :func:`evaluate`. ``progress`` counts the BART runs of each search against its expected
+    total (:func:`bart_baselines.tuning.expected_runs`, raised when the search extends).
+
+    Raises:
+        NpgdError: every plane of ``reference`` is empty.
     """
-    t = slice(0, max(1, slices))
+    t = tuning_planes(reference, max(1, slices))
+    if not len(t):
+        raise NpgdError("the reference is empty (all zero): no plane to tune CS lambdas on")
     y = kspace[t, 0] if maps is None else kspace[t]
-    solvers = {m: cls for m in methods
-               if issubclass(cls := reconstructor_class(m), CompressedSensing)}
     lams = {}
-    for method, cls in solvers.items():
-        with tqdm(desc=f"tuning {cls.label} lambda", unit="BART run", disable=not progress,
-                  leave=False) as bar:
+    for method, cls in _cs_classes(methods).items():
+        with tqdm(desc=f"tuning {cls.label} lambda", unit=" BART run", total=expected_runs(),
+                  disable=not progress, leave=False) as bar:
 
             def scored(ref: np.ndarray, image: np.ndarray) -> np.ndarray:
+                if bar.n >= bar.total:  # the search went beyond the grid's edge
+                    bar.total += 1
                 bar.update()
                 return snr_db_magnitude(ref, image)
 
@@ -82,27 +120,44 @@ def tuned_lambdas(kspace: np.ndarray, masks: np.ndarray, reference: np.ndarray,
     return lams
 
 
+def automatic_lambdas(kspace: np.ndarray, masks: np.ndarray, maps: np.ndarray | None = None,
+                      methods: tuple[str, ...] = ("cswv", "cstv")) -> dict[str, float]:
+    """The data-driven lambda (:func:`bart_baselines.cs.auto_lambda`, what a CS method uses
+    when given none) of each CS method among ``methods``, for these problems (shapes as for
+    :func:`evaluate`), so that a report can print it."""
+    y = kspace[:, 0] if maps is None else kspace
+    noise = normalised_noise(y, masks.astype(np.float32), maps, stack=True)
+    return {method: auto_lambda(cls.regulariser, noise, kspace.shape[1])
+            for method, cls in _cs_classes(methods).items()}
+
+
+def _cs_classes(methods: tuple[str, ...]) -> dict[str, type[CompressedSensing]]:
+    return {m: cls for m in methods
+            if issubclass(cls := reconstructor_class(m), CompressedSensing)}
+
+
 def evaluate(reference: np.ndarray, kspace: np.ndarray, masks: np.ndarray,
              maps: np.ndarray | None, reconstructors: list[Reconstructor],
              case: str = "case", progress: bool = True) -> tuple[list[dict], dict]:
     """Run every reconstructor on the same problems; per-slice metric records and outputs.
 
     Returns:
-        ``records``: one dict per (slice, method): ``case, slice, method, snr_db, psnr_db,
-        ssim, nrmse, seconds`` (reconstruction seconds per slice, no I/O), ``device`` and the
-        networks' ``precision``.
-        ``outputs``: method -> images ``[n, y, x]``.
+        ``records``: one dict per measured slice (:func:`measured_planes`; empty ones are
+        skipped) and method: ``case, slice, method, snr_db, psnr_db, ssim, nrmse, seconds``
+        (reconstruction seconds per slice, no I/O), ``device`` and the networks' ``precision``.
+        ``outputs``: method -> images ``[n, y, x]`` (every slice).
     """
     records, outputs = [], {}
+    measured = np.flatnonzero(measured_planes(reference))
     bar = tqdm(reconstructors, desc=case, disable=not progress, unit="method")
     for recon in bar:
         bar.set_postfix_str(recon.method, refresh=True)
         result = recon(kspace, masks, maps)
         out = outputs[recon.method] = result.images
         per_slice = result.seconds / len(out)
-        for i, (ref, est) in enumerate(zip(reference, out)):
-            records.append({"case": case, "slice": i, "method": recon.method,
-                            **all_metrics(ref, est), "seconds": per_slice,
+        for i in measured:
+            records.append({"case": case, "slice": int(i), "method": recon.method,
+                            **all_metrics(reference[i], out[i]), "seconds": per_slice,
                             "device": recon.device.type, "precision": recon.precision})
     return records, outputs
 

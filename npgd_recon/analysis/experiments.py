@@ -29,6 +29,7 @@ from npgd_recon.models.registry import SR_DEFAULT, resolve_weights
 from npgd_recon.recon.base import ReconOptions
 from npgd_recon.recon.debias import DEFAULT_ITERATIONS
 from npgd_recon.recon.methods import make_reconstructor
+from npgd_recon.recon.network import weights_method
 from npgd_recon.recon.pipeline import espirit_coil_maps, undersample
 
 FIG4_ITERATIONS = (1, 5, 25)
@@ -153,15 +154,16 @@ def run_debias(out: Path, *, weights: list[str], volume: str, accel: float = 5.0
     rows, shown = [], {}
     for name in weights:
         for k in (0, *iterations):
-            recon = make_reconstructor("npgd", ReconOptions(weights=name, device=device,
-                                                            precision=precision, debias=k))
+            recon = make_reconstructor(weights_method(name),
+                                       ReconOptions(weights=name, device=device,
+                                                    precision=precision, debias=k))
             records, outputs = evaluate(images, kspace, masks, None, [recon], progress=False)
             entry = summarise_metrics(records)[0]
             rows.append({"model": name, "debias_iterations": k,
                          **{key: entry[key] for key in ("snr_db", "snr_db_std", "ssim",
                                                         "ssim_std", "nrmse", "seconds")}})
             if k in (0, DEFAULT_ITERATIONS):
-                shown[f"{name} debias {k}" if k else name] = outputs["npgd"][0]
+                shown[f"{name} debias {k}" if k else name] = outputs[recon.method][0]
     save_montage(np.stack([*shown.values(), images[0]]), out / "debias.png",
                  titles=[*shown, "reference"], columns=len(shown) + 1,
                  window=float(np.percentile(np.abs(images[0]), 99.5)))

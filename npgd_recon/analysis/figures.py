@@ -6,38 +6,72 @@ from pathlib import Path
 
 import numpy as np
 
+from npgd_recon.core.metrics import snr_db_magnitude
 from npgd_recon.io.preview import pyplot
+from sampling import SamplingPattern
+from sampling.export import save_png
 
 
 def save_comparison(outputs: dict[str, np.ndarray], reference: np.ndarray, path: Path, *,
                     labels: dict[str, str] | None = None, suptitle: str = "",
-                    error_gain: float = 5.0) -> None:
+                    error_gain: float = 5.0, mask: np.ndarray | None = None) -> None:
     """The paper's Fig. 3 layout for one slice: one column per method and the reference, in one
-    grey window; beneath each method its error map ``|x - x*|`` magnified ``error_gain`` times."""
+    grey window, each method titled with its SNR against the reference (dB, the tables'
+    definition); beneath each method its error map ``|x - x*|`` magnified ``error_gain`` times
+    (the row is labelled), beneath the reference the sampling ``mask [y, x]`` when given (else
+    nothing)."""
     plt = pyplot()
     names = list(outputs)
     ref = np.abs(reference)
     window = float(np.percentile(ref, 99.5)) or 1.0
     ny, nx = ref.shape
+    aspect = ny / nx
+    width = max(2.4 / max(aspect, 1.0), min(1.9, 4.0 / aspect))  # room for two title lines
     columns = len(names) + 1
-    fig, axes = plt.subplots(2, columns, squeeze=False,
-                             figsize=(2.2 * columns * nx / max(nx, ny) + 0.2,
-                                      4.4 * ny / max(nx, ny) + 0.6))
+    fig, axes = plt.subplots(2, columns, squeeze=False, constrained_layout=True,
+                             figsize=(width * columns + 0.4, 2 * width * aspect + 1.1))
     for axis in axes.ravel():
-        axis.axis("off")
+        axis.set_xticks([])
+        axis.set_yticks([])
+        axis.spines[:].set_visible(False)
     for j, name in enumerate(names):
         image = np.abs(outputs[name])
+        snr = snr_db_magnitude(reference, outputs[name])
         axes[0, j].imshow(image, cmap="gray", vmin=0, vmax=window)
-        axes[0, j].set_title((labels or {}).get(name, name), fontsize=8)
+        axes[0, j].set_title(f"{(labels or {}).get(name, name)}\nSNR {snr:.1f} dB", fontsize=10)
         axes[1, j].imshow(np.abs(image - ref) * error_gain, cmap="gray", vmin=0, vmax=window)
     axes[0, -1].imshow(ref, cmap="gray", vmin=0, vmax=window)
-    axes[0, -1].set_title("reference", fontsize=8)
-    axes[1, -1].text(0.5, 0.5, f"error x{error_gain:g}", ha="center", va="center",
-                     transform=axes[1, -1].transAxes, fontsize=8)
+    axes[0, -1].set_title("reference\n(fully sampled)", fontsize=10)
+    if mask is None:
+        axes[1, -1].remove()
+    else:
+        axes[1, -1].imshow(mask, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        axes[1, -1].set_title(f"mask, {np.mean(mask):.0%} sampled", fontsize=10)
+    axes[0, 0].set_ylabel("image", fontsize=10)
+    axes[1, 0].set_ylabel(f"error |x - x*| x{error_gain:g}", fontsize=10)
     if suptitle:
-        fig.suptitle(suptitle, fontsize=9)
-    fig.tight_layout()
+        fig.suptitle(suptitle, fontsize=11)
     fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def save_mask(pattern: SamplingPattern, path: Path, *, ky_kz: bool) -> None:
+    """The mask picture of a comparison. On a 3-D scan's ky-kz plane every sample is one readout
+    and the pattern's view order is the order a scanner plays them, so that panel is shown
+    (:func:`sampling.export.save_png`); on a 2-D slice's ky-kx plane kx is the readout itself
+    and samples have no acquisition order, so the mask alone is drawn."""
+    if ky_kz:
+        save_png(pattern, path, axes_labels=("ky", "kz"))
+        return
+    plt = pyplot()
+    ny, nx = pattern.mask.shape
+    fig, axis = plt.subplots(figsize=(4.5 * min(max(nx / ny, 0.6), 1.6), 4.5),
+                             constrained_layout=True)
+    axis.imshow(pattern.mask, cmap="gray", interpolation="nearest")
+    axis.set_title(f"{pattern.kind} mask, rate {pattern.rate:.2%} (R={pattern.accel:g})")
+    axis.set_ylabel("ky")
+    axis.set_xlabel("kx")
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 

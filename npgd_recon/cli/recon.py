@@ -41,7 +41,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--png", action="store_true", help="also write a preview picture OUT.png")
     parser.add_argument("--also-ismrmrd", type=Path, metavar="OUT.h5",
                         help="also write the images as ISMRMRD")
+    parser.add_argument("--series-number", type=int, metavar="N",
+                        help="DICOM SeriesNumber (default: the method's place in "
+                             f"{', '.join(METHODS)}, 1 to {len(METHODS)}, plus 100 x the raw "
+                             "data's initialSeriesNumber when its header has one)")
+    parser.add_argument("--series-description", metavar="TEXT",
+                        help="DICOM SeriesDescription, at most 64 characters (default: method, "
+                             "model, precision and R=acceleration with --undersample)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--timings", action="store_true",
+                        help="print seconds per stage (read, set-up, coil maps, reconstruction, "
+                             "writing) on stderr and write them beside the series as "
+                             "OUT.timings.json")
     return parser
 
 
@@ -51,14 +62,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _recon(args: argparse.Namespace) -> int:
+    from npgd_recon.io.dicom_writer import LONG_STRING
     from npgd_recon.io.ismrmrd_file import read_raw
     from npgd_recon.recon.base import ReconOptions
     from npgd_recon.recon.methods import make_reconstructor
     from npgd_recon.recon.pipeline import (
         UndersamplingError,
+        format_timings,
         plan_outputs,
         reconstruct_study,
+        series_description,
+        timed,
         write_outputs,
+        write_timings,
     )
 
     if args.batch < 1:
@@ -67,13 +83,22 @@ def _recon(args: argparse.Namespace) -> int:
         raise NpgdError(f"--cs-lambda must be positive, got {args.cs_lambda:g}")
     if args.undersample is not None and not args.undersample > 1:
         raise NpgdError(f"--undersample must be above 1, got {args.undersample:g}")
+    if args.series_number is not None and not 0 < args.series_number < 2**31:
+        raise NpgdError(f"--series-number must be from 1 to {2**31 - 1}, got {args.series_number}")
+    text = args.series_description
+    if text is not None and (len(text) > LONG_STRING or "\\" in text or not text.isprintable()):
+        raise NpgdError(f"--series-description must be at most {LONG_STRING} printable "
+                        f"characters without a backslash, got {text!r}")
     outputs, staging = plan_outputs(args.out, force=args.force, png=args.png,
-                                    also_ismrmrd=args.also_ismrmrd)
+                                    also_ismrmrd=args.also_ismrmrd, timings=args.timings)
+    stages: dict[str, float] = {}
     with outputs:
-        study = read_raw(args.input, args.group)
-        recon = make_reconstructor(args.method, ReconOptions(
-            weights=args.weights, device=args.device, batch=args.batch, lam=args.cs_lambda,
-            precision=args.precision, debias=args.debias_iterations if args.debias else 0))
+        with timed(stages, "read"):
+            study = read_raw(args.input, args.group)
+        with timed(stages, "setup"):
+            recon = make_reconstructor(args.method, ReconOptions(
+                weights=args.weights, device=args.device, batch=args.batch, lam=args.cs_lambda,
+                precision=args.precision, debias=args.debias_iterations if args.debias else 0))
         if recon.model_name and not args.quiet:
             print(f"{PROG}: {study.n_coils}-coil data: model {recon.model_name} "
                   f"({recon.precision}) on {recon.device.type}", file=sys.stderr, flush=True)
@@ -85,10 +110,18 @@ def _recon(args: argparse.Namespace) -> int:
             message = str(error).replace("accel", "R").replace("lower R or shrink calib",
                                                                 "choose a lower R")
             raise NpgdError(f"--undersample {args.undersample:g}: {message}") from None
-        files = write_outputs(result, study, recon, staging)
+        stages.update(result.stages)
+        with timed(stages, "writing"):
+            files = write_outputs(
+                result, study, recon, staging, series_number=args.series_number,
+                description=text or series_description(recon, args.undersample))
+        if args.timings:
+            write_timings(staging["timings"], stages, study, recon, len(files))
     model = f", model {recon.model_name} ({recon.precision})" if recon.model_name else ""
     print(f"{len(files)} images written to {args.out} | method {recon.method}{model} | "
           f"device {recon.device.type} | {result.seconds:.2f} s reconstruction")
+    if args.timings:
+        print(f"{PROG}: seconds per stage\n{format_timings(stages)}", file=sys.stderr)
     return 0
 
 

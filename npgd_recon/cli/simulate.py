@@ -3,7 +3,8 @@
 Sources are normalised to a peak magnitude of 1 (so ``--noise`` is relative to the peak);
 NIfTI magnitudes get a smooth random phase. 2-D multi-slice scans undersample whole ky lines
 (``--mask lines``); 3-D scans undersample the ky-kz plane (``vdrad`` by default, ``poisson``
-or ``lines``) and write one readout per acquired ``(ky, kz)``.
+or ``lines``) and write one readout per acquired ``(ky, kz)``. The summary line gives the
+matrix in the order ``--matrix`` takes it (NYxNX, or NYxNZxNX for 3-D).
 """
 
 from __future__ import annotations
@@ -33,8 +34,20 @@ def _sizes(text: str) -> tuple[int, ...]:
     return sizes
 
 
+class _DefaultsHelp(argparse.HelpFormatter):
+    """Help that shows every default: ``(default: X)`` after an option whose text does not say
+    it already (flags, off by default, and required options have none)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        unset = action.default in (None, argparse.SUPPRESS) or action.default is False
+        if unset or "default" in text:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog=PROG, description=__doc__.splitlines()[0])
+    parser = Parser(prog=PROG, description=__doc__.splitlines()[0], formatter_class=_DefaultsHelp)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--phantom", choices=["shepp-logan"], help="a synthetic phantom")
     source.add_argument("--nifti", type=Path, help="a NIfTI magnitude volume (axial slices)")
@@ -47,14 +60,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="NYxNX (2-D) or NYxNZxNX (3-D); default 128x128 / 64x32x64 for "
                              "the phantom, the source size otherwise (resampled if given)")
     parser.add_argument("--slices", default=None,
-                        help="slice count N (phantom; central N of a file) or range A:B")
-    parser.add_argument("--coils", type=int, default=1, help="receive coils (default 1)")
+                        help="slice count N (phantom; central N of a file) or range A:B "
+                             "(default: 1 for the phantom, every slice of a file)")
+    parser.add_argument("--coils", type=int, default=1, help="receive coils")
     parser.add_argument("--undersample", type=float, default=1.0, metavar="R",
                         help="acceleration R (default 1: fully sampled)")
     parser.add_argument("--mask", choices=sorted(GENERATORS), default=None,
                         help="undersampling pattern (default: lines for 2-D, vdrad for 3-D)")
     parser.add_argument("--seed", type=int, default=0,
-                        help="seed of the mask, the noise and the NIfTI phase (default 0)")
+                        help="seed of the mask, the noise and the NIfTI phase")
     parser.add_argument("--noise", type=float, default=0.0, metavar="SIGMA",
                         help="complex noise std per k-space sample (peak magnitude is 1)")
     parser.add_argument("--noise-readouts", type=int, default=32,
@@ -151,9 +165,11 @@ def _simulate(args: argparse.Namespace) -> int:
     with Outputs(args.force) as outputs:
         truth = write_scan(outputs.file(args.out), image, volumetric=args.volumetric,
                            pattern=pattern, settings=settings)
-    kind = "3-D" if args.volumetric else f"{image.shape[0]}-slice 2-D"
-    print(f"{kind} {'x'.join(map(str, image.shape))} [slice|z, y, x], {args.coils} coil(s), "
-          f"{truth.mask.mean():.1%} of phase encodes acquired -> {args.out}")
+    count, ny, nx = image.shape
+    matrix = f"3-D {ny}x{count}x{nx} (NYxNZxNX)" if args.volumetric \
+        else f"{count}-slice 2-D {ny}x{nx} (NYxNX)"
+    print(f"{matrix}, {args.coils} coil(s), {truth.mask.mean():.1%} of phase encodes acquired "
+          f"-> {args.out}")
     return 0
 
 

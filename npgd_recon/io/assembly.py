@@ -18,20 +18,26 @@ stack of 2-D problems with centred k-space ``[problem, coil, y, x]``:
 On the way in: noise prewhitening from ``ACQ_IS_NOISE_MEASUREMENT`` readouts, asymmetric echoes
 placed by ``center_sample`` (zero-padded), readout oversampling removed (image-domain crop to the
 recon field of view), repeated lines averaged. See ``docs/io.md`` for the decisions.
+
+:attr:`RawStudy.fingerprint` identifies the raw data (a SHA-256 of the XML header as parsed, every
+acquisition header and the first imaging readout): the same file, or the same stream, gives the
+same fingerprint, from which the DICOM writer derives the study's UIDs.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+import ismrmrd.xsd
 import numpy as np
 from ismrmrd.hdf5 import acquisition_header_dtype
 
 from npgd_recon.core.errors import NpgdError
 from npgd_recon.core.fft import fft1c, ifft1c
-from npgd_recon.io.geometry import Encoding, PlaneGeometry, VolumeIndex
+from npgd_recon.io.geometry import Encoding, PlaneGeometry, VolumeIndex, header_number
 from sampling.pattern import elliptical_radius
 
 __all__ = ["assemble_study", "AcquisitionTable", "InMemoryAcquisitions", "RawDataError",
@@ -126,6 +132,8 @@ class RawStudy:
         whitener: complex64 ``[coil, coil]`` ``W = L^-1`` (``L L^H = noise_covariance``) that was
             applied to the k-space, or None.
         source: where the data came from (a file path or a stream), for messages.
+        fingerprint: hex SHA-256 of the XML header, every acquisition header and the first
+            imaging readout: the raw data's identity (the DICOM study UIDs derive from it).
     """
 
     volumes: list[RawVolume]
@@ -134,6 +142,7 @@ class RawStudy:
     noise_covariance: np.ndarray | None
     whitener: np.ndarray | None
     source: str
+    fingerprint: str
 
     @property
     def n_coils(self) -> int:
@@ -167,7 +176,16 @@ def assemble_study(header, table: AcquisitionTable, source: str) -> RawStudy:
     covariance, whitener = _noise_whitener(table, heads, noise, image, channels, source)
     volumes = _assemble(table, heads, image, encoding, channels, whitener, source)
     return RawStudy(volumes=volumes, header=header, is_3d=encoding.is_3d,
-                    noise_covariance=covariance, whitener=whitener, source=source)
+                    noise_covariance=covariance, whitener=whitener, source=source,
+                    fingerprint=_fingerprint(header, table, image[0]))
+
+
+def _fingerprint(header, table: AcquisitionTable, first: int) -> str:
+    """Hex SHA-256 of the XML header, every acquisition header and readout ``first``."""
+    digest = hashlib.sha256(ismrmrd.xsd.ToXML(header).encode())
+    digest.update(np.ascontiguousarray(table.heads).tobytes())
+    digest.update(np.asarray(table.rows(first, first + 1)[0], dtype=np.float32).tobytes())
+    return digest.hexdigest()
 
 
 def _flag(heads: np.ndarray, bit: int) -> np.ndarray:
@@ -192,7 +210,9 @@ def _classify(heads: np.ndarray, path: str) -> tuple[np.ndarray, np.ndarray]:
 
 def _check_channels(heads, noise, image, header, path: str) -> int:
     system = header.acquisitionSystemInformation
-    expected = system.receiverChannels if system and system.receiverChannels else None
+    count = header_number(system.receiverChannels, "acquisitionSystemInformation."
+                          "receiverChannels", path) if system is not None else None
+    expected = int(count) if count else None
     counts = heads["active_channels"].astype(np.int64)
     reference = expected or int(counts[image[0]])
     used = np.concatenate([noise, image])

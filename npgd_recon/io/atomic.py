@@ -7,7 +7,9 @@ created or written is refused; messages name the user's path, never a temporary 
 into staging paths beside the targets (same file system, so the final renames are atomic);
 :meth:`Outputs.commit` moves every staged output into place, keeping replaced ones aside until all
 have moved, so that a failure, an exception or Ctrl-C leaves the targets as they were and no
-temporary name behind. Staged folders get the user's umask, not ``mkdtemp``'s 0700.
+temporary name behind. Staged folders get the user's umask, not ``mkdtemp``'s 0700. An
+``OSError`` raised inside the block or by the commit names the user's path where it named a
+staging path (``out/IM00001.dcm``, never ``.out.9urb2fqy.part/IM00001.dcm``).
 """
 
 from __future__ import annotations
@@ -133,12 +135,13 @@ class Outputs:
                     aside.append((path, old))
                 os.replace(self._staged[path], path)
                 moved.append(path)
-        except BaseException:
+        except BaseException as error:
             for path in moved:
                 _remove(path)
             for path, old in aside:
                 os.replace(old / "previous", path)
                 shutil.rmtree(old, ignore_errors=True)
+            self._name_targets(error)
             self.discard()
             raise
         for _, old in aside:
@@ -165,7 +168,24 @@ class Outputs:
         if kind is None:
             self.commit()
         else:
+            self._name_targets(value)
             self.discard()
+
+    def _name_targets(self, error: BaseException) -> None:
+        """Rewrite staging paths in an ``OSError``'s file names and message to the user's."""
+        if not isinstance(error, OSError):
+            return
+
+        def user(text: str) -> str:
+            for target, staged in self._staged.items():
+                text = text.replace(str(staged), str(target))
+            return text
+
+        for name in ("filename", "filename2", "strerror"):
+            if isinstance(getattr(error, name), str):  # setting None would change the message
+                setattr(error, name, user(getattr(error, name)))
+        if error.strerror is None:
+            error.args = tuple(user(a) if isinstance(a, str) else a for a in error.args)
 
 
 def _remove(path: Path) -> None:

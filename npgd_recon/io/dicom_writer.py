@@ -7,12 +7,27 @@ voxel, ImageOrientationPatient the row then column direction cosines, PixelSpaci
 ``(dy, dx)``. The series is written into a temporary folder beside ``out_dir`` and renamed into
 place at the end (:mod:`npgd_recon.io.atomic`); an existing non-empty ``out_dir`` is refused
 unless ``force=True``.
+
+One raw file, one study: :func:`study_info_from_header` takes the StudyInstanceUID and
+FrameOfReferenceUID from the header when it has valid ones and otherwise derives them from the
+raw data's fingerprint (:attr:`~npgd_recon.io.assembly.RawStudy.fingerprint`) as UUID-derived
+UIDs ``2.25.<uuid5>``, so every reconstruction of one file lands in one study and frame of
+reference. The study date and time are the header's (its measurement's when it has no study
+date); only raw data without any date get the time of writing, which then differs between the
+series of the study. Each series gets a fresh SeriesInstanceUID. Scanner fields come from the
+header; a MagneticFieldStrength it lacks is derived from the proton resonance frequency
+(:func:`field_strength_from_frequency`). SoftwareVersions names this package's version.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import importlib.metadata
+import logging
+import math
 import re
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,10 +45,14 @@ from pydicom.valuerep import DSfloat
 
 from npgd_recon.core.errors import NpgdError
 from npgd_recon.io.atomic import atomic_output_dir
-from npgd_recon.io.geometry import PlaneGeometry, VolumeIndex
+from npgd_recon.io.geometry import PlaneGeometry, VolumeIndex, header_number
 
-_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+LONG_STRING = 64  # characters of a DICOM LO value (SeriesDescription, Manufacturer, ...)
+PROTON_HZ_PER_TESLA = 42.577478e6  # gamma / 2 pi of 1H (CODATA 2018)
+_UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
+_UID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://pypi.org/project/npgd-recon/")
 _MAX_PIXEL = 65535
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -41,6 +60,8 @@ class StudyInfo:
     """Patient, study and scanner fields (anonymous defaults; see :func:`study_info_from_header`).
 
     Dates are ``YYYYMMDD``, times ``HHMMSS``; empty strings are written as empty type-2 fields.
+    ``echo_times_ms`` holds the TE of each contrast (None where the header's is unusable);
+    ``initial_series_number`` is the raw measurement's series number, when the header has one.
     """
 
     patient_name: str = "Anonymous^"
@@ -64,14 +85,28 @@ class StudyInfo:
     imaging_frequency_mhz: float | None = None
     repetition_time_ms: float | None = None
     echo_time_ms: float | None = None
-    echo_times_ms: list[float] = field(default_factory=list)
+    echo_times_ms: list[float | None] = field(default_factory=list)
     flip_angle_deg: float | None = None
     acquisition_type: str = "2D"
+    initial_series_number: int | None = None
 
 
-def study_info_from_header(header, is_3d: bool = False) -> StudyInfo:
-    """Patient/study/scanner fields of a parsed ISMRMRD header; anonymous defaults elsewhere."""
+def study_info_from_header(header, is_3d: bool = False, *, source: str = "the XML header",
+                           fingerprint: str | None = None) -> StudyInfo:
+    """Patient/study/scanner fields of a parsed ISMRMRD header; anonymous defaults elsewhere.
+
+    Args:
+        header: the parsed XML header (``ismrmrd.xsd.ismrmrdHeader``).
+        is_3d: a 3-D scan (MRAcquisitionType).
+        source: the raw data's name for warnings about header fields that are ignored (an
+            empty or non-numeric optional number, an invalid UID).
+        fingerprint: the raw data's identity (``RawStudy.fingerprint``): study and frame of
+            reference UIDs the header lacks are derived from it (random when None).
+    """
     info = StudyInfo(acquisition_type="3D" if is_3d else "2D")
+    if fingerprint is not None:
+        info.study_uid = derived_uid(fingerprint, "study")
+        info.frame_of_reference_uid = derived_uid(fingerprint, "frame of reference")
     subject, study = header.subjectInformation, header.studyInformation
     measurement, system = header.measurementInformation, header.acquisitionSystemInformation
     if subject is not None:
@@ -85,26 +120,56 @@ def study_info_from_header(header, is_3d: bool = False) -> StudyInfo:
         info.study_description = study.studyDescription or ""
         info.accession_number = str(study.accessionNumber or "")
         info.referring_physician = study.referringPhysicianName or ""
-        info.study_uid = _uid_or(study.studyInstanceUID, info.study_uid)
+        info.study_uid = _uid_or(study.studyInstanceUID, info.study_uid,
+                                 "studyInformation.studyInstanceUID", source)
     if measurement is not None:
         info.patient_position = getattr(measurement.patientPosition, "value", "HFS")
         info.protocol_name = measurement.protocolName or ""
         info.frame_of_reference_uid = _uid_or(measurement.frameOfReferenceUID,
-                                              info.frame_of_reference_uid)
+                                              info.frame_of_reference_uid,
+                                              "measurementInformation.frameOfReferenceUID", source)
+        if not info.study_date:  # the measurement's date stands in for the study's
+            info.study_date = _date(measurement.seriesDate)
+            info.study_time = _time(measurement.seriesTime)
+        series = header_number(measurement.initialSeriesNumber,
+                               "measurementInformation.initialSeriesNumber", source)
+        info.initial_series_number = int(series) if series is not None else None
     if system is not None:
         info.manufacturer = system.systemVendor or ""
         info.model = system.systemModel or ""
         info.institution = system.institutionName or ""
-        info.field_strength_t = system.systemFieldStrength_T
+        info.field_strength_t = header_number(
+            system.systemFieldStrength_T, "acquisitionSystemInformation.systemFieldStrength_T",
+            source)
     if header.experimentalConditions is not None:
-        info.imaging_frequency_mhz = header.experimentalConditions.H1resonanceFrequency_Hz / 1e6
+        frequency = header_number(header.experimentalConditions.H1resonanceFrequency_Hz,
+                                  "experimentalConditions.H1resonanceFrequency_Hz", source)
+        if frequency is not None:
+            info.imaging_frequency_mhz = frequency / 1e6
+            if info.field_strength_t is None and frequency > 0:
+                info.field_strength_t = field_strength_from_frequency(frequency)
     sequence = header.sequenceParameters
     if sequence is not None:
-        info.repetition_time_ms = sequence.TR[0] if sequence.TR else None
-        info.echo_time_ms = sequence.TE[0] if sequence.TE else None
-        info.echo_times_ms = [float(te) for te in sequence.TE or []]
-        info.flip_angle_deg = sequence.flipAngle_deg[0] if sequence.flipAngle_deg else None
+        info.repetition_time_ms = _first(sequence.TR, "sequenceParameters.TR", source)
+        info.echo_times_ms = [header_number(te, f"sequenceParameters.TE[{i}]", source)
+                              for i, te in enumerate(sequence.TE or [])]
+        info.echo_time_ms = info.echo_times_ms[0] if info.echo_times_ms else None
+        info.flip_angle_deg = _first(sequence.flipAngle_deg, "sequenceParameters.flipAngle_deg",
+                                     source)
     return info
+
+
+def field_strength_from_frequency(frequency_hz: float) -> float:
+    """MagneticFieldStrength (T) from a positive 1H resonance frequency (Hz): two significant
+    figures and at least one decimal (63.5 MHz: 1.5 T; 127.7 MHz: 3.0 T; 23.7 MHz: 0.56 T)."""
+    tesla = frequency_hz / PROTON_HZ_PER_TESLA
+    return round(tesla, max(1, 1 - math.floor(math.log10(tesla))))
+
+
+def derived_uid(fingerprint: str, what: str) -> str:
+    """A UUID-derived UID (``2.25.<uuid5>``, PS3.5 B.2) that is the same for the same raw data
+    (``fingerprint``) and purpose (``what``, e.g. ``"study"``)."""
+    return f"2.25.{uuid.uuid5(_UID_NAMESPACE, f'{fingerprint}/{what}').int}"
 
 
 def write_series(
@@ -185,8 +250,9 @@ def _label_volume(ds: Dataset, volume: VolumeIndex, order: list[VolumeIndex],
     """The tags viewers sort and tell images apart by (``docs/io.md``)."""
     ds.AcquisitionNumber = order.index(volume) + 1
     ds.EchoNumbers = volume.contrast + 1
-    if volume.contrast < len(info.echo_times_ms):
-        ds.EchoTime = _ds(info.echo_times_ms[volume.contrast])[0]
+    echo_times = dict(enumerate(info.echo_times_ms))
+    if echo_times.get(volume.contrast) is not None:
+        ds.EchoTime = _ds(echo_times[volume.contrast])[0]
     if repetitions > 1:
         ds.TemporalPositionIdentifier = volume.repetition + 1
         ds.NumberOfTemporalPositions = repetitions
@@ -222,8 +288,27 @@ def _time(value) -> str:
     return str(value).replace(":", "").split(".")[0][:6] if value is not None else ""
 
 
-def _uid_or(value: str | None, default: str) -> str:
-    return value if value and len(value) <= 64 and _UID.match(value) else default
+def _first(values: list | None, name: str, source: str) -> float | None:
+    """The first of a header's list of numbers (TR, flip angle), None when absent or unusable."""
+    return header_number(values[0], name, source) if values else None
+
+
+def _uid_or(value: str | None, default: str, name: str, source: str) -> str:
+    """The header's UID when it is valid, else ``default`` (with a warning when one was given)."""
+    if not value:
+        return default
+    if len(value) <= 64 and _UID.match(value):
+        return value
+    log.warning("%s: header field %s is %r, not a valid UID; ignored", source, name, value[:80])
+    return default
+
+
+@functools.cache
+def _software_version() -> str:
+    try:
+        return f"npgd-recon {importlib.metadata.version('npgd-recon')}"
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree
+        return "npgd-recon"
 
 
 def _series_dataset(info: StudyInfo, description: str, number: int, pixels) -> Dataset:
@@ -233,28 +318,29 @@ def _series_dataset(info: StudyInfo, description: str, number: int, pixels) -> D
     ds.SpecificCharacterSet = "ISO_IR 192"
     ds.ImageType = ["DERIVED", "PRIMARY", "OTHER"]
     ds.SOPClassUID = MRImageStorage
-    ds.StudyDate = info.study_date or now.strftime("%Y%m%d")
+    ds.StudyDate = info.study_date or now.strftime("%Y%m%d")  # a DICOMDIR needs them
     ds.StudyTime = info.study_time or now.strftime("%H%M%S")
     ds.SeriesDate = ds.ContentDate = now.strftime("%Y%m%d")
     ds.SeriesTime = ds.ContentTime = now.strftime("%H%M%S")
     ds.AccessionNumber = info.accession_number[:16]
     ds.Modality = "MR"
     ds.ImageLaterality = "U"  # unpaired body part: Laterality (0020,0060) is then left out
-    ds.Manufacturer = info.manufacturer[:64]
-    ds.InstitutionName = info.institution[:64]
-    ds.ReferringPhysicianName = info.referring_physician[:64]
-    ds.StudyDescription = info.study_description[:64]
-    ds.SeriesDescription = description[:64]
-    ds.ManufacturerModelName = info.model[:64]
-    ds.PatientName = info.patient_name[:64]
-    ds.PatientID = info.patient_id[:64]
+    ds.Manufacturer = info.manufacturer[:LONG_STRING]
+    ds.InstitutionName = info.institution[:LONG_STRING]
+    ds.ReferringPhysicianName = info.referring_physician[:LONG_STRING]
+    ds.StudyDescription = info.study_description[:LONG_STRING]
+    ds.SeriesDescription = description[:LONG_STRING]
+    ds.ManufacturerModelName = info.model[:LONG_STRING]
+    ds.SoftwareVersions = _software_version()
+    ds.PatientName = info.patient_name[:LONG_STRING]
+    ds.PatientID = info.patient_id[:LONG_STRING]
     ds.PatientBirthDate = info.patient_birth_date
     ds.PatientSex = info.patient_sex
     ds.ScanningSequence = "RM"
     ds.SequenceVariant = "NONE"
     ds.ScanOptions = ""
     ds.MRAcquisitionType = info.acquisition_type
-    ds.ProtocolName = info.protocol_name[:64]
+    ds.ProtocolName = info.protocol_name[:LONG_STRING]
     for keyword, value in (("RepetitionTime", info.repetition_time_ms),
                            ("EchoTime", info.echo_time_ms),
                            ("ImagingFrequency", info.imaging_frequency_mhz),

@@ -13,16 +13,44 @@ column direction cosines (ImageOrientationPatient = ``x_dir`` then ``y_dir``).
 The field-of-view centre ``centre`` is the image origin of the centred FFT convention, pixel
 ``(ny // 2, nx // 2)``; so the centre of the first (top-left) voxel, DICOM's
 ImagePositionPatient, is ``centre - (n // 2) * spacing`` along both in-plane directions.
+
+Header numbers: the ones reconstruction needs (matrix, fields of view) must be numbers, or the
+header is refused (ValueError, one line); an optional one (:func:`header_number`: system, scanner
+and sequence values) that is empty or not a finite number is ignored with one warning on this
+module's logger.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 
 _AXES = np.eye(3)
+log = logging.getLogger(__name__)
+
+
+def header_number(value, field: str, source: str) -> float | None:
+    """An optional header number as a float; None when the header leaves it out.
+
+    An empty field (``<H1resonanceFrequency_Hz></H1resonanceFrequency_Hz>``) or a value that is
+    not a finite number is ignored: None, and a warning ``source: header field FIELD is empty;
+    ignored``.
+    """
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if math.isfinite(number):
+        return number
+    what = "empty" if value == "" else f"{value!r}, not a number"
+    log.warning("%s: header field %s is %s; ignored", source, field, what)
+    return None
 
 
 class VolumeIndex(NamedTuple):
@@ -140,12 +168,13 @@ class Encoding:
         if trajectory != "cartesian":
             raise ValueError(f"trajectory is {trajectory!r}; only Cartesian data can be read")
         space, recon = enc.encodedSpace, enc.reconSpace
-        if None in (space, recon) or None in (space.matrixSize, recon.fieldOfView_mm):
+        if None in (space, recon) or None in (space.matrixSize, space.fieldOfView_mm,
+                                               recon.fieldOfView_mm):
             raise ValueError("the XML header lacks the encoded or recon space")
         matrix = (space.matrixSize.x, space.matrixSize.y, space.matrixSize.z or 1)
-        fov = (space.fieldOfView_mm.x, space.fieldOfView_mm.y, space.fieldOfView_mm.z)
-        recon_fov = (recon.fieldOfView_mm.x, recon.fieldOfView_mm.y, recon.fieldOfView_mm.z)
-        if min(matrix) < 1 or not all(np.isfinite(fov + recon_fov)) or min(fov[:2]) <= 0:
+        fov = _field_of_view(space.fieldOfView_mm, "encodedSpace")
+        recon_fov = _field_of_view(recon.fieldOfView_mm, "reconSpace")
+        if min(matrix) < 1 or min(fov[:2]) <= 0:
             raise ValueError(f"the encoded space is unusable: matrix {matrix}, FOV {fov} mm")
         keep = matrix[0]
         if 0 < recon_fov[0] < fov[0]:
@@ -209,3 +238,17 @@ class Encoding:
         return PlaneGeometry(centre=centre, x_dir=slice_, y_dir=phase, spacing=(dy, dz),
                              shape=(self.ny, self.nz), thickness=float(dx),
                              table_position=np.asarray(head["patient_table_position"], float))
+
+
+def _field_of_view(fov, space: str) -> tuple[float, float, float]:
+    """A header ``fieldOfView_mm`` as three finite numbers; ValueError naming it otherwise."""
+    values = (fov.x, fov.y, fov.z)
+    try:
+        numbers = tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        numbers = (math.nan,)
+    if not all(math.isfinite(v) for v in numbers):
+        shown = ", ".join("empty" if v == "" else str(v) for v in values)
+        raise ValueError(f"the header's {space} fieldOfView_mm is ({shown}); reconstruction "
+                         "needs three numbers")
+    return numbers

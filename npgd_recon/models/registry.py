@@ -1,5 +1,5 @@
-"""Shipped model files (``npgd_recon/models/weights/*.safetensors``) and how a model name or
-file resolves to one."""
+"""Shipped model files (``npgd_recon/models/weights/*.safetensors``), how a model name or
+file resolves to one, and which network method a model is (:func:`network_method`)."""
 
 from __future__ import annotations
 
@@ -47,3 +47,10 @@ def default_weights(method: str, device_type: str) -> str:
     if full in names:
         return full
     raise NpgdError(f"no shipped model for method {method}; name a model file")
+
+
+def network_method(architecture: dict) -> str:
+    """The network method a model's stored architecture (checkpoint metadata) makes:
+    ``resnet`` for one pass (``iterations == 1``, the deep-ResNet baseline), ``npgd`` for an
+    unrolled network (``iterations > 1``)."""
+    return "resnet" if architecture.get("iterations") == 1 else "npgd"

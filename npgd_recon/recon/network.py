@@ -1,9 +1,12 @@
 """Reconstructors that run a trained :class:`~npgd_recon.models.npgd.NeuralPGD`.
 
-``npgd`` (the unrolled network) and ``resnet`` (the one-pass deep ResNet baseline) differ only in
-their default model. The model's batch norm is folded into the convolutions and its proximal runs
-in the chosen precision (:mod:`npgd_recon.models.inference`); each problem is normalised by the
-rule stored with the weights and the output scaled back; problems are batched on the device.
+``npgd`` (the unrolled network) and ``resnet`` (the one-pass deep ResNet baseline) differ in
+their default model, and each refuses the other's: the model's stored architecture says which
+it is (:func:`~npgd_recon.models.registry.network_method`: one iteration is a deep ResNet, more
+are NPGD), so that a result is never labelled with the wrong method. The model's batch norm is
+folded into the convolutions and its proximal runs in the chosen precision
+(:mod:`npgd_recon.models.inference`); each problem is normalised by the rule stored with the
+weights and the output scaled back; problems are batched on the device.
 De-biasing is chosen when the reconstructor is built (``ReconOptions.debias``); to compare
 several iteration counts, build one reconstructor per count.
 """
@@ -18,13 +21,20 @@ from npgd_recon.core.device import pick_device
 from npgd_recon.core.errors import NpgdError
 from npgd_recon.core.operators import operator_for
 from npgd_recon.core.transforms import normalise
-from npgd_recon.models.checkpoint import load_checkpoint
+from npgd_recon.models.checkpoint import load_checkpoint, read_metadata
 from npgd_recon.models.inference import prepare_for_inference, resolve_precision
-from npgd_recon.models.registry import default_weights, resolve_weights
+from npgd_recon.models.registry import default_weights, network_method, resolve_weights
 from npgd_recon.recon.base import ReconOptions, Reconstructor, measurement, register
 from npgd_recon.recon.debias import debiased
 
-__all__ = ["NetworkReconstructor", "NPGDReconstructor", "ResNetReconstructor"]
+__all__ = ["NetworkReconstructor", "NPGDReconstructor", "ResNetReconstructor", "weights_method"]
+
+_KINDS = {"npgd": "an unrolled NPGD network (T > 1)", "resnet": "a one-pass deep ResNet (T = 1)"}
+
+
+def weights_method(spec: str) -> str:
+    """The network method (``npgd`` or ``resnet``) a shipped model name or file runs as."""
+    return network_method(read_metadata(resolve_weights(spec))["architecture"])
 
 
 class NetworkReconstructor(Reconstructor):
@@ -50,6 +60,11 @@ class NetworkReconstructor(Reconstructor):
         model, meta = load_checkpoint(resolve_weights(name), device)
         if meta.get("operator") == "block-average-2x2":
             raise NpgdError(f"model {name} is a super-resolution model; MRI needs an MRI model")
+        kind = network_method(meta["architecture"])
+        if kind != cls.method:
+            raise NpgdError(f"model {name} is {_KINDS[kind]}, not "
+                            f"{_KINDS[cls.method]} as method {cls.method} needs; run it as "
+                            f"method {kind}")
         try:
             precision = resolve_precision(options.precision, device)
         except ValueError as error:  # a name or device the user chose

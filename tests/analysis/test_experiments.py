@@ -61,3 +61,14 @@ def test_debias_builds_one_reconstructor_per_iteration_count(tmp_path, monkeypat
     assert [r["debias_iterations"] for r in rows] == [0, 1, 5]
     assert all(np.isfinite(r["snr_db"]) and r["seconds"] > 0 for r in rows)
     assert (tmp_path / "debias.png").exists()
+
+
+def test_debias_runs_a_deep_resnet_model_as_method_resnet(tmp_path):
+    volume = tmp_path / "volume.npy"
+    np.save(volume, np.abs(shepp_logan((16, 32, 24))).transpose(1, 2, 0))
+    resnet = save_tiny_model(tmp_path / "resnet.safetensors", iterations=1)
+    unrolled = save_tiny_model(tmp_path / "npgd.safetensors")
+    result = run_debias(tmp_path, weights=[str(resnet), str(unrolled)], volume=str(volume),
+                        slices=2, iterations=(1,), device="cpu")
+    assert [r["model"] for r in result["results"]] == [str(resnet)] * 2 + [str(unrolled)] * 2
+    assert all(np.isfinite(r["snr_db"]) for r in result["results"])

@@ -174,6 +174,24 @@ def test_tune_lambda_search_extends_and_refines(monkeypatch):
         tune_lambda(None, None, reference, snr_db_magnitude, method="l1")
 
 
+@pytest.mark.parametrize("peak, extensions", [(2e-3, 0), (0.5, 2)])
+def test_tune_lambda_runs_as_many_times_as_expected(monkeypatch, peak, extensions):
+    """The count a progress bar shows as its total: exact when the best lambda lies inside the
+    grid, one more per extension beyond its edge."""
+    reference = np.ones((4, 4), np.complex64)
+    calls = []
+
+    def peaked(kspace, mask, sens, lam, iters, threads, stack):
+        calls.append(lam)
+        return reference * (1 + 0.01 * (1 + abs(np.log10(lam / peak))))
+
+    monkeypatch.setitem(tuning._METHODS, "wavelet", peaked)
+    grid = (1e-4, 1e-3, 1e-2, 1e-1)
+    tune_lambda(None, None, reference, snr_db_magnitude, grid=grid, refinements=2)
+    assert len(calls) == len(set(calls)) == tuning.expected_runs(grid, 2) + extensions
+    assert tuning.expected_runs() == 13  # the default search, quoted by npgd-compare --help
+
+
 def test_tune_lambda_on_bart(image, mask):
     kspace = fft2c(image) * mask
     best, table = tune_lambda(kspace, mask, image, snr_db_magnitude, "tv", iters=40,

@@ -1,10 +1,17 @@
 """npgd-recon end to end: ISMRMRD in, dciodvfy-clean DICOM out; bad input never leaves output."""
 
+import errno
+import fcntl
+import json
 import os
+import pty
+import re
 import shutil
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import time
 
 import h5py
@@ -194,7 +201,134 @@ def test_ctrl_c_exits_130_with_one_line_and_nothing_left(files, tmp_path):
     process.send_signal(signal.SIGINT)
     _, rest = process.communicate(timeout=60)
     assert process.returncode == 130
-    lines = [line for line in rest.replace("\r", "\n").splitlines() if "npgd-recon:" in line]
+    # exactly one line: no ResourceWarning about an unwaited bart, no tracemalloc hint; a tqdm
+    # bar would be set aside, but off a terminal the progress is one line per finished stage
+    lines = [line for line in rest.replace("\r", "\n").splitlines()
+             if line.strip() and "%|" not in line]
     assert lines == ["npgd-recon: interrupted; nothing was written"]
     assert "Traceback" not in rest
     assert leftovers(tmp_path) == ["toolbox"]
+
+
+def run_recon(*args, stderr=subprocess.PIPE):
+    """npgd-recon without ``--quiet``: its progress goes to ``stderr``."""
+    return subprocess.run([sys.executable, "-m", "npgd_recon.cli.recon", *args],
+                          stdout=subprocess.PIPE, stderr=stderr, text=True)
+
+
+def test_timings_table_on_stderr_and_json_committed_beside_the_series(files, tmp_path):
+    args = [str(files / "full2d.h5"), "--out", str(tmp_path / "s"), "--method", "zerofill",
+            "--undersample", "3", "--timings"]
+    result = run_recon(*args)
+    assert result.returncode == 0, result.stderr
+    assert leftovers(tmp_path) == ["s", "s.timings.json"]
+    record = json.loads((tmp_path / "s.timings.json").read_text())
+    assert (record["method"], record["images"], record["coils"], record["is_3d"]) == (
+        "zerofill", 2, 3, False)
+    stages = record["seconds"]
+    assert list(stages) == ["read", "setup", "undersampling", "coil_maps", "reconstruction",
+                            "writing"]
+    assert all(seconds >= 0 for seconds in stages.values())
+    assert record["total_seconds"] == pytest.approx(sum(stages.values()), abs=1e-3)
+    lines = result.stderr.splitlines()
+    assert "\r" not in result.stderr  # off a terminal: one line per finished stage, no bar
+    assert re.fullmatch(r"coil maps: 2 slices in \d+\.\d\d s", lines[0])
+    assert re.fullmatch(r"zerofill: 2 slices in \d+\.\d\d s", lines[1])
+    assert lines[2] == "npgd-recon: seconds per stage"
+    assert [line.split()[0] for line in lines[3:]] == ["read", "reconstructor", "retrospective",
+                                                       "coil", "reconstruction", "writing",
+                                                       "total"]
+    shutil.rmtree(tmp_path / "s")
+    again = recon(*args)
+    assert again.returncode == 2 and "s.timings.json exists" in again.stderr
+    assert leftovers(tmp_path) == ["s.timings.json"]
+
+
+def test_3d_progress_counts_planes_in_a_log_and_on_a_terminal(files, tmp_path):
+    result = run_recon(str(files / "vd3d.h5"), "--out", str(tmp_path / "a"), "--method",
+                       "zerofill")
+    assert result.returncode == 0, result.stderr
+    assert re.fullmatch(r"zerofill: 24 planes in \d+\.\d\d s\n", result.stderr)
+    terminal, screen = pty.openpty()
+    fcntl.ioctl(screen, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "npgd_recon.cli.recon", str(files / "vd3d.h5"), "--out",
+         str(tmp_path / "b"), "--method", "zerofill"], stdout=subprocess.DEVNULL, stderr=screen)
+    os.close(screen)
+    shown = b""
+    while chunk := _read_or_end(terminal):
+        shown += chunk
+    os.close(terminal)
+    assert process.wait(timeout=60) == 0
+    updates = shown.decode().replace("\r\n", "\r").split("\r")
+    first = next(update for update in updates if update.strip())
+    assert "0/24" in first and "plane/s" in first
+    assert "slice" not in shown.decode() and "24/24" in updates[-2]
+
+
+def _read_or_end(terminal: int) -> bytes:
+    """What a pseudo-terminal shows next; b"" once the writer has closed it."""
+    try:
+        return os.read(terminal, 4096)
+    except OSError:  # EIO: every writer is gone
+        return b""
+
+
+def test_a_write_error_names_the_users_path_not_the_staging_one(files, tmp_path, monkeypatch,
+                                                                 capsys):
+    from npgd_recon.cli.recon import main
+    from npgd_recon.recon import pipeline
+
+    def full_disk(images, geometry, folder, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(folder / "IM00001.dcm"))
+
+    monkeypatch.setattr(pipeline, "write_series_files", full_disk)
+    out = tmp_path / "series"
+    assert main([str(files / "full2d.h5"), "--out", str(out), "--method", "zerofill",
+                 "--quiet", "--png"]) == 2
+    assert capsys.readouterr().err == (f"npgd-recon: error: [Errno {errno.ENOSPC}] No space "
+                                       f"left on device: '{out / 'IM00001.dcm'}'\n")
+    assert leftovers(tmp_path) == []
+
+
+def test_reconstructions_of_one_file_are_series_of_one_study(files, tmp_path):
+    """Issue 26: one raw file is one study and frame of reference; each reconstruction is its
+    own series, numbered by method unless --series-number says otherwise, and says what made
+    it (method, model file's stem, precision, R) within SeriesDescription's 64 characters."""
+    long_model = tmp_path / ("m" * 70 + ".safetensors")
+    shutil.copy(files / "tiny.safetensors", long_model)
+    runs = {"zerofill": [],
+            "cswv": ["--series-number", "12", "--series-description", "CS wavelet, λ auto"],
+            "npgd": ["--weights", str(long_model), "--precision", "fp32"]}
+    first = {}
+    for method, extra in runs.items():
+        out = tmp_path / method
+        result = recon(str(files / "full2d.h5"), "--out", str(out), "--method", method,
+                       "--undersample", "3", *extra)
+        assert result.returncode == 0, result.stderr
+        assert all(dciodvfy_findings(path) == [] for path in out.iterdir())
+        first[method] = pydicom.dcmread(sorted(out.iterdir())[0])
+    assert len({d.StudyInstanceUID for d in first.values()}) == 1
+    assert len({d.FrameOfReferenceUID for d in first.values()}) == 1
+    assert len({d.SeriesInstanceUID for d in first.values()}) == 3
+    assert [first[m].SeriesNumber for m in runs] == [1, 12, 5]
+    assert first["zerofill"].SeriesDescription == "ZEROFILL R=3"
+    assert first["cswv"].SeriesDescription == "CS wavelet, λ auto"
+    description = first["npgd"].SeriesDescription
+    assert len(description) == 64 and description.startswith("NPGD mmmm")
+    assert description.endswith("m~ fp32 R=3")
+    assert first["npgd"].SoftwareVersions.startswith("npgd-recon ")
+    assert (first["npgd"].Manufacturer, float(first["npgd"].MagneticFieldStrength)) == (
+        "npgd-recon", 3.0)
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--series-number", "0", "--series-number must be from 1 to 2147483647, got 0"),
+    ("--series-description", "x" * 65, "--series-description must be at most 64 printable"),
+    ("--series-description", "T1\\T2", "without a backslash"),
+])
+def test_bad_series_labels_one_line_exit_2(files, tmp_path, option, value, message):
+    result = recon(str(files / "full2d.h5"), "--out", str(tmp_path / "s"), "--method",
+                   "zerofill", option, value)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert message in result.stderr and leftovers(tmp_path) == []

@@ -1,4 +1,5 @@
-"""npgd-simulate from a NIfTI: the written field of view is the source's, whatever the matrix."""
+"""npgd-simulate: a NIfTI's field of view is kept whatever the matrix; the summary echoes the
+matrix as typed; --help shows every default."""
 
 import nibabel
 import numpy as np
@@ -6,6 +7,7 @@ import pydicom
 import pytest
 
 from npgd_recon.cli.recon import main as recon
+from npgd_recon.cli.simulate import build_parser
 from npgd_recon.cli.simulate import main as simulate
 
 ZOOMS = (1.0, 1.5, 2.0)  # NIfTI x, y, z in mm
@@ -52,3 +54,25 @@ def test_series_covers_the_source_field_of_view(nifti, tmp_path, options, source
     voxel = max(ZOOMS)
     for written, source in zip(extents, source_extents):
         assert abs(written - source) <= voxel, (extents, source_extents)
+
+
+@pytest.mark.parametrize("options, echoed", [
+    (["--matrix", "40x24", "--slices", "3"], "3-slice 2-D 40x24 (NYxNX)"),
+    (["--3d", "--matrix", "24x8x16"], "3-D 24x8x16 (NYxNZxNX)"),
+])
+def test_matrix_is_echoed_in_the_order_typed(tmp_path, capsys, options, echoed):
+    assert simulate(["--phantom", "shepp-logan", *options, "--out", str(tmp_path / "s.h5")]) == 0
+    assert capsys.readouterr().out.startswith(f"{echoed}, 1 coil(s)")
+
+
+def test_help_shows_every_default():
+    parser = build_parser()
+    text = " ".join(parser.format_help().split())
+    sources = [a for g in parser._mutually_exclusive_groups if g.required for a in g._group_actions]
+    for action in parser._actions:
+        if action.required or action in sources or action.nargs == 0:  # flags: off by default
+            continue
+        help_text = " ".join(action.help.split())
+        if "default" not in help_text:  # then the formatter adds the value
+            assert action.default is not None, action.option_strings
+            assert f"{help_text} (default: {action.default})" in text, action.option_strings

@@ -1,5 +1,6 @@
 """All-or-nothing outputs: checks before work, staging beside the targets, commit or discard."""
 
+import errno
 import os
 
 import pytest
@@ -76,3 +77,17 @@ def test_force_replaces_and_a_failed_commit_restores(tmp_path, monkeypatch):
         outputs.commit()
     monkeypatch.undo()
     assert names(tmp_path) == ["out"] and names(tmp_path / "out") == ["new"]
+
+
+def test_an_os_error_inside_the_block_names_the_users_path(tmp_path):
+    with pytest.raises(OSError) as error, Outputs() as outputs:
+        staged = outputs.folder(tmp_path / "series")
+        outputs.file(tmp_path / "series.png")
+        raise OSError(errno.ENOSPC, "No space left on device", str(staged / "IM00001.dcm"))
+    assert str(error.value) == (f"[Errno {errno.ENOSPC}] No space left on device: "
+                                f"'{tmp_path / 'series' / 'IM00001.dcm'}'")
+    with pytest.raises(OSError) as error, Outputs() as outputs:
+        staged = outputs.file(tmp_path / "images.h5")
+        raise FileNotFoundError(errno.ENOENT, f"Unable to create file (name = '{staged}')")
+    assert ".part" not in str(error.value) and str(tmp_path / "images.h5") in str(error.value)
+    assert names(tmp_path) == []

@@ -1,21 +1,31 @@
 """DICOM series: dciodvfy-clean MR Image Storage, geometry, pixel values, atomic output."""
 
+import importlib.metadata
+import logging
+import re
 import shutil
 import subprocess
 
 import numpy as np
 import pydicom
 import pytest
+from ismrmrd import xsd
 
 from npgd_recon.core.fft import ifft2c
 from npgd_recon.io import dicom_writer
 from npgd_recon.io.atomic import OutputError
-from npgd_recon.io.dicom_writer import StudyInfo, study_info_from_header, write_series
+from npgd_recon.io.dicom_writer import (
+    StudyInfo,
+    derived_uid,
+    field_strength_from_frequency,
+    study_info_from_header,
+    write_series,
+)
 from npgd_recon.io.geometry import PlaneGeometry, VolumeIndex
 from npgd_recon.io.ismrmrd_file import read_raw
 from npgd_recon.sim.phantoms import shepp_logan
 from npgd_recon.sim.scan_writer import ScanSettings, write_scan
-from tests.conftest import dciodvfy_findings, needs_dciodvfy
+from tests.conftest import dciodvfy_findings, needs_dciodvfy, needs_ismrmrd_tools
 
 
 def rss(volume):
@@ -190,3 +200,106 @@ def test_repetitions_series_is_clean(tmp_path):
     files = write_series(np.ones((3, 4, 6)), [axial(0.0)] * 3, tmp_path / "s",
                          series_description="x", volumes=volumes)
     assert all(dciodvfy_findings(f) == [] for f in files)
+
+
+def blank(header, *fields):
+    """A copy of ``header`` (via its XML) with the named elements left empty."""
+    xml = xsd.ToXML(header)
+    for name in fields:
+        xml = re.sub(rf"<{name}>[^<]*</{name}>", f"<{name}></{name}>", xml)
+    return xsd.CreateFromDocument(xml)
+
+
+def test_empty_header_numbers_are_ignored_with_a_warning(study2d, tmp_path, caplog):
+    header = blank(study2d.header, "H1resonanceFrequency_Hz", "systemFieldStrength_T", "TE",
+                   "flipAngle_deg")
+    with caplog.at_level(logging.WARNING):
+        info = study_info_from_header(header, source="scan.h5")
+    assert info.imaging_frequency_mhz is None and info.field_strength_t is None
+    assert info.echo_time_ms is None and info.echo_times_ms == [None]
+    assert info.flip_angle_deg is None and info.repetition_time_ms == 10.0
+    assert sorted(r.getMessage() for r in caplog.records) == [
+        f"scan.h5: header field {name} is empty; ignored" for name in (
+            "acquisitionSystemInformation.systemFieldStrength_T",
+            "experimentalConditions.H1resonanceFrequency_Hz",
+            "sequenceParameters.TE[0]", "sequenceParameters.flipAngle_deg")]
+    volume = study2d.volumes[0]
+    files = write_series(rss(volume), volume.geometry, tmp_path / "s", series_description="x",
+                         info=info)
+    first = pydicom.dcmread(files[0])
+    assert first.ImagingFrequency is None and first.MagneticFieldStrength is None
+    assert "EchoTime" not in first or first.EchoTime is None
+    if shutil.which("dciodvfy"):
+        assert all(dciodvfy_findings(f) == [] for f in files)
+
+
+def test_non_finite_header_numbers_are_ignored(study2d, caplog):
+    header = blank(study2d.header)
+    header.acquisitionSystemInformation.systemFieldStrength_T = float("nan")
+    header.sequenceParameters.TR = [float("inf")]
+    with caplog.at_level(logging.WARNING):
+        info = study_info_from_header(header, source="scan.h5")
+    assert info.field_strength_t == 3.0  # from the resonance frequency instead
+    assert info.repetition_time_ms is None
+    assert [r.getMessage().split(" is ")[1] for r in caplog.records] == [
+        "nan, not a number; ignored", "inf, not a number; ignored"]
+
+
+@pytest.mark.parametrize("frequency_hz, tesla", [(63.5e6, 1.5), (63.87e6, 1.5), (127.74e6, 3.0),
+                                                (123.2e6, 2.9), (297.2e6, 7.0), (23.66e6, 0.56),
+                                                (500e6, 11.7), (2.75e6, 0.065)])
+def test_field_strength_from_resonance_frequency(frequency_hz, tesla):
+    assert field_strength_from_frequency(frequency_hz) == tesla
+
+
+@needs_ismrmrd_tools
+def test_tool_file_gets_field_strength_from_its_frequency(study_tool, tmp_path):
+    """ismrmrd_generate_cartesian_shepp_logan writes 63.5 MHz and no field strength."""
+    assert study_tool.header.acquisitionSystemInformation.systemFieldStrength_T is None
+    info = study_info_from_header(study_tool.header, source="sl.h5")
+    assert info.field_strength_t == 1.5 and info.imaging_frequency_mhz == 63.5
+    volume = study_tool.volumes[0]
+    first = pydicom.dcmread(write_series(rss(volume), volume.geometry, tmp_path / "s",
+                                         series_description="x", info=info)[0])
+    assert float(first.MagneticFieldStrength) == 1.5
+
+
+def test_scanner_and_software_fields(study2d, tmp_path):
+    volume = study2d.volumes[0]
+    info = study_info_from_header(study2d.header)
+    first = pydicom.dcmread(write_series(rss(volume), volume.geometry, tmp_path / "s",
+                                         series_description="x", info=info)[0])
+    assert (first.Manufacturer, first.ManufacturerModelName) == ("npgd-recon", "npgd-simulate")
+    assert float(first.MagneticFieldStrength) == 3.0
+    assert first.SoftwareVersions == f"npgd-recon {importlib.metadata.version('npgd-recon')}"
+
+
+def test_one_raw_file_is_one_study_and_each_series_its_own(study2d, tmp_path):
+    volume = study2d.volumes[0]
+    uids = []
+    for number in (1, 2):
+        info = study_info_from_header(study2d.header, fingerprint=study2d.fingerprint)
+        files = write_series(rss(volume), volume.geometry, tmp_path / f"s{number}",
+                             series_description="x", info=info, series_number=number)
+        first = pydicom.dcmread(files[0])
+        uids.append((first.StudyInstanceUID, first.FrameOfReferenceUID,
+                     first.SeriesInstanceUID, first.SeriesNumber))
+    (study, frame, series, number), (study_b, frame_b, series_b, number_b) = uids
+    assert (study, frame) == (study_b, frame_b) and study != frame
+    assert series != series_b and (number, number_b) == (1, 2)
+    assert study.startswith("2.25.") and len(study) <= 64
+    other = study_info_from_header(study2d.header, fingerprint="another file")
+    assert other.study_uid != study and other.frame_of_reference_uid != frame
+
+
+def test_header_uids_are_kept_and_invalid_ones_ignored(study2d, caplog):
+    header = blank(study2d.header)
+    header.studyInformation.studyInstanceUID = "1.2.840.99999.1"
+    header.measurementInformation.frameOfReferenceUID = "1.2.840.099.not-a-uid"
+    with caplog.at_level(logging.WARNING):
+        info = study_info_from_header(header, source="scan.h5", fingerprint="f")
+    assert info.study_uid == "1.2.840.99999.1"
+    assert info.frame_of_reference_uid == derived_uid("f", "frame of reference")
+    assert [r.getMessage() for r in caplog.records] == [
+        "scan.h5: header field measurementInformation.frameOfReferenceUID is "
+        "'1.2.840.099.not-a-uid', not a valid UID; ignored"]

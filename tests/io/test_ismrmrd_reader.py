@@ -1,17 +1,19 @@
 """read_raw: round trips through simulated scans, masks, prewhitening, oversampling, echo
 placement, skipped/calibration readouts, files from the ISMRMRD tools, and corrupt files."""
 
+import logging
 import shutil
 import subprocess
 
 import h5py
+import ismrmrd
 import numpy as np
 import pytest
 from ismrmrd import xsd
 
 from npgd_recon.core.fft import fft2c, ifft2c
 from npgd_recon.core.metrics import snr_db_complex, snr_db_magnitude
-from npgd_recon.io.assembly import RawDataError
+from npgd_recon.io.assembly import InMemoryAcquisitions, RawDataError, assemble_study
 from npgd_recon.io.geometry import VolumeIndex
 from npgd_recon.io.ismrmrd_file import read_raw
 from npgd_recon.sim.phantoms import shepp_logan
@@ -252,6 +254,10 @@ def radial(header):
     header.encoding[0].trajectory = xsd.trajectoryType.RADIAL
 
 
+def empty_field_of_view(header):
+    header.encoding[0].encodedSpace.fieldOfView_mm.x = ""
+
+
 def flip_middle_of_readout(path):
     with h5py.File(path, "r") as file:
         table = file["dataset/data"]
@@ -278,6 +284,8 @@ H5_EDITS = {
     "xml garbage": (lambda f: f["dataset/xml"].__setitem__(0, b"<not-ismrmrd/>"),
                     "not a valid ISMRMRD header"),
     "non-cartesian": (lambda f: rewrite_xml(f, radial), "only Cartesian"),
+    "empty field of view": (lambda f: rewrite_xml(f, empty_field_of_view),
+                            r"encodedSpace fieldOfView_mm is \(empty, 64.0, 3.0\)"),
     "no acquisitions": (lambda f: f["dataset"].__delitem__("data"), "no acquisitions"),
     "NaN in data": (write_nan, "NaN or Inf"),
     "ky out of range": (edit_head(40, kspace_encode_step_1=64), "kspace_encode_step_1 = 64"),
@@ -338,3 +346,33 @@ def test_damaged_tool_file_raises_raw_data_error(tmp_path, edit):
 def test_missing_group(scan2d):
     with pytest.raises(RawDataError, match="no ISMRMRD group 'other'"):
         read_raw(scan2d[0], group="other")
+
+
+def test_empty_receiver_channels_is_ignored_with_a_warning(scan2d, tmp_path, caplog):
+    path = tmp_path / "blank.h5"
+    shutil.copy(scan2d[0], path)
+    with h5py.File(path, "r+") as file:
+        rewrite_xml(file, lambda h: setattr(h.acquisitionSystemInformation,
+                                            "receiverChannels", ""))
+    with caplog.at_level(logging.WARNING):
+        study = read_raw(path)
+    assert study.n_coils == 4
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{path}: header field acquisitionSystemInformation.receiverChannels is empty; ignored"]
+
+
+def test_fingerprint_is_the_raw_data_identity(scan2d, tmp_path):
+    """The same data, from a file, a copy or a stream, has one fingerprint; other data not."""
+    study = read_raw(scan2d[0])
+    copy = tmp_path / "copy.h5"
+    shutil.copy(scan2d[0], copy)
+    assert read_raw(copy).fingerprint == study.fingerprint
+    dataset = ismrmrd.Dataset(copy, "dataset", create_if_needed=False)
+    received = [dataset.read_acquisition(i) for i in range(dataset.number_of_acquisitions())]
+    dataset.close()
+    streamed = assemble_study(study.header, InMemoryAcquisitions.from_acquisitions(received),
+                              "stream")
+    assert streamed.fingerprint == study.fingerprint
+    with h5py.File(copy, "r+") as file:
+        edit_head(40, acquisition_time_stamp=12345)(file)
+    assert read_raw(copy).fingerprint != study.fingerprint

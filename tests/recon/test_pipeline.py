@@ -1,15 +1,25 @@
-"""The study pipeline: the caller sums the reconstructor's times, can stop between calls, and the
-undersampling passes the calibration box to every mask family."""
+"""The study pipeline: the caller sums the reconstructor's times and gets seconds per stage, can
+stop between calls; the undersampling passes the calibration box to every mask family; 3-D
+volumes get one ESPIRiT calibration, 2-D slices one each; preview titles say what they show."""
 
 import numpy as np
 import pytest
 
+from npgd_recon.io.geometry import VolumeIndex
 from npgd_recon.io.ismrmrd_file import read_raw
+from npgd_recon.recon import pipeline
 from npgd_recon.recon.classic import ZeroFilled
-from npgd_recon.recon.pipeline import reconstruct_study, undersample
+from npgd_recon.recon.pipeline import (
+    Reconstruction,
+    format_timings,
+    preview_titles,
+    reconstruct_study,
+    undersample,
+)
 from npgd_recon.sim.phantoms import shepp_logan
 from npgd_recon.sim.scan_writer import ScanSettings, write_scan
 from sampling import multicoil_calib
+from tests.conftest import needs_bart
 
 
 class Counting(ZeroFilled):
@@ -73,3 +83,48 @@ def test_multicoil_undersampling_keeps_the_calibration_box_for_every_mask(multic
     assert mask[:, rows, columns].all()
     assert 0.2 < mask.mean() < 0.5
     assert np.all(kspace[:, :, ~mask[0]] == 0)
+
+
+def test_the_result_holds_seconds_per_stage_within_the_study_time(study):
+    result = reconstruct_study(study, Counting(), accel=2.0, progress=False)
+    assert list(result.stages) == ["undersampling", "coil_maps", "reconstruction"]
+    assert result.recon_seconds <= result.stages["reconstruction"]
+    assert sum(result.stages.values()) <= result.seconds
+    table = format_timings({"read": 0.5, **result.stages})
+    assert table.splitlines()[0].split() == ["read", "and", "assemble", "(noise", "whitening",
+                                             "included)", "0.50", "s"]
+    assert table.splitlines()[-1].split()[0] == "total"
+
+
+@needs_bart
+@pytest.mark.parametrize("volumetric", [True, False])
+def test_coil_maps_one_calibration_per_3d_volume_one_per_2d_slice(tmp_path, monkeypatch,
+                                                                   volumetric):
+    shape = (16, 32, 24) if volumetric else (2, 32, 24)  # 3-D: 24 planes of 32x16
+    write_scan(tmp_path / "scan.h5", shepp_logan(shape), volumetric=volumetric,
+               settings=ScanSettings(coils=4, noise=0.002))
+    study = read_raw(tmp_path / "scan.h5")
+    calls = []
+
+    def spy(function):
+        def called(kspace, *args, **kwargs):
+            calls.append((function.__name__, len(kspace)))
+            return function(kspace, *args, **kwargs)
+        return called
+
+    monkeypatch.setattr(pipeline, "espirit_maps_volume", spy(pipeline.espirit_maps_volume))
+    monkeypatch.setattr(pipeline, "espirit_maps", spy(pipeline.espirit_maps))
+    result = reconstruct_study(study, Counting(), progress=False)
+    problems = len(study.volumes[0].kspace)
+    name = "espirit_maps_volume" if volumetric else "espirit_maps"
+    assert calls == [(name, problems)]
+    assert np.isfinite(result.images).all() and np.abs(result.images).max() > 0
+
+
+def test_preview_titles_name_the_slice_and_the_counters_that_vary():
+    volumes = [VolumeIndex(repetition=r) for r in range(2) for _ in range(3)]
+    result = Reconstruction(np.zeros((6, 4, 4)), [None] * 6, volumes)
+    assert preview_titles(result, False, np.array([0, 4])) == ["slice 0\nrepetition 0",
+                                                               "slice 1\nrepetition 1"]
+    one = Reconstruction(np.zeros((3, 4, 4)), [None] * 3, volumes[:3])
+    assert preview_titles(one, True, np.array([2])) == ["plane 2"]

@@ -147,6 +147,28 @@ def test_bad_arguments_are_user_errors():
         make_reconstructor("cswv", ReconOptions(lam=-1.0))
 
 
+def test_a_network_method_refuses_the_other_methods_model(tmp_path):
+    """The stored architecture says which method a model is: one iteration is the deep ResNet,
+    more are NPGD. A mismatch is one line naming the model and both methods, never a result
+    labelled with the wrong method."""
+    unrolled, one_pass = tmp_path / "unrolled.safetensors", tmp_path / "one-pass.safetensors"
+    save_checkpoint(NeuralPGD(iterations=2, blocks=1, features=4), unrolled,
+                    {"normalisation": NORMALISATION})
+    save_checkpoint(NeuralPGD(iterations=1, blocks=2, features=4), one_pass,
+                    {"normalisation": NORMALISATION})
+    for method, wrong, right in (("resnet", unrolled, one_pass), ("npgd", one_pass, unrolled)):
+        with pytest.raises(NpgdError) as refused:
+            make_reconstructor(method, ReconOptions(weights=str(wrong), device="cpu"))
+        message = str(refused.value)
+        other = "npgd" if method == "resnet" else "resnet"
+        assert "\n" not in message and str(wrong) in message
+        assert f"method {method} needs" in message and f"run it as method {other}" in message
+        recon = make_reconstructor(method, ReconOptions(weights=str(right), device="cpu"))
+        assert recon.method == method and recon.model_name == str(right)
+    for method in ("npgd", "resnet"):  # the shipped defaults are what their method says
+        assert make_reconstructor(method, ReconOptions(device="cpu")).method == method
+
+
 def test_the_default_batch_is_the_shared_default():
     assert ReconOptions().batch == DEFAULT_BATCH
     assert make_reconstructor("zerofill").batch == DEFAULT_BATCH
