@@ -3,9 +3,17 @@
 ``fft2c(x) = fftshift(fft2(ifftshift(x), norm="ortho"))``. Torch tensors stay on their device
 and keep autograd; numpy arrays are converted through torch and come back as numpy, so numpy
 and torch callers share the same implementation.
+
+For an even length ``N`` the shifts are sign flips: ``fftshift(fft(ifftshift(x)))[k] =
+(-1)^(k + N/2) fft((-1)^n x)[k]`` (the same for the inverse), so where both axes are even the
+transform multiplies by two cached +-1 checkerboards instead of rolling the data four times
+(``torch.roll`` copies; it was a third of the unrolled network's time on the CPU). Odd lengths
+take the shifts.
 """
 
 from __future__ import annotations
+
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -13,10 +21,26 @@ import torch
 _DIMS = (-2, -1)
 
 
+@lru_cache(maxsize=32)
+def _checkerboards(ny: int, nx: int, device: torch.device,
+                   dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(-1)^(y + x)`` before and ``(-1)^(y + x + ny/2 + nx/2)`` after the transform."""
+    y = torch.arange(ny, device=device).view(-1, 1)
+    x = torch.arange(nx, device=device).view(1, -1)
+    before = (1 - 2 * ((y + x) % 2)).to(dtype)
+    after = before * (1 - 2 * ((ny // 2 + nx // 2) % 2))
+    return before, after
+
+
 def _fft2c_torch(x: torch.Tensor, inverse: bool) -> torch.Tensor:
     transform = torch.fft.ifft2 if inverse else torch.fft.fft2
-    shifted = torch.fft.ifftshift(x, dim=_DIMS)
-    return torch.fft.fftshift(transform(shifted, dim=_DIMS, norm="ortho"), dim=_DIMS)
+    ny, nx = x.shape[-2:]
+    if ny % 2 or nx % 2:
+        shifted = torch.fft.ifftshift(x, dim=_DIMS)
+        return torch.fft.fftshift(transform(shifted, dim=_DIMS, norm="ortho"), dim=_DIMS)
+    real = x.real.dtype if x.is_complex() else x.dtype
+    before, after = _checkerboards(ny, nx, x.device, real)
+    return transform(x * before, dim=_DIMS, norm="ortho") * after
 
 
 def _dispatch(x, inverse: bool):
