@@ -192,7 +192,10 @@ def test_ctrl_c_exits_130_with_one_line_and_nothing_left(files, tmp_path):
         [sys.executable, "-m", "npgd_recon.cli.recon", str(files / "full2d.h5"), "--out",
          str(tmp_path / "s"), "--method", "cstv", "--png"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "BART_TOOLBOX_PATH": str(fake.parent)})
+        env={**os.environ, "BART_TOOLBOX_PATH": str(fake.parent)},
+        # a suite started in the background of a script inherits SIGINT ignored, and Python
+        # then installs no KeyboardInterrupt handler: give the child the default disposition
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not started.exists():
         assert process.poll() is None, process.communicate()[1]
