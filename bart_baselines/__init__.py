@@ -2,7 +2,7 @@
 
 from bart_baselines.cfl import readcfl, writecfl
 from bart_baselines.cs import cs_tv, cs_wavelet, espirit_maps
-from bart_baselines.espirit import espirit_maps_volume
+from bart_baselines.espirit import VolumeMaps, calibrate_volume, espirit_maps_volume
 from bart_baselines.runner import (
     BartError,
     BartInputError,
@@ -21,6 +21,8 @@ __all__ = [
     "cs_tv",
     "espirit_maps",
     "espirit_maps_volume",
+    "calibrate_volume",
+    "VolumeMaps",
     "tune_lambda",
     "BartError",
     "BartInputError",

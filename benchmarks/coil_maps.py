@@ -122,7 +122,7 @@ def scan(matrix: tuple[int, int, int], coils: int,
                            settings=ScanSettings(coils=coils, noise=noise, noise_readouts=0))
         volume = read_raw(path).volumes[0]
     kspace, mask = undersample(volume, ACCEL)
-    return kspace, np.ascontiguousarray(mask), truth
+    return np.asarray(kspace), np.ascontiguousarray(mask), truth
 
 
 def cpu_seconds() -> float:

@@ -141,6 +141,7 @@ def compare_file(path: Path, out: Path,
     for v, volume in enumerate(study.volumes):
         name = f"{path.stem}" + (f"-v{v}" if len(study.volumes) > 1 else "")
         kspace, mask = undersample(volume, options.accel, options.mask, options.seed)
+        kspace = np.asarray(kspace)  # a 3-D HybridStack made dense: compare holds whole volumes
         if kspace.shape[1] > 1:
             say(f"{name}: ESPIRiT coil maps (bart ecalib, {len(kspace)} planes)")
         maps = espirit_coil_maps(kspace)

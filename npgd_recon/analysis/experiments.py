@@ -54,11 +54,12 @@ def mri_problems(path: str | Path, accel: float, *, mask_kind: str = "vdrad", se
     for volume in read_raw(path, group).volumes:
         if not volume.fully_sampled:
             raise NpgdError(f"{path}: contraction needs fully sampled data (x* must be known)")
-        energy = np.linalg.norm(volume.kspace.reshape(len(volume.kspace), -1), axis=1)
+        full_kspace = np.asarray(volume.kspace)  # a 3-D HybridStack made dense: small data
+        energy = np.linalg.norm(full_kspace.reshape(len(full_kspace), -1), axis=1)
         keep = np.flatnonzero(energy >= 0.3 * energy.max())
         picks = keep[np.linspace(0, len(keep) - 1, min(count, len(keep))).round().astype(int)]
         kspace, mask = undersample(volume, accel, mask_kind, seed)
-        kspace, mask, full = kspace[picks], mask[picks], volume.kspace[picks]
+        kspace, mask, full = np.asarray(kspace)[picks], mask[picks], full_kspace[picks]
         maps = espirit_coil_maps(kspace)
 
         def tensor(array: np.ndarray) -> torch.Tensor:

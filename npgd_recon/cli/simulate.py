@@ -164,7 +164,7 @@ def _simulate(args: argparse.Namespace) -> int:
     pattern = _pattern(args, image.shape)
     with Outputs(args.force) as outputs:
         truth = write_scan(outputs.file(args.out), image, volumetric=args.volumetric,
-                           pattern=pattern, settings=settings)
+                           pattern=pattern, settings=settings, keep_maps=False)
     count, ny, nx = image.shape
     matrix = f"3-D {ny}x{count}x{nx} (NYxNZxNX)" if args.volumetric \
         else f"{count}-slice 2-D {ny}x{nx} (NYxNX)"

@@ -7,9 +7,11 @@ start in a fraction of a second.
 
 from __future__ import annotations
 
-__all__ = ["DEFAULT_BATCH", "DEFAULT_DEBIAS_ITERATIONS", "DEVICES", "PRECISIONS"]
+__all__ = ["DEFAULT_BATCH", "DEFAULT_DEBIAS_ITERATIONS", "DEVICES", "MAX_COIL_PLANES",
+           "PRECISIONS"]
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEFAULT_BATCH = 8  # 2-D problems per network call
+MAX_COIL_PLANES = 128  # and at most this many coil images per call: 4 planes of 32 coils
 DEFAULT_DEBIAS_ITERATIONS = 5  # paper Remark 1; docs/analysis.md for why 5

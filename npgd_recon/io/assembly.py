@@ -38,6 +38,7 @@ from ismrmrd.hdf5 import acquisition_header_dtype
 from npgd_recon.core.errors import NpgdError
 from npgd_recon.core.fft import fft1c, ifft1c
 from npgd_recon.io.geometry import Encoding, PlaneGeometry, VolumeIndex, header_number
+from npgd_recon.io.hybrid import HybridStack
 from sampling.pattern import elliptical_radius
 
 __all__ = ["assemble_study", "AcquisitionTable", "InMemoryAcquisitions", "RawDataError",
@@ -100,8 +101,10 @@ class RawVolume:
 
     Attributes:
         kspace: complex64 ``[problem, coil, py, px]``, centred, prewhitened, oversampling
-            removed, zeros where not acquired. 2-D: ``[slice, coil, ky, kx]``;
-            3-D: ``[x, coil, ky, kz]`` (readout positions after an inverse FFT along x).
+            removed, zeros where not acquired. 2-D: an array ``[slice, coil, ky, kx]``;
+            3-D: ``[x, coil, ky, kz]`` (readout positions after an inverse FFT along x) as a
+            :class:`~npgd_recon.io.hybrid.HybridStack`, which holds only the acquired profiles
+            and builds dense planes when indexed.
         mask: bool ``[problem, py, px]``, True where acquired (3-D: a read-only broadcast of one
             ``[ky, kz]`` mask).
         geometry: one :class:`~npgd_recon.io.geometry.PlaneGeometry` per problem (image
@@ -300,7 +303,8 @@ def _assemble(table, heads, image, encoding: Encoding, channels, whitener, path)
                      for n in ("contrast", "phase", "repetition", "set")], axis=1)
     unique, volume_of = np.unique(keys, axis=0, return_inverse=True)
     n_slices = int(image_heads["idx"]["slice"].max()) + 1
-    builders = [_VolumeBuilder(encoding, channels, n_slices) for _ in unique]
+    lines = np.bincount(volume_of.ravel(), minlength=len(unique))
+    builders = [_VolumeBuilder(encoding, channels, n_slices, int(n)) for n in lines]
     builder_of = np.zeros(len(heads), dtype=np.int64)
     builder_of[image] = volume_of.ravel()
     for chunk, arrays in _readouts(table, heads, image, channels, path):
@@ -334,11 +338,13 @@ def _readout_transform(lines: np.ndarray, encoding: Encoding) -> np.ndarray:
 class _VolumeBuilder:
     """Accumulates the readouts of one volume; repeated lines are averaged at the end."""
 
-    def __init__(self, encoding: Encoding, channels: int, n_slices: int) -> None:
+    def __init__(self, encoding: Encoding, channels: int, n_slices: int, lines: int) -> None:
         self.encoding = encoding
         ny, nz, keep = encoding.ny, encoding.nz, encoding.nx_keep
-        if encoding.is_3d:
-            self.kspace = np.zeros((keep, channels, ny, nz), dtype=np.complex64)
+        if encoding.is_3d:  # the acquired profiles, as they come (:mod:`npgd_recon.io.hybrid`)
+            self.profiles = np.zeros((lines, channels, keep), dtype=np.complex64)
+            self.positions = np.zeros((lines, 2), dtype=np.intp)
+            self.added = 0
             self.counts = np.zeros((1, ny, nz), dtype=np.int32)
         else:
             self.kspace = np.zeros((n_slices, channels, ny, keep), dtype=np.complex64)
@@ -354,7 +360,9 @@ class _VolumeBuilder:
         row = self.encoding.row(int(head["idx"]["kspace_encode_step_1"]))
         if self.encoding.is_3d:
             col = self.encoding.col(int(head["idx"]["kspace_encode_step_2"]))
-            self.kspace[:, :, row, col] += line.T
+            self.profiles[self.added] = line
+            self.positions[self.added] = row, col
+            self.added += 1
             self.counts[0, row, col] += 1
             self.heads.setdefault(0, head)
             return
@@ -371,20 +379,32 @@ class _VolumeBuilder:
         missing = [s for s in range(self.counts.shape[0]) if s not in self.heads]
         if missing:
             raise RawDataError(f"{path}: slice {missing[0]} has no acquisitions for {label}")
-        repeated = self.counts > 1
-        if repeated.any():
-            scale = 1.0 / np.maximum(self.counts, 1)
-            self.kspace *= scale[:, None] if self.encoding.is_3d else scale[:, None, :, :]
         acquired = self.counts > 0
         if self.encoding.is_3d:
-            mask = np.broadcast_to(acquired, (self.kspace.shape[0],) + acquired.shape[1:])
+            kspace = self._hybrid_stack()
+            mask = np.broadcast_to(acquired, (len(kspace),) + acquired.shape[1:])
             geometry = [self.encoding.partition_plane(self.heads[0], i)
-                        for i in range(self.kspace.shape[0])]
+                        for i in range(len(kspace))]
         else:
+            kspace = self.kspace
+            if (self.counts > 1).any():
+                kspace *= 1.0 / np.maximum(self.counts, 1)[:, None, :, :]
             mask = acquired & self.kx
             geometry = [self.encoding.slice_plane(self.heads[s]) for s in sorted(self.heads)]
-        return RawVolume(kspace=self.kspace, mask=mask, geometry=geometry,
+        return RawVolume(kspace=kspace, mask=mask, geometry=geometry,
                          fully_sampled=self._fully_sampled(acquired), index=index)
+
+    def _hybrid_stack(self) -> HybridStack:
+        """The 3-D profiles with repeated ``(ky, kz)`` points averaged (in place when none)."""
+        profiles, positions = self.profiles[:self.added], self.positions[:self.added]
+        if (self.counts > 1).any():
+            keys = positions[:, 0] * self.counts.shape[2] + positions[:, 1]
+            order = np.argsort(keys, kind="stable")
+            _, starts, repeats = np.unique(keys[order], return_index=True, return_counts=True)
+            profiles = np.add.reduceat(profiles[order], starts, axis=0)
+            profiles /= repeats[:, None, None].astype(np.float32)
+            positions = positions[order[starts]]
+        return HybridStack(profiles, positions[:, 0], positions[:, 1], self.counts.shape[1:])
 
     def _fully_sampled(self, acquired: np.ndarray) -> bool:
         encoding = self.encoding

@@ -27,7 +27,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from npgd_recon.core.choices import DEFAULT_BATCH
+from npgd_recon.core.choices import DEFAULT_BATCH, MAX_COIL_PLANES
 from npgd_recon.core.errors import NpgdError
 
 __all__ = ["Reconstructor", "ReconOptions", "ReconResult", "RECONSTRUCTORS", "register"]
@@ -104,7 +104,11 @@ class Reconstructor(ABC):
 
         ``noise_std`` is the complex noise std per k-space sample when known (1 for prewhitened
         data); methods whose regularisation follows the noise use it, the others ignore it.
+        Array-likes (a 3-D :class:`~npgd_recon.io.hybrid.HybridStack`, lazily interpolated
+        maps) are made dense here: pass a batch of planes, not a whole large volume.
         """
+        kspace, mask = np.asarray(kspace), np.asarray(mask)
+        maps = None if maps is None else np.asarray(maps)
         _check(kspace, mask, maps)
         start = time.perf_counter()
         out = self.reconstruct(kspace, mask, maps, noise_std)
@@ -116,9 +120,13 @@ class Reconstructor(ABC):
                     noise_std: float | None = None) -> np.ndarray:
         """The method itself, on checked input (see the module docstring for shapes)."""
 
-    def chunk(self, problems: int) -> int:
-        """How many of a volume's ``problems`` to pass per call."""
-        return problems if self.whole_volume else self.batch
+    def chunk(self, problems: int, coils: int = 1) -> int:
+        """How many of a volume's ``problems`` (of ``coils`` coils) to pass per call: all for
+        a whole-volume method, else ``batch``, and at most :data:`MAX_COIL_PLANES` coil images
+        (a call's dense k-space, maps and operator temporaries scale with planes x coils)."""
+        if self.whole_volume:
+            return problems
+        return max(1, min(self.batch, MAX_COIL_PLANES // coils))
 
 
 RECONSTRUCTORS: dict[str, type[Reconstructor]] = {}

@@ -30,7 +30,7 @@ import numpy as np
 from tqdm import tqdm
 
 from bart_baselines.cs import espirit_maps
-from bart_baselines.espirit import espirit_maps_volume
+from bart_baselines.espirit import VolumeMaps, calibrate_volume
 from bart_baselines.runner import BartInputError
 from npgd_recon.core.errors import NpgdError
 from npgd_recon.io.assembly import RawStudy, RawVolume
@@ -42,6 +42,7 @@ from npgd_recon.io.dicom_writer import (
     write_series_files,
 )
 from npgd_recon.io.geometry import VolumeIndex
+from npgd_recon.io.hybrid import HybridStack
 from npgd_recon.io.ismrmrd_images import image_meta, to_ismrmrd_image, write_ismrmrd_images
 from npgd_recon.io.preview import save_montage
 from npgd_recon.recon.base import Reconstructor
@@ -87,8 +88,11 @@ class UndersamplingError(NpgdError):
 
 
 def undersample(volume: RawVolume, accel: float, kind: str = "vdrad",
-                seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                seed: int = 0) -> tuple[np.ndarray | HybridStack, np.ndarray]:
     """Retrospectively undersample a fully sampled volume with one mask for every problem.
+
+    Returns the k-space (a :class:`~npgd_recon.io.hybrid.HybridStack` for a 3-D volume, as
+    :class:`RawVolume` holds it) and the mask ``[problem, y, x]``.
 
     Raises:
         UndersamplingError: the volume is already undersampled, or the mask generator cannot
@@ -108,26 +112,32 @@ def undersample(volume: RawVolume, accel: float, kind: str = "vdrad",
         raise UndersamplingError(f"{kind} mask on the {shape[0]}x{shape[1]} plane: "
                                  f"{error}") from None
     mask = volume.mask & pattern[None]
+    if isinstance(volume.kspace, HybridStack):
+        return volume.kspace.masked(pattern), mask
     return volume.kspace * mask[:, None], mask
 
 
-def espirit_coil_maps(kspace: np.ndarray, volumetric: bool = False) -> np.ndarray | None:
+def espirit_coil_maps(kspace: np.ndarray | HybridStack,
+                      volumetric: bool = False) -> np.ndarray | VolumeMaps | None:
     """ESPIRiT maps ``[n, coil, y, x]`` for multi-coil k-space, None for a single coil.
 
     ``volumetric``: the stack is one 3-D volume's readout positions (hybrid space, one mask),
-    calibrated by one ``bart ecalib`` (:func:`bart_baselines.espirit.espirit_maps_volume`);
-    otherwise one per plane.
+    calibrated by one ``bart ecalib`` (:func:`bart_baselines.espirit.calibrate_volume`); the
+    maps are then a :class:`~bart_baselines.espirit.VolumeMaps`, interpolated from their coarse
+    grid for the planes indexed. Otherwise one ``ecalib`` per plane, and an array.
     """
     if kspace.shape[1] == 1:
         return None
     if volumetric and len(kspace) > 1:
         try:
-            maps = espirit_maps_volume(kspace)
+            maps = calibrate_volume(kspace)
         except BartInputError as error:
             raise NpgdError(str(error)) from None
+        found = maps.supported()
     else:
-        maps = espirit_maps(kspace, stack=True)
-    if not np.any(np.abs(maps) > 0):  # planes without signal may have none; all is an error
+        maps = espirit_maps(np.asarray(kspace), stack=True)
+        found = bool(np.any(np.abs(maps) > 0))
+    if not found:  # planes without signal may have none; all is an error
         raise NpgdError("ESPIRiT found no coil sensitivities: the fully sampled calibration "
                          "region is too small (it needs more than 6x6 k-space samples)")
     return maps
@@ -161,7 +171,7 @@ def reconstruct_study(study: RawStudy, recon: Reconstructor, *, accel: float | N
             with timed(stages, "coil_maps"):
                 maps = espirit_coil_maps(kspace, volumetric=study.is_3d)
             bar.set_description(recon.method)
-            chunk = recon.chunk(len(kspace))
+            chunk = recon.chunk(len(kspace), study.n_coils)
             # prewhitened data have unit noise per sample; otherwise CS estimates it
             noise_std = 1.0 if study.whitener is not None else None
             with timed(stages, "reconstruction"):

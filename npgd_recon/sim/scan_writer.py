@@ -28,6 +28,8 @@ from npgd_recon.sim.coils import coil_noise_covariance, synthetic_coil_maps
 from npgd_recon.sim.noise import complex_noise
 from sampling import SamplingPattern
 
+COIL_GROUP = 4  # coils encoded together: bounds the k-space held while simulating
+
 FLAGS = {"first_step1": 1, "last_step1": 2, "first_step2": 3, "last_step2": 4,
          "first_slice": 7, "last_slice": 8, "first_repetition": 13, "last_repetition": 14,
          "noise": 19, "last_measurement": 25}
@@ -82,14 +84,15 @@ class ScanTruth:
 
     Attributes:
         image: complex64 ``[slice|z, y, x]``, the object as written.
-        maps: complex64 ``[coil, slice|z, y, x]`` coil sensitivities on the recon FOV.
+        maps: complex64 ``[coil, slice|z, y, x]`` coil sensitivities on the recon FOV (None
+            when not kept).
         noise_covariance: complex ``[coil, coil]`` coil-noise covariance of the imaging data
             (``noise**2 * Psi``; ``Psi`` has a unit-ish diagonal).
         mask: bool ``[y]`` acquired lines (2-D) or ``[y, z]`` acquired ``(ky, kz)`` (3-D).
     """
 
     image: np.ndarray
-    maps: np.ndarray
+    maps: np.ndarray | None
     noise_covariance: np.ndarray
     mask: np.ndarray
 
@@ -102,6 +105,7 @@ def write_scan(
     pattern: SamplingPattern | np.ndarray | None = None,
     settings: ScanSettings = ScanSettings(),
     group: str = "dataset",
+    keep_maps: bool = True,
 ) -> ScanTruth:
     """Simulate a Cartesian acquisition of ``image`` and write it as an ISMRMRD file.
 
@@ -114,6 +118,9 @@ def write_scan(
             ``.order`` sets the acquisition order. None: fully sampled.
         settings: the scanner (coils, noise, oversampling, echo, voxel size).
         group: the ISMRMRD dataset group.
+        keep_maps: return the coil maps in the truth; False leaves ``maps`` None (a 32-coil
+            320x256x256 volume's maps are 5.4 GB; the k-space is encoded a few coils at a
+            time, so only the acquired readouts are held).
     """
     settings.check()
     image = np.asarray(image)
@@ -121,12 +128,14 @@ def write_scan(
         raise NpgdError(f"image must be a finite [slice|z, y, x] array, got {image.shape}")
     image = image.astype(np.complex64)
     order = _acquisition_order(pattern, image.shape, volumetric)
-    kspace, maps = _encode(image, settings, volumetric)
+    acquired, maps = _encode(image, settings, volumetric, order, keep_maps)
     psi = coil_noise_covariance(settings.coils, settings.seed)
     rng = np.random.default_rng(settings.seed + 1)
     header = _header(image.shape, settings, volumetric)
-    heads, data = _image_readouts(kspace, order, settings, volumetric, psi, rng)
-    noise_heads, noise_data = _noise_readouts(kspace.shape[-1], settings, psi, rng)
+    heads, data = _image_readouts(acquired, order, settings, volumetric, psi, rng)
+    del acquired
+    noise_heads, noise_data = _noise_readouts(image.shape[-1] * settings.oversampling,
+                                              settings, psi, rng)
     _write_file(Path(path), group, header, np.concatenate([noise_heads, heads]),
                 noise_data + data)
     mask = np.zeros(image.shape[1] if not volumetric else image.shape[1::-1], dtype=bool)
@@ -154,22 +163,35 @@ def _acquisition_order(pattern, shape, volumetric: bool) -> np.ndarray:
     return np.argwhere(mask)
 
 
-def _encode(image, settings: ScanSettings, volumetric: bool):
-    """Noiseless coil k-space ``[coil, slice|z, y, nx * oversampling]`` and recon-FOV maps."""
+def _encode(image, settings: ScanSettings, volumetric: bool, order: np.ndarray,
+            keep_maps: bool):
+    """Noiseless acquired readouts ``[coil, slice, line, nx * oversampling]`` (3-D: one
+    "slice"), encoded :data:`COIL_GROUP` coils at a time so that a large coil array never
+    holds its whole k-space, and the recon-FOV maps ``[coil, slice|z, y, x]`` (None unless
+    ``keep_maps``)."""
     nx = image.shape[-1]
     wide = nx * settings.oversampling
     start = wide // 2 - nx // 2
     padded = np.zeros(image.shape[:-1] + (wide,), dtype=np.complex64)
     padded[..., start:start + nx] = image
-    if volumetric:
-        maps = synthetic_coil_maps(settings.coils, image.shape, settings.oversampling)
-    else:  # 2-D slices share one in-plane map set
-        maps = synthetic_coil_maps(settings.coils, image.shape[1:], settings.oversampling)
-        maps = np.repeat(maps[:, None], image.shape[0], axis=1)
-    kspace = fft2c(maps * padded[None])
-    if volumetric:
-        kspace = fft1c(kspace, axis=1)
-    return kspace.astype(np.complex64), maps[..., start:start + nx]
+    plane = image.shape if volumetric else image.shape[1:]  # 2-D slices share one map set
+    n_slices = 1 if volumetric else image.shape[0]
+    lines = np.empty((settings.coils, n_slices, len(order), wide), dtype=np.complex64)
+    maps = np.empty((settings.coils,) + image.shape, dtype=np.complex64) if keep_maps else None
+    for first in range(0, settings.coils, COIL_GROUP):
+        group = range(first, min(first + COIL_GROUP, settings.coils))
+        sensitivities = synthetic_coil_maps(settings.coils, plane, settings.oversampling, group)
+        if not volumetric:
+            sensitivities = sensitivities[:, None]
+        kspace = fft2c(sensitivities * padded[None])
+        if volumetric:
+            kspace = fft1c(kspace, axis=1)
+            lines[group.start:group.stop, 0] = kspace[:, order[:, 1], order[:, 0]]
+        else:
+            lines[group.start:group.stop] = kspace[:, :, order[:, 0]]
+        if keep_maps:
+            maps[group.start:group.stop] = sensitivities[..., start:start + nx]
+    return lines, maps
 
 
 def _empty_heads(count: int, settings: ScanSettings, samples: int) -> np.ndarray:
@@ -203,11 +225,12 @@ def _noise_readouts(samples: int, settings: ScanSettings, psi, rng):
     return heads, [noise[:, i].astype(np.complex64) for i in range(count)]
 
 
-def _image_readouts(kspace, order, settings: ScanSettings, volumetric: bool, psi, rng):
-    """Headers and ``[coil, samples]`` data of every acquired readout, in scanner order."""
-    wide = kspace.shape[-1]
+def _image_readouts(acquired, order, settings: ScanSettings, volumetric: bool, psi, rng):
+    """Headers and ``[coil, samples]`` data of every acquired readout, in scanner order, from
+    the noiseless readouts ``[coil, slice, line, samples]`` of :func:`_encode`."""
+    wide = acquired.shape[-1]
     first = wide - int(round(settings.echo_fraction * wide))
-    n_slices = 1 if volumetric else kspace.shape[1]
+    n_slices = acquired.shape[1]
     count = len(order) * n_slices
     heads = _empty_heads(count, settings, wide - first)
     heads["center_sample"] = wide // 2 - first
@@ -219,11 +242,10 @@ def _image_readouts(kspace, order, settings: ScanSettings, volumetric: bool, psi
         heads["idx"]["kspace_encode_step_1"][block] = order[:, 0]
         if volumetric:
             heads["idx"]["kspace_encode_step_2"][block] = order[:, 1]
-            lines = kspace[:, order[:, 1], order[:, 0], first:]
         else:
             heads["idx"]["slice"][block] = s
             heads["position"][block] = (0, 0, (s - (n_slices - 1) / 2) * settings.slice_mm)
-            lines = kspace[:, s, order[:, 0], first:]
+        lines = acquired[:, s, :, first:]
         if settings.noise > 0:
             lines = lines + complex_noise(rng, lines.shape, settings.noise, psi)
         data.extend(lines[:, i].astype(np.complex64) for i in range(len(order)))

@@ -143,6 +143,8 @@ class ModelConfig(_Section):
         self._require(self.data_consistency in DATA_CONSISTENCY, "data_consistency",
                       f"one of {', '.join(DATA_CONSISTENCY)}")
         self._require(self.proximal in PROXIMALS, "proximal", f"one of {', '.join(PROXIMALS)}")
+        self._require(self.proximal != "unet" or self.blocks >= 1, "blocks",
+                      ">= 1 with the unet proximal (its levels below the full resolution)")
         self._require(self.alpha_init > 0, "alpha_init", "> 0")
         self._require(self.sigma_init > 0, "sigma_init", "> 0")
         self._require(self.final_dc or not self.final_noise, "final_noise",

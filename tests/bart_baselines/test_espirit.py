@@ -107,3 +107,23 @@ def test_a_two_position_readout_still_has_maps_over_the_object(scan):
     volume = espirit_maps_volume(scan[0][7:9], threads=1)
     norm = np.sqrt((np.abs(volume) ** 2).sum(axis=1))
     assert (norm[on_object(scan[1])[7:9]] > 0.999).all()
+
+
+def test_lazy_maps_of_any_planes_equal_the_whole_array_and_read_only_the_centre(scan, maps):
+    from bart_baselines.espirit import calibrate_volume
+
+    class CentreOnly:
+        """The stack, refusing any read beyond the 32x32 k-space centre the grid needs."""
+        shape = scan[0].shape
+
+        def __getitem__(self, key):
+            assert all(k.stop - k.start <= 32 for k in key[2:]), key
+            return scan[0][key]
+
+    lazy = calibrate_volume(CentreOnly(), threads=1)
+    assert lazy.shape == maps[0].shape and len(lazy) == SHAPE[0] and lazy.supported()
+    for key in (slice(None), slice(3, 7), slice(0, 16, 5), slice(None, None, -1), 4, -1):
+        np.testing.assert_array_equal(lazy[key], maps[0][key])
+    np.testing.assert_array_equal(np.asarray(lazy), maps[0])
+    with pytest.raises(TypeError, match="integer or a slice"):
+        lazy[[0, 1]]

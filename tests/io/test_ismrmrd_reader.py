@@ -27,13 +27,14 @@ FLAG_NAVIGATION, FLAG_PARALLEL_CALIBRATION = 23, 20
 def volume_snr(reference, estimate, magnitude=False):
     """SNR in dB over a whole stack (empty edge images would be -inf on their own)."""
     metric = snr_db_magnitude if magnitude else snr_db_complex
+    reference, estimate = np.asarray(reference), np.asarray(estimate)
     return metric(reference.reshape(-1, reference.shape[-1]),
                   estimate.reshape(-1, estimate.shape[-1]))
 
 
 def combine(study, volume, maps):
     """Coil-combine the zero-filled images with the (whitened) true maps ``[coil, n, y, x]``."""
-    coils = ifft2c(volume.kspace)
+    coils = ifft2c(np.asarray(volume.kspace))
     whitener = study.whitener if study.whitener is not None else np.eye(study.n_coils)
     maps = np.einsum("dc,cn...->nd...", whitener, maps)
     return (maps.conj() * coils).sum(1) / (np.abs(maps) ** 2).sum(1)
@@ -185,6 +186,28 @@ def test_repeated_lines_are_averaged(scan2d, tmp_path):
     s, ky = int(head["idx"]["slice"]), int(head["idx"]["kspace_encode_step_1"])
     np.testing.assert_allclose(edited.kspace[s, :, ky], 2 * reference.kspace[s, :, ky],
                                rtol=1e-4, atol=1e-6)
+
+
+def test_3d_holds_the_acquired_profiles_only_and_averages_repeated_points(scan3d, tmp_path):
+    path = tmp_path / "avg3d.h5"
+    shutil.copy(scan3d[0], path)
+    with h5py.File(path, "r+") as file:
+        table = file["dataset/data"]
+        row = table[-1]  # an imaging readout (the noise readouts come first)
+        row["data"] = row["data"] * 3
+        table.resize((table.shape[0] + 1,))
+        table[-1] = row
+        head = row["head"]
+    reference, edited = read_raw(scan3d[0]).volumes[0], read_raw(path).volumes[0]
+    rate = float(reference.mask[0].mean())
+    dense = np.prod(reference.kspace.shape) * 8
+    assert reference.kspace.nbytes < (rate + 0.05) * dense  # not the fully sampled stack
+    ky, kz = (int(head["idx"][f"kspace_encode_step_{i}"]) for i in (1, 2))
+    np.testing.assert_allclose(edited.kspace[:, :, ky, kz], 2 * reference.kspace[:, :, ky, kz],
+                               rtol=1e-4, atol=1e-6)
+    others = np.ones(reference.mask.shape[1:], dtype=bool)
+    others[ky, kz] = False
+    np.testing.assert_array_equal(edited.kspace[:] * others, reference.kspace[:] * others)
 
 
 def test_repetitions_become_separate_volumes(scan2d, tmp_path):

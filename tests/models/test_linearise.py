@@ -29,6 +29,7 @@ MODELS = {
     "resnet-no-skip": lambda: NeuralPGD(iterations=2, blocks=1, features=6, global_skip=False),
     "linear-swish": lambda: NeuralPGD(iterations=2, features=4, proximal="linear-swish",
                                       layers=5, kernel=8, global_skip=False),
+    "unet": lambda: NeuralPGD(iterations=2, blocks=2, features=4, proximal="unet"),
 }
 
 

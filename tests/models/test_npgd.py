@@ -161,6 +161,33 @@ def test_train_cli_runs_resumes_and_rejects_bad_config(tmp_path):
     assert result.stderr.count("\n") == 1
 
 
+@pytest.mark.parametrize("shape", [(24, 16), (23, 13)])
+def test_unet_proximal_starts_as_gradient_descent_keeps_odd_planes_and_round_trips(
+        tmp_path, shape):
+    model = small(proximal="unet", blocks=2, features=4).eval()
+    s = randc(2, *shape)
+    torch.testing.assert_close(model.proximal(s), s)  # zero-initialised tail: the identity
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    assert (model.proximal(s) - s).abs().max() > 1e-3
+    save_checkpoint(model, tmp_path / "u.safetensors", {})
+    arch = read_metadata(tmp_path / "u.safetensors")["architecture"]
+    assert arch["proximal"] == "unet" and arch["blocks"] == 2 and arch["features"] == 4
+    loaded, _ = load_checkpoint(tmp_path / "u.safetensors")
+    op = CartesianOp(torch.from_numpy(vdrad(shape, 4.0).mask))
+    y = op.forward(randc(1, *shape))
+    torch.testing.assert_close(loaded(y, op), model(y, op))
+    with torch.inference_mode():
+        torch.testing.assert_close(prepare_for_inference(model)(y, op), model(y, op),
+                                   rtol=1e-4, atol=1e-5)
+
+
+def test_unet_proximal_needs_a_level():
+    with pytest.raises(ValueError, match="levels >= 1"):
+        small(proximal="unet", blocks=0)
+
+
 def test_folded_inference_model_computes_the_same_function():
     model = small(features=8).train()
     op = CartesianOp(MASK)

@@ -112,11 +112,11 @@ def test_coil_maps_one_calibration_per_3d_volume_one_per_2d_slice(tmp_path, monk
             return function(kspace, *args, **kwargs)
         return called
 
-    monkeypatch.setattr(pipeline, "espirit_maps_volume", spy(pipeline.espirit_maps_volume))
+    monkeypatch.setattr(pipeline, "calibrate_volume", spy(pipeline.calibrate_volume))
     monkeypatch.setattr(pipeline, "espirit_maps", spy(pipeline.espirit_maps))
     result = reconstruct_study(study, Counting(), progress=False)
     problems = len(study.volumes[0].kspace)
-    name = "espirit_maps_volume" if volumetric else "espirit_maps"
+    name = "calibrate_volume" if volumetric else "espirit_maps"
     assert calls == [(name, problems)]
     assert np.isfinite(result.images).all() and np.abs(result.images).max() > 0
 

@@ -174,6 +174,16 @@ def test_the_default_batch_is_the_shared_default():
     assert make_reconstructor("zerofill").batch == DEFAULT_BATCH
 
 
+def test_a_call_holds_at_most_max_coil_planes_coil_images_and_cs_the_whole_volume():
+    from npgd_recon.core.choices import MAX_COIL_PLANES
+
+    recon = make_reconstructor("zerofill", ReconOptions(batch=16))
+    assert recon.chunk(100) == recon.chunk(100, MAX_COIL_PLANES // 16) == 16
+    assert recon.chunk(100, 32) == MAX_COIL_PLANES // 32
+    assert recon.chunk(100, 4 * MAX_COIL_PLANES) == 1
+    assert make_reconstructor("cswv").chunk(100, 32) == 100
+
+
 @needs_bart
 @needs_ismrmrd_tools
 def test_automatic_cs_lambda_never_returns_noise(tmp_path):

@@ -32,6 +32,31 @@ def test_coil_maps_are_normalised_and_smooth():
     np.testing.assert_array_equal(synthetic_coil_maps(1, (4, 6)), np.ones((1, 4, 6)))
 
 
+def test_coil_maps_of_a_few_coils_are_those_of_the_whole_set():
+    whole = synthetic_coil_maps(6, (6, 10, 8), oversampling=2)
+    np.testing.assert_array_equal(synthetic_coil_maps(6, (6, 10, 8), 2, range(2, 5)), whole[2:5])
+
+
+@pytest.mark.parametrize("volumetric", [False, True])
+def test_coils_encoded_in_groups_read_back_as_the_whole_set(tmp_path, volumetric):
+    """More coils than COIL_GROUP: every group's readouts land at their coils and lines."""
+    from npgd_recon.sim.scan_writer import COIL_GROUP
+
+    coils = 2 * COIL_GROUP + 1
+    shape = (8, 16, 12)
+    image = shepp_logan(shape)
+    truth = write_scan(tmp_path / "g.h5", image, volumetric=volumetric,
+                       settings=ScanSettings(coils=coils, noise_readouts=0))
+    lean = write_scan(tmp_path / "lean.h5", image, volumetric=volumetric,
+                      settings=ScanSettings(coils=coils, noise_readouts=0), keep_maps=False)
+    assert lean.maps is None and truth.maps.shape == (coils, *shape)
+    volume = read_raw(tmp_path / "g.h5").volumes[0]
+    coil_images = ifft2c(np.asarray(volume.kspace))  # [problem, coil, plane]
+    expected = truth.maps * image[None]  # [coil, slice|z, y, x]
+    expected = expected.transpose(3, 0, 2, 1) if volumetric else expected.transpose(1, 0, 2, 3)
+    np.testing.assert_allclose(coil_images, expected, atol=1e-5)
+
+
 def test_smooth_phase_is_smooth_and_seeded():
     phase = smooth_phase((2, 32, 32), seed=1)
     assert phase.shape == (2, 32, 32) and np.abs(phase).max() <= np.pi + 1e-6

@@ -53,7 +53,8 @@ def test_values_are_converted_to_their_fields_types():
     ("[data]\ntrain = []", "config data.train must be a non-empty list of tables with a kind"),
     ("[data]\nvalidation = [{path = 'a.nii'}]", "config data.validation must be a non-empty"),
     ("[data]\noperator = 'block-average'\nshape = [23, 24]", "config data.shape must be two even"),
-    ("[model]\nproximal = 'unet'", "config model.proximal must be one of resnet"),
+    ("[model]\nproximal = 'transformer'", "config model.proximal must be one of resnet"),
+    ("[model]\nproximal = 'unet'\nblocks = 0", "config model.blocks must be >= 1 with the unet"),
     ("[model]\nfinal_noise = true", "config model.final_noise must be false without final_dc"),
     ("[model]\nalpha_init = 0", "config model.alpha_init must be > 0"),
     ("[model]\ndepth = 3", "unknown config key 'model.depth'; known: iterations"),
@@ -117,3 +118,12 @@ def test_every_shipped_config_loads_and_the_data_ablation_varies_only_the_data()
     assert set(trains["templates"]) < set(trains["mr"]) < set(trains["all"])
     validation = {s["path"] for s in mixes["all"]["data"]["validation"]}
     assert not validation & {dict(s).get("path") for s in trains["all"]}
+
+
+def test_the_proximal_ablation_varies_only_the_proximal():
+    arms = {n: load_config(ROOT / "configs" / "ablation" / f"proximal-{n}.toml").as_dict()
+            for n in ("resnet", "unet")}
+    models = {n: {k: c["model"].pop(k) for k in ("proximal", "blocks", "features")}
+              for n, c in arms.items()}
+    assert arms["resnet"] == arms["unet"]
+    assert models["resnet"]["proximal"] == "resnet" and models["unet"]["proximal"] == "unet"
