@@ -67,12 +67,6 @@ class HybridStack:
         dense = self[:]
         return dense if dtype is None else dense.astype(dtype, copy=False)
 
-    def sampled(self) -> np.ndarray:
-        """bool ``[ky, kz]``, True at the acquired phase encodes."""
-        mask = np.zeros(self.plane, dtype=bool)
-        mask[self.rows, self.cols] = True
-        return mask
-
     def masked(self, keep: np.ndarray) -> HybridStack:
         """The stack with only the profiles where ``keep`` (bool ``[ky, kz]``) is True."""
         lines = keep[self.rows, self.cols]
@@ -112,7 +106,7 @@ def _range(size: int, key: int | slice) -> range:
 
 
 def _as_slice(values: range) -> slice:
-    """A ``range`` as the slice that selects it (an integer index is a range of one)."""
+    """A ``range`` as the slice that selects it."""
     stop = values.stop if values.stop >= 0 else None
     return slice(values.start, stop, values.step)
 

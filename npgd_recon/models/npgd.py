@@ -160,9 +160,9 @@ class ProximalUNet(nn.Module):
     transposed conv halves them, its output is added to the skip of the same level, then a 3x3
     conv. ReLU after every conv but the last (a 1x1 conv to 2 channels, zero-initialised with
     ``global_skip`` as in :class:`ProximalResNet`). No batch norm. Planes are zero-padded at the
-    end to a multiple of ``2^levels`` and cropped back. At equal weights a level costs a quarter
-    of the one above it per doubling of width, so the receptive field grows ``2^levels``-fold
-    for about the time of one more full-resolution block.
+    end to a multiple of ``2^levels`` and cropped back. A level down has a quarter of the pixels
+    and twice the features, so each of its convs costs about what one at full resolution with
+    ``features`` costs, while the receptive field grows ``2^levels``-fold.
     """
 
     def __init__(self, levels: int = 2, features: int = 16, global_skip: bool = True) -> None:

@@ -38,7 +38,6 @@ def test_shape_length_iteration_and_conversion_match_the_dense_array(stacks):
     assert stack.shape == SHAPE and len(stack) == SHAPE[0] and stack.ndim == 4
     np.testing.assert_array_equal(np.asarray(stack), dense)
     np.testing.assert_array_equal(np.stack(list(stack)), dense)
-    np.testing.assert_array_equal(stack.sampled(), mask)
     assert stack.nbytes < 0.5 * dense.nbytes  # 40 % of the points, plus their positions
 
 
@@ -47,7 +46,7 @@ def test_masked_keeps_only_the_profiles_inside_the_pattern(stacks):
     keep = np.zeros_like(mask)
     keep[::2] = True
     masked = stack.masked(keep)
-    np.testing.assert_array_equal(masked.sampled(), mask & keep)
+    np.testing.assert_array_equal(np.abs(masked[:]).sum(axis=(0, 1)) > 0, mask & keep)
     np.testing.assert_array_equal(masked[:], dense * keep)
 
 
