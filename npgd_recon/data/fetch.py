@@ -9,11 +9,13 @@ recorded there, and writes ``manifest.json``.
 Cache layout (default ``~/.cache/npgd-recon``, else ``$NPGD_DATA_CACHE`` or ``--cache``)::
 
     manifest.json                      {"format": 1, "entries": {name: {...}}}
-    <package>-<version>/<file name>    the verified files
+    <package>-<version>/<file name>    the verified files (<folder>/<file name> where two
+                                       members of a package share a file name)
 
 The manifest holds one record per entry (a training *volume* or *series*: one subject, one
 modality), with its source client, package, version and licence, modality, anatomy, subject,
-the file format, default slice axes and its files (path relative to the cache, sha256).
+the file format, default slice axes (and echo axis) and its files (path relative to the cache,
+sha256).
 Training configs name entries: ``{kind = "cache", name = "pyradiomics-brain1"}``
 (:func:`npgd_recon.data.sources.build_source`).
 
@@ -45,8 +47,8 @@ from npgd_recon.core.errors import NpgdError
 from npgd_recon.data.catalogue import CATALOGUE, Entry, Package
 from npgd_recon.io.atomic import Outputs
 
-__all__ = ["CATALOGUE", "Entry", "FetchError", "Package", "cache_dir", "download", "fetch",
-           "find_entry", "read_manifest"]
+__all__ = ["CATALOGUE", "Entry", "FetchError", "Package", "cache_dir", "cache_names", "download",
+           "fetch", "find_entry", "read_manifest"]
 
 MANIFEST = "manifest.json"
 ENV = "NPGD_DATA_CACHE"
@@ -137,10 +139,17 @@ def _call(command: list[str], cwd: Path, package: Package) -> None:
         raise FetchError(f"{command[0]} could not fetch {package.label}: {why}")
 
 
-def _pip_wheel_options(wheel: str) -> list[str]:
-    """pip's options for the wheel ``wheel`` names (:class:`~.catalogue.Package`)."""
+def _pip_wheel_options(wheel: str, python: str = "") -> list[str]:
+    """pip's options for the wheel ``wheel`` names, for Python ``python`` (a pure wheel only;
+    :class:`~.catalogue.Package`)."""
     if wheel == "py3-none-any":
-        return ["--only-binary", ":all:"]
+        if python and not (python.count(".") == 1
+                           and all(p.isdigit() for p in python.split("."))):
+            raise FetchError(f"python {python!r}: expected a version such as 3.14")
+        return ["--only-binary", ":all:"] + (["--python-version", python] if python else [])
+    if python:
+        raise FetchError(f"wheel {wheel!r}: python is for py3-none-any wheels (a binary "
+                         "wheel's tag names its Python)")
     tag, _, platform = wheel.partition("-")
     if not (tag.startswith("cp") and tag[2:].isdigit() and platform):
         raise FetchError(f"wheel {wheel!r}: expected py3-none-any or "
@@ -152,15 +161,23 @@ def _pip_wheel_options(wheel: str) -> list[str]:
 def download(package: Package, into: Path) -> Path:
     """Download ``package`` through its registry client into the folder ``into``; the archive.
 
-    PyPI: the sdist (``pip download --no-deps --no-binary :all: --no-build-isolation``), never
-    built, or the wheel the package names (``--only-binary :all:``, pinned to its platform and
-    Python), never installed; npm: ``npm pack``; Debian: ``apt-get download`` (the candidate
-    version; the files' hashes are what is checked).
+    PyPI: the sdist (``pip download --no-deps --no-binary :all: --no-build-isolation``; with
+    ``build_isolation`` pip installs the sdist's build backend into a throwaway environment to
+    read its metadata), never built, or the wheel the package names (``--only-binary :all:``,
+    pinned to its platform and Python), never installed; npm: ``npm pack``; Debian: ``apt-get
+    download`` (the candidate version; the files' hashes are what is checked).
     """
     if package.client == "pypi":
         _require("pip", package)
-        dist = (_pip_wheel_options(package.wheel) if package.wheel
-                else ["--no-binary", ":all:", "--no-build-isolation"])
+        if package.wheel and package.build_isolation:
+            raise FetchError(f"{package.label}: build_isolation is for an sdist, not a wheel")
+        if package.wheel:
+            dist = _pip_wheel_options(package.wheel, package.python)
+        elif package.python:
+            raise FetchError(f"{package.label}: python is for a py3-none-any wheel")
+        else:
+            dist = ["--no-binary", ":all:"] + ([] if package.build_isolation
+                                               else ["--no-build-isolation"])
         _call([sys.executable, "-m", "pip", "download", "--no-deps", *dist,
                "--disable-pip-version-check", "-q", f"{package.name}=={package.version}",
                "-d", str(into)], into, package)
@@ -226,11 +243,31 @@ def _norm(member: str) -> str:
     return member[2:] if member.startswith("./") else member
 
 
+def cache_names(package: Package) -> dict[str, str]:
+    """Each member's path in the package's cache folder: its file name, or, for every file of
+    an entry one of whose file names another member of the package shares (myoqmri's
+    ``<series>/image0001.dcm``), its parent folder and file name
+    (``012_dixon_2echo_RR_opp/image0001.dcm``)."""
+    members = [m for e in package.entries for m in e.files]
+    counts: dict[str, int] = {}
+    for member in members:
+        counts[Path(member).name] = counts.get(Path(member).name, 0) + 1
+    names = {}
+    for entry in package.entries:
+        nested = any(counts[Path(m).name] > 1 for m in entry.files)
+        names.update({m: "/".join(Path(m).parts[-2:]) if nested else Path(m).name
+                      for m in entry.files})
+    if len(set(names.values())) != len(members):
+        raise FetchError(f"{package.label}: two members would share a cache file name")
+    return names
+
+
 def _unpack(package: Package, archive: Path, stage: Path, work: Path) -> tuple[str, list[dict]]:
     """Take ``package``'s files out of ``archive`` into ``stage``, verified; its records."""
     version = _deb_version(archive) or package.version
     folder = stage / f"{package.name}-{version}"
     folder.mkdir(parents=True, exist_ok=True)
+    names = cache_names(package)
     records = []
     with _open_archive(archive, package, work) as members:
         for entry in package.entries:
@@ -240,7 +277,8 @@ def _unpack(package: Package, archive: Path, stage: Path, work: Path) -> tuple[s
                 if opener is None:
                     raise FetchError(f"{package.label}: {_norm(member)} is not in the "
                                      "downloaded archive")
-                target = folder / Path(member).name
+                target = folder / names[member]
+                target.parent.mkdir(parents=True, exist_ok=True)
                 digest = hashlib.sha256()
                 with opener() as src, open(target, "wb") as out:
                     for block in iter(lambda src=src: src.read(1 << 20), b""):
@@ -250,7 +288,7 @@ def _unpack(package: Package, archive: Path, stage: Path, work: Path) -> tuple[s
                     raise FetchError(f"{package.label}: {_norm(member)} has sha256 "
                                      f"{digest.hexdigest()[:16]}..., expected "
                                      f"{expected[:16]}...")
-                files.append({"path": f"{folder.name}/{target.name}", "sha256": expected,
+                files.append({"path": f"{folder.name}/{names[member]}", "sha256": expected,
                               "member": _norm(member)})
             records.append(_record(package, entry, version, files))
     return version, records
@@ -260,18 +298,22 @@ def _record(package: Package, entry: Entry, version: str, files: list[dict]) -> 
     return {"name": entry.name, "client": package.client, "package": package.name,
             "version": version, "licence": package.licence, "format": entry.format,
             "modality": entry.modality, "anatomy": entry.anatomy, "subject": entry.subject,
-            "axes": list(entry.axes), "files": files}
+            "axes": list(entry.axes), "echo_axis": entry.echo_axis, "files": files}
 
 
 def _still_valid(root: Path, manifest: dict, package: Package) -> list[dict] | None:
-    """The cached records of ``package`` when every one of its files is there and verifies."""
+    """The cached records of ``package`` when every one of its files is there, where
+    :func:`cache_names` puts it, and verifies."""
     records = [manifest["entries"].get(e.name) for e in package.entries]
     if any(r is None or r.get("package") != package.name for r in records):
         return None
+    names = {_norm(m): n for m, n in cache_names(package).items()}
     for entry, record in zip(package.entries, records):
         if sorted(f["sha256"] for f in record["files"]) != sorted(entry.files.values()):
             return None
         for f in record["files"]:
+            if f["path"].partition("/")[2] != names.get(f.get("member")):
+                return None
             path = root / f["path"]
             if not path.is_file() or _sha256(path) != f["sha256"]:
                 return None

@@ -5,19 +5,20 @@ makes one from its config table.
 Sources:
 - :class:`VolumeSlices`: NIfTI (``.nii``/``.nii.gz``), NRRD (``.nrrd``/``.nhdr``, read with
   ``pynrrd``), ``.npy`` or InVesalius ``.inv3`` (:func:`read_inv3`) volumes (a 4-D series gives
-  its first volume, a 2-D image is a volume of one slice); slices along all three axes (or those
-  given); magnitudes are given a random smooth phase. Splits go by volume (one source per
-  volume). NRRD and cache volumes with negative values (CT in Hounsfield units) are shifted to
-  start at 0.
+  its first volume, or, with ``echo_axis``, every echo as a volume; a 2-D image is a volume of
+  one slice); slices along all three axes (or those given); magnitudes are given a random
+  smooth phase, a complex ``.npy`` keeps its own. Splits go by volume (one source per volume).
+  NRRD and cache volumes with negative values (CT in Hounsfield units) are shifted to start
+  at 0.
 - :class:`PhantomSource`: random ellipse phantoms with smooth phase.
 - :class:`FastMRISource`: fastMRI-style HDF5 (``kspace`` ``[slice, (coil,) ky, kx]``); the image
   is the inverse FFT (coil-combined by root-sum-of-squares with the phase of the first coil).
 - :class:`IsmrmrdSource`: fully sampled ISMRMRD raw data (read by
   :func:`~npgd_recon.io.ismrmrd_file.read_raw`: prewhitened, oversampling removed), one image
   per 2-D problem, coil-combined like fastMRI. Undersampled volumes are refused.
-- :class:`DicomImages`: magnitude DICOM images (files or folders, multi-frame too, Siemens
-  mosaics split into their slices), shrunk to at most ``max_size`` pixels a side, with a random
-  smooth phase.
+- :class:`DicomImages`: magnitude DICOM images (files or folders, multi-frame too: enhanced
+  MR with its per-frame rescale; Siemens mosaics split into their slices), shrunk to at most
+  ``max_size`` pixels a side, with a random smooth phase.
 - ``kind = "cache"``: an entry of the training-image cache by name
   (:mod:`npgd_recon.data.fetch`; filled by ``npgd-data fetch``), read as its format says.
 - ``kind = "photos"``: greyscale photos and textures that installed packages ship
@@ -72,10 +73,14 @@ def read_inv3(path: str | Path) -> np.ndarray:
     return np.frombuffer(data, dtype).reshape(shape)
 
 
-def read_volume(path: str | Path) -> np.ndarray:
+def read_volume(path: str | Path, echo_axis: int | None = None) -> np.ndarray:
     """A 3-D volume from ``.npy``, NRRD (``.nrrd``/``.nhdr``), InVesalius ``.inv3`` or NIfTI, as
-    float32: the first volume of a 4-D series, a 2-D image as a volume of one slice
-    (``[y, x, 1]``)."""
+    float32 (complex64 for a complex ``.npy``): the first volume of a 4-D series, a 2-D image
+    as a volume of one slice (``[y, x, 1]``).
+
+    With ``echo_axis`` a 4-D series is kept whole, its echoes first: ``[echo, a, b, c]`` (axis
+    ``echo_axis`` moved to the front); a 3-D volume is then one echo, ``[1, a, b, c]``.
+    """
     path = Path(path)
     try:
         if path.suffix == ".npy":
@@ -96,47 +101,77 @@ def read_volume(path: str | Path) -> np.ndarray:
         raise
     except Exception as error:  # the readers raise many types for damaged files
         raise NpgdError(f"{path}: not a readable volume ({error})") from None
-    if volume.ndim == 4:  # a series (NIfTI's fourth axis is time): its first volume
+    if echo_axis is not None:
+        if volume.ndim == 3:
+            volume = volume[None]
+        elif volume.ndim == 4 and -4 <= echo_axis < 4:
+            volume = np.moveaxis(volume, echo_axis, 0)
+        else:
+            raise NpgdError(f"{path}: echo axis {echo_axis} of a volume of shape "
+                            f"{volume.shape}: expected a 3-D or 4-D volume and an axis of it")
+    elif volume.ndim == 4:  # a series (NIfTI's fourth axis is time): its first volume
         volume = volume[..., 0]
     elif volume.ndim == 2:  # one image: a volume of one slice along axis 2
         volume = volume[..., None]
-    volume = np.asarray(volume, dtype=np.float32)
-    if volume.ndim != 3:
+    volume = np.asarray(volume, dtype=np.complex64 if np.iscomplexobj(volume) else np.float32)
+    if volume.ndim != (3 if echo_axis is None else 4):
         raise NpgdError(f"{path}: expected a 3-D volume, got shape {volume.shape}")
     return volume
 
 
 class VolumeSlices:
-    """2-D slices of one 3-D magnitude volume (NIfTI, NRRD, .npy or .inv3), along ``axes``.
+    """2-D slices of one 3-D volume (NIfTI, NRRD, .npy or .inv3), along ``axes``.
 
     Slices whose mean is under ``min_fill`` of the volume's brightest slice mean are skipped.
-    With ``shift`` a volume with negative values (CT) is shifted to start at 0 first; without,
-    its magnitude is taken.
+    A real volume is a magnitude: with ``shift`` a volume with negative values (CT) is shifted
+    to start at 0 first, without, its magnitude is taken; each image gets a random smooth phase.
+    A complex volume (a complex ``.npy``) keeps its own phase: its images are its slices,
+    whatever ``rng``. Either is scaled to a peak magnitude of 1 over the whole volume.
+
+    ``echo_axis``: the volume is 4-D with echoes along that axis (:func:`read_volume`); each
+    echo is sliced the same way (``axes`` number the other three axes, slices kept by their
+    mean over the echoes) and the images run echo by echo: image ``i`` is slice
+    ``index[i % len(index)]`` of echo ``i // len(index)``.
     """
 
     def __init__(self, path: str | Path, axes: tuple[int, ...] = (0, 1, 2),
-                 min_fill: float = 0.3, shift: bool = False) -> None:
+                 min_fill: float = 0.3, shift: bool = False,
+                 echo_axis: int | None = None) -> None:
         path = Path(path)
-        volume = read_volume(path)
+        volume = read_volume(path, echo_axis)
         if any(a not in (0, 1, 2) for a in axes) or not axes:
             raise NpgdError(f"{path}: slice axes must be among 0, 1, 2, got {list(axes)}")
-        if shift and volume.min() < 0:
-            volume = volume - volume.min()
         self.name = path.name
-        self.volume = np.abs(volume).astype(np.float32) / max(float(np.abs(volume).max()), 1e-12)
+        self.complex = np.iscomplexobj(volume)
+        if self.complex:
+            self.volume = (volume / max(float(np.abs(volume).max()), 1e-12)).astype(np.complex64)
+        else:
+            if shift and volume.min() < 0:
+                volume = volume - volume.min()
+            self.volume = (np.abs(volume).astype(np.float32)
+                           / max(float(np.abs(volume).max()), 1e-12))
+        self.echoes = self.volume.shape[0] if echo_axis is not None else 1
+        fill = np.abs(self.volume) if self.complex else self.volume
+        fill = fill.mean(axis=0) if echo_axis is not None else fill
         self.index: list[tuple[int, int]] = []
         for axis in axes:
-            means = np.moveaxis(self.volume, axis, 0).mean(axis=(1, 2))
+            means = np.moveaxis(fill, axis, 0).mean(axis=(1, 2))
             keep = np.flatnonzero(means >= min_fill * means.max())
             self.index += [(axis, int(i)) for i in keep]
 
     def __len__(self) -> int:
-        return len(self.index)
+        return len(self.index) * self.echoes
 
     def image(self, i: int, rng: np.random.Generator) -> np.ndarray:
-        axis, position = self.index[i]
-        magnitude = self.volume[(slice(None),) * axis + (position,)]  # a view, not np.take's copy
-        return (magnitude * random_phase(magnitude.shape, rng)).astype(np.complex64)
+        echo, k = divmod(i, len(self.index))
+        if not 0 <= echo < self.echoes:
+            raise IndexError(f"image {i} of {len(self)}")
+        axis, position = self.index[k]
+        volume = self.volume[echo] if self.volume.ndim == 4 else self.volume
+        plane = volume[(slice(None),) * axis + (position,)]  # a view, not np.take's copy
+        if self.complex:
+            return plane.copy()
+        return (plane * random_phase(plane.shape, rng)).astype(np.complex64)
 
 
 class PhantomSource:
@@ -246,11 +281,44 @@ def mosaic_tiles(dataset, pixels: np.ndarray, min_fill: float = 0.3) -> np.ndarr
     return tiles[means >= min_fill * max(float(means.max()), 1e-12)]
 
 
+def rescale_frames(dataset, frames: np.ndarray) -> np.ndarray:
+    """``frames`` ``[n, y, x]`` (or one ``[y, x]``) in real values: each frame's stored values
+    times its Rescale Slope plus its Rescale Intercept.
+
+    An enhanced (multi-frame) image gives them per frame (the Per-frame Functional Groups'
+    Pixel Value Transformation), for all frames (the Shared Functional Groups'), or, like a
+    single-frame image, at the top level; none means slope 1, intercept 0.
+    """
+    frames = np.asarray(frames, dtype=np.float32)
+    stack = frames.reshape(-1, *frames.shape[-2:])
+
+    def transform(group):
+        if group is not None and "PixelValueTransformationSequence" in group:
+            item = group.PixelValueTransformationSequence[0]
+            return float(item.get("RescaleSlope", 1) or 1), float(item.get("RescaleIntercept", 0))
+        return None
+
+    shared = dataset.get("SharedFunctionalGroupsSequence")
+    default = (transform(shared[0] if shared else None)
+               or (float(dataset.get("RescaleSlope", 1) or 1),
+                   float(dataset.get("RescaleIntercept", 0))))
+    per_frame = dataset.get("PerFrameFunctionalGroupsSequence") or []
+    if len(per_frame) not in (0, len(stack)):
+        raise NpgdError(f"{len(per_frame)} per-frame functional groups for {len(stack)} frames")
+    out = np.empty_like(stack)
+    for k, frame in enumerate(stack):
+        slope, intercept = (transform(per_frame[k]) if per_frame else None) or default
+        out[k] = frame * slope + intercept if (slope, intercept) != (1.0, 0.0) else frame
+    return out.reshape(frames.shape)
+
+
 class DicomImages:
     """Magnitude DICOM images from files and folders (``*.dcm``), one per frame.
 
-    Siemens mosaics (``MOSAIC`` in ImageType) are split into their slices
-    (:func:`mosaic_tiles`).
+    Frames come in each file's order (an enhanced MR series of one file per echo: the file's
+    in-stack order), in real values (:func:`rescale_frames`); a file whose values go below 0
+    (CT in Hounsfield units) is shifted to start at 0. Siemens mosaics (``MOSAIC`` in
+    ImageType) are split into their slices (:func:`mosaic_tiles`).
     """
 
     def __init__(self, paths: list[str | Path], max_size: int = 320) -> None:
@@ -266,6 +334,12 @@ class DicomImages:
                 frames = np.asarray(dataset.pixel_array, dtype=np.float32)
             except Exception as error:  # pydicom raises many types for unreadable files
                 raise NpgdError(f"{file}: not a readable DICOM image ({error})") from None
+            try:
+                frames = rescale_frames(dataset, frames)
+            except (NpgdError, ValueError, TypeError) as error:
+                raise NpgdError(f"{file}: {error}") from None
+            if frames.min() < 0:
+                frames = frames - frames.min()
             if "MOSAIC" in [str(v).upper() for v in dataset.get("ImageType", [])]:
                 try:
                     frames = mosaic_tiles(dataset, frames.reshape(frames.shape[-2:]))
@@ -294,8 +368,9 @@ def build_source(spec: dict):
 
     ``cache``: ``{kind = "cache", name = "pyradiomics-brain1"}`` reads the named entry of the
     training-image cache (``npgd-data fetch``; optional ``cache`` folder, default
-    ``$NPGD_DATA_CACHE`` or ``~/.cache/npgd-recon``); ``axes`` (default: the entry's),
-    ``min_fill`` and ``max_size`` as for the other kinds. ``photos``: ``{kind = "photos",
+    ``$NPGD_DATA_CACHE`` or ``~/.cache/npgd-recon``); ``axes`` and ``echo_axis`` (default: the
+    entry's), ``min_fill`` and ``max_size`` as for the other kinds (``echo_axis`` as for
+    ``nifti``/``npy``/``nrrd``: :class:`VolumeSlices`). ``photos``: ``{kind = "photos",
     package = "skimage"|"pywt"|"sklearn"|"all"}`` (optional ``max_size``, default 256), the
     photos those installed packages ship (:mod:`npgd_recon.data.photos`).
     """
@@ -305,7 +380,8 @@ def build_source(spec: dict):
     try:
         if kind in ("nifti", "npy", "nrrd"):
             return VolumeSlices(spec["path"], tuple(spec.get("axes", (0, 1, 2))),
-                                spec.get("min_fill", 0.3), shift=kind == "nrrd")
+                                spec.get("min_fill", 0.3), shift=kind == "nrrd",
+                                echo_axis=spec.get("echo_axis"))
         if kind == "phantom":
             return PhantomSource(spec.get("count", 1000), spec.get("size", 192),
                                  spec.get("seed", 0))
@@ -323,7 +399,8 @@ def build_source(spec: dict):
                 raise NpgdError(f"data cache entry {spec['name']!r}: a volume needs one file, "
                                  f"the manifest lists {len(files)}")
             return VolumeSlices(files[0], tuple(spec.get("axes", record.get("axes", (0, 1, 2)))),
-                                spec.get("min_fill", 0.3), shift=True)
+                                spec.get("min_fill", 0.3), shift=True,
+                                echo_axis=spec.get("echo_axis", record.get("echo_axis")))
         if kind == "photos":
             return PhotoSource(spec.get("package", "all"), spec.get("max_size", 256))
     except KeyError as error:

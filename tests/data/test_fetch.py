@@ -206,9 +206,15 @@ def test_the_real_catalogue_names_each_file_once_with_a_sha256():
     for package in fetch_mod.CATALOGUE:
         assert package.client in ("pypi", "npm", "debian") and package.licence
         assert not package.wheel or package.client == "pypi"
+        assert not package.python or package.wheel == "py3-none-any"
+        assert not package.build_isolation or (package.client == "pypi" and not package.wheel)
+        cache_files = fetch_mod.cache_names(package)  # raises if two would share a name
+        assert len(set(cache_files.values())) == len(cache_files)
         for entry in package.entries:
             assert entry.format in catalogue_mod.FORMATS
             assert entry.axes and set(entry.axes) <= {0, 1, 2}
+            assert entry.echo_axis is None or (entry.format in ("npy", "nifti", "nrrd")
+                                               and entry.echo_axis in range(-4, 4))
             assert entry.name not in names
             names.add(entry.name)
             if entry.format != "dicom":
@@ -217,7 +223,7 @@ def test_the_real_catalogue_names_each_file_once_with_a_sha256():
                 assert len(digest) == 64 and int(digest, 16) >= 0
                 assert member not in seen
                 seen.add(member)
-    assert len(seen) == 35
+    assert len(seen) == 43
 
 
 #: The entries issue 14 added: name -> (package, licence, format, member's file name, axes).
@@ -245,6 +251,41 @@ def test_the_new_entries_are_catalogued_with_licence_format_axes_and_a_pinned_so
     assert by_name["pyradiomics"].wheel == ""  # still the sdist
 
 
+#: The body-MR entries: name -> (package, licence, format, member count, axes, echo axis).
+BODY_ENTRIES = {
+    "myoqmri-calf-mese": ("myoqmri", "GPL-3.0-only", "dicom", 5, (0, 1, 2), None),
+    "myoqmri-calf-dixon": ("myoqmri", "GPL-3.0-only", "dicom", 2, (0, 1, 2), None),
+    "fatwater-ankle-gre": ("mri-fatwater", "GPL-3.0-or-later", "npy", 1, (2,), 0),
+}
+
+
+def test_the_body_mr_entries_are_catalogued_with_licence_format_and_a_pinned_source():
+    found = {e.name: (p, e) for p in fetch_mod.CATALOGUE for e in p.entries}
+    for name, (package, licence, fmt, count, axes, echo_axis) in BODY_ENTRIES.items():
+        pkg, entry = found[name]
+        assert (pkg.name, pkg.licence, entry.format, len(entry.files), entry.axes,
+                entry.echo_axis) == (package, licence, fmt, count, axes, echo_axis)
+        assert entry.modality.startswith("MR") and entry.anatomy and entry.subject
+        assert all(len(d) == 64 for d in entry.files.values())
+    mese = found["myoqmri-calf-mese"][1].files
+    assert [Path(m).name for m in mese] == [f"image{e:04d}.dcm" for e in (1, 5, 9, 13, 17)]
+    assert all("/example_data/004_mese_product/" in m for m in mese)
+    dixon = [Path(m).parent.name for m in found["myoqmri-calf-dixon"][1].files]
+    assert dixon == ["012_dixon_2echo_RR_opp", "014_dixon_2echo_RR_in"]  # magnitudes only
+    (member,) = found["fatwater-ankle-gre"][1].files
+    assert member == "mri_fatwater/data/17.npy"
+    by_name = {p.name: p for p in fetch_mod.CATALOGUE}
+    myoqmri, fatwater = by_name["myoqmri"], by_name["mri-fatwater"]
+    assert (myoqmri.wheel, myoqmri.build_isolation) == ("", True)  # the sdist: example_data/
+    assert (fatwater.wheel, fatwater.python) == ("py3-none-any", "3.14")
+    # the two Dixon series and the spin echoes share file names: each keeps its series folder
+    names = fetch_mod.cache_names(myoqmri)
+    assert sorted(names.values()) == sorted(
+        [f"004_mese_product/image{e:04d}.dcm" for e in (1, 5, 9, 13, 17)]
+        + ["012_dixon_2echo_RR_opp/image0001.dcm", "014_dixon_2echo_RR_in/image0001.dcm"])
+    assert fetch_mod.cache_names(fatwater) == {member: "17.npy"}
+
+
 def test_pip_is_asked_for_the_pinned_wheel_or_the_sdist(tmp_path, monkeypatch):
     commands = []
 
@@ -264,8 +305,27 @@ def test_pip_is_asked_for_the_pinned_wheel_or_the_sdist(tmp_path, monkeypatch):
     assert ("--only-binary :all: --platform manylinux2014_x86_64 --python-version 311 "
             "--implementation cp --abi cp311" in binary)
     assert all("--no-deps" in c and "dipy==1.10.0" in c for c in commands)
+    assert "--no-build-isolation" in sdist
     with pytest.raises(FetchError, match="wheel 'manylinux'"):
         fetch_mod.download(Package("pypi", "x", "1", "MIT", wheel="manylinux"), tmp_path)
+    # a pure wheel for another Python; an sdist read with its own build backend
+    commands.clear()
+    for name, options in (("fw", {"wheel": "py3-none-any", "python": "3.14"}),
+                          ("myo", {"build_isolation": True})):
+        (tmp_path / name).mkdir()
+        fetch_mod.download(Package("pypi", name, "1.0", "GPL-3.0-only", **options),
+                           tmp_path / name)
+    pinned, isolated = (" ".join(c[c.index("download"):]) for c in commands)
+    assert "--only-binary :all: --python-version 3.14" in pinned and "--platform" not in pinned
+    assert "--no-binary :all:" in isolated and "--no-build-isolation" not in isolated
+    for options, message in (({"wheel": "py3-none-any", "python": "3"}, "python '3'"),
+                             ({"wheel": "cp311-manylinux2014_x86_64", "python": "3.11"},
+                              "python is for py3-none-any"),
+                             ({"python": "3.14"}, "python is for a py3-none-any wheel"),
+                             ({"wheel": "py3-none-any", "build_isolation": True},
+                              "build_isolation is for an sdist")):
+        with pytest.raises(FetchError, match=message):
+            fetch_mod.download(Package("pypi", "x", "1", "MIT", **options), tmp_path)
 
 
 def test_a_wheel_is_unpacked_as_a_zip_without_installing(tmp_path, monkeypatch):
@@ -295,6 +355,40 @@ def test_a_wheel_is_unpacked_as_a_zip_without_installing(tmp_path, monkeypatch):
     wheel.write_bytes(b"not a zip")
     with pytest.raises(FetchError, match="is not a readable archive"):
         fetch(tmp_path / "cache", catalogue=(package,))
+
+
+def test_members_sharing_a_file_name_keep_their_folder_in_the_cache(tmp_path, monkeypatch):
+    first, second, other = (_npy_bytes(VOLUME * k) for k in (1, 2, 3))
+    sdist = _tar(tmp_path / "delta-1.0.tar.gz", {"delta-1.0/a/img.npy": first,
+                                                 "delta-1.0/b/img.npy": second,
+                                                 "delta-1.0/c/other.npy": other})
+    package = Package("pypi", "delta", "1.0", "MIT", (
+        Entry("delta-a", "npy", "MR", "calf", "s", {"delta-1.0/a/img.npy": _sha(first)}),
+        Entry("delta-b", "npy", "MR", "calf", "s", {"delta-1.0/b/img.npy": _sha(second)}),
+        Entry("delta-c", "npy", "MR", "calf", "s", {"delta-1.0/c/other.npy": _sha(other)})))
+    calls = []
+
+    def copy(p, into):
+        calls.append(p.name)
+        return Path(shutil.copy(sdist, into))
+
+    monkeypatch.setattr(fetch_mod, "download", copy)
+    cache = tmp_path / "cache"
+    manifest = fetch(cache, catalogue=(package,))
+    paths = {n: r["files"][0]["path"] for n, r in manifest["entries"].items()}
+    assert paths == {"delta-a": "delta-1.0/a/img.npy", "delta-b": "delta-1.0/b/img.npy",
+                     "delta-c": "delta-1.0/other.npy"}
+    np.testing.assert_array_equal(np.load(cache / paths["delta-b"]), VOLUME * 2)
+    fetch(cache, catalogue=(package,))
+    assert calls == ["delta"]  # kept
+    # a cache laid out otherwise (one flat img.npy) is fetched again, not trusted
+    record = manifest["entries"]["delta-a"]
+    record["files"][0]["path"] = "delta-1.0/img.npy"
+    (cache / "delta-1.0/img.npy").write_bytes(first)
+    (cache / "manifest.json").write_text(json.dumps(manifest))
+    fetch(cache, catalogue=(package,))
+    assert calls == ["delta", "delta"]
+    assert read_manifest(cache)["entries"]["delta-a"]["files"][0]["path"] == "delta-1.0/a/img.npy"
 
 
 def _inv3(path: Path, matrix: bytes, dtype: str, shape: list[int],
