@@ -62,6 +62,20 @@ def ifft2c(k):
     return _dispatch(k, inverse=True)
 
 
+def centring(ny: int, nx: int, device: torch.device) -> torch.Tensor | None:
+    """The +-1 checkerboard ``b`` (float32) for which ``ifft2c(w * fft2c(x)) =
+    b * ifft2(w * fft2(b * x))`` (orthonormal, uncentred) for any k-space weight ``w``, or None
+    where a side is odd (no such identity: use :func:`fft2c` and :func:`ifft2c`).
+
+    The sign after the forward transform and the one before the inverse cancel (their product
+    is a constant +-1, squared away), so a normal operator ``F^H W F`` needs neither the
+    shifts nor the second pair of sign flips; a SENSE operator folds ``b`` into its maps once.
+    """
+    if ny % 2 or nx % 2:
+        return None
+    return _checkerboards(ny, nx, device, torch.float32)[0]
+
+
 def fft1c(x, axis: int = -1):
     """Centred orthonormal 1-D FFT along ``axis`` (the 2-D transform over a singleton axis)."""
     return _along(x, axis, inverse=False)

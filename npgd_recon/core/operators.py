@@ -19,6 +19,12 @@ shape of what they are given with these (a few integer comparisons, nothing that
 GPU) and raise :class:`~npgd_recon.core.errors.NpgdError` naming the operator, its shapes and
 the shape it got. Subclasses implement ``_forward`` and ``_adjoint`` on checked tensors.
 
+``normal`` (``Phi^H Phi``, the unrolled network's data-consistency step and its conjugate
+gradients) skips the FFT's centring where both sides are even (:func:`~npgd_recon.core.fft.
+centring`; SENSE folds it into a cached copy of its maps): 3 passes over the coil images
+instead of 8. :attr:`Operator.support` says which image pixels reach the measurement at all
+(SENSE with maps that are 0 outside the object); the network sets the rest to 0.
+
 Adjointness (after deepinv's ``adjointness_test``): :meth:`Operator.adjointness_error` draws
 random ``x`` and ``y`` and returns ``|<Phi x, y> - <x, Phi^H y>| / (||Phi x|| ||y||)``, about
 1e-16 in complex128 for a true adjoint pair.
@@ -31,7 +37,7 @@ from abc import ABC, abstractmethod
 import torch
 
 from npgd_recon.core.errors import NpgdError
-from npgd_recon.core.fft import fft2c, ifft2c
+from npgd_recon.core.fft import centring, fft2c, ifft2c
 
 __all__ = ["BlockAverageOp", "CartesianOp", "Operator", "SenseOp", "Shape", "operator_for"]
 
@@ -108,6 +114,14 @@ class Operator(ABC):
         """Where the operator's data live (the CPU for an operator without data)."""
         return torch.device("cpu")
 
+    @property
+    def support(self) -> torch.Tensor | None:
+        """The image pixels that reach the measurement at all (bool, broadcasting against
+        :attr:`ishape`), or None when every pixel does. Outside it the image is in Phi's null
+        space: no data say anything about it, and a reconstruction sets it to 0 (the
+        minimum-norm choice, what CS's regularisation gives)."""
+        return None
+
     def adjointness_error(self, batch: int = 2, *, generator: torch.Generator | None = None,
                           dtype: torch.dtype = torch.complex128) -> float:
         """``|<Phi x, y> - <x, Phi^H y>| / (||Phi x|| ||y||)`` for random ``x`` and ``y``.
@@ -170,7 +184,11 @@ class CartesianOp(Operator):
         return ifft2c(y * self.mask)
 
     def _normal(self, x: torch.Tensor) -> torch.Tensor:
-        return ifft2c(fft2c(x) * self.mask)
+        b = centring(*x.shape[-2:], x.device)
+        if b is None:
+            return ifft2c(fft2c(x) * self.mask.square())
+        return b * torch.fft.ifft2(torch.fft.fft2(b * x, norm="ortho") * self.mask.square(),
+                                   norm="ortho")
 
 
 class SenseOp(Operator):
@@ -201,16 +219,41 @@ class SenseOp(Operator):
         self.mask = mask.unsqueeze(-3)
         self.ishape = (batch, *self.maps.shape[-2:])
         self.oshape = (batch, *self.maps.shape[-3:])
+        self._centred: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     @property
     def device(self) -> torch.device:
         return self.maps.device
+
+    @property
+    def support(self) -> torch.Tensor | None:
+        """Where some coil sees the image (``sum_c |S_c|^2 > 0``; ESPIRiT's maps are 0 outside
+        the object's support); None when every coil sees every pixel (synthetic maps)."""
+        seen = (self.maps.real.square() + self.maps.imag.square()).sum(dim=-3) > 0
+        return None if bool(seen.all()) else seen
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         return fft2c(self.maps * x.unsqueeze(-3)) * self.mask
 
     def _adjoint(self, y: torch.Tensor) -> torch.Tensor:
         return (self.maps.conj() * ifft2c(y * self.mask)).sum(dim=-3)
+
+    def _normal(self, x: torch.Tensor) -> torch.Tensor:
+        """``S^H F^H M^2 F S x`` with the centring folded into the maps (:func:`centring`):
+        three passes over the coil images instead of eight, the unrolled network's data
+        consistency on multi-coil data (cached per operator, two copies of the maps)."""
+        centred = self._centred
+        if centred is None:
+            b = centring(*self.maps.shape[-2:], self.maps.device)
+            if b is None:
+                return self._adjoint(self._forward(x))
+            maps = self.maps * b
+            centred = (maps, maps.conj().resolve_conj(), self.mask.square())
+            if not self.maps.requires_grad:  # learned maps: a fresh graph every call
+                self._centred = centred
+        maps, conj, weight = centred
+        k = torch.fft.fft2(maps * x.unsqueeze(-3), norm="ortho") * weight
+        return (conj * torch.fft.ifft2(k, norm="ortho")).sum(dim=-3)
 
 
 class BlockAverageOp(Operator):

@@ -341,7 +341,7 @@ class NeuralPGD(nn.Module):
                 ``y`` (used by ``final_noise`` models only; ``None``: noiseless).
 
         Returns:
-            ``x_T`` complex ``[batch, y, x]``, or the list of all iterates.
+            ``x_T`` complex ``[batch, y, x]`` (:meth:`finish`), or the list of all iterates.
         """
         iterates = [x for _, x in self.iterate(y, op)]
         iterates[-1] = self.finish(iterates[-1], y, op, noise)
@@ -360,11 +360,15 @@ class NeuralPGD(nn.Module):
     def finish(self, x: torch.Tensor, y: torch.Tensor, op: Operator,
                noise: torch.Tensor | None = None) -> torch.Tensor:
         """The output from the last iterate: with ``final_dc`` its implicit data-consistency
-        step (its own alpha, following ``noise`` with ``final_noise``), else ``x`` itself."""
-        if not self.final_dc:
-            return x
-        alpha = self.final_alpha(noise)
-        return self.implicit_step(x, alpha * op.adjoint(y), op, alpha)
+        step (its own alpha, following ``noise`` with ``final_noise``), else ``x`` itself; 0
+        outside the operator's support (:attr:`~npgd_recon.core.operators.Operator.support`:
+        pixels no coil sees, where the proximal would leave what it painted and no data step
+        removes it)."""
+        if self.final_dc:
+            alpha = self.final_alpha(noise)
+            x = self.implicit_step(x, alpha * op.adjoint(y), op, alpha)
+        support = op.support
+        return x if support is None else x * support
 
 
 def architecture(model: NeuralPGD) -> dict:

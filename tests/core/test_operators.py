@@ -131,6 +131,24 @@ def test_normal_is_adjoint_of_forward(name):
     torch.testing.assert_close(op.normal(x), op.adjoint(op.forward(x)), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("ny, nx", [(40, 24), (41, 24), (40, 23), (9, 7)])
+def test_fast_normal_is_adjoint_of_forward_on_odd_sizes_and_weighted_masks(ny, nx):
+    """The normal operators fold the FFT's centring into the maps (even sides only) and
+    square the mask: equal to ``adjoint(forward(x))`` for odd sides (the shifts) and for a
+    weighted (not 0/1) mask, twice in a row (the cached centred maps), with gradients."""
+    weights = torch.rand(2, ny, nx)
+    maps = random_maps(2, 3, ny, nx).requires_grad_()
+    for op in (CartesianOp(weights), SenseOp(weights, maps)):
+        for _ in range(2):
+            x = randc(2, ny, nx)
+            torch.testing.assert_close(op.normal(x), op.adjoint(op.forward(x)), rtol=1e-5,
+                                       atol=1e-6)
+    op = SenseOp(weights, maps)
+    for _ in range(2):  # learned maps are not cached: a second backward works
+        op.normal(randc(2, ny, nx)).abs().sum().backward()
+    assert maps.grad is not None and bool(maps.grad.abs().sum() > 0)
+
+
 @pytest.mark.parametrize("name", ["cartesian", "sense", "block-average"])
 def test_operator_norm_bounded(name):
     """Power iteration on Phi^H Phi: largest eigenvalue <= 1 (1/4 for block averaging)."""
@@ -194,3 +212,21 @@ def test_fft1c_matches_numpy_along_any_axis():
         np.testing.assert_allclose(ifft1c(fft1c(x, axis=axis), axis=axis), x, atol=1e-10)
     t = torch.from_numpy(x)
     torch.testing.assert_close(fft1c(t, axis=1), torch.from_numpy(fft1c(x, axis=1)))
+
+
+def test_support_is_where_some_coil_sees_the_image():
+    """SENSE with maps that are 0 outside an object (ESPIRiT's) has that object as support,
+    and no measurement depends on what lies outside it; full maps and single-coil Cartesian
+    operators see every pixel (None)."""
+    mask = torch.from_numpy(vdrad((24, 16), 4.0).mask)
+    maps = randc(2, 3, 24, 16)
+    maps[0, :, :5] = 0  # no coil sees the top 5 rows of the first problem
+    maps[1, :, :, -2:] = 0  # nor the last 2 columns of the second
+    op = SenseOp(mask, maps)
+    expected = torch.ones(2, 24, 16, dtype=torch.bool)
+    expected[0, :5], expected[1, :, -2:] = False, False
+    assert torch.equal(op.support, expected)
+    x = randc(2, 24, 16)
+    torch.testing.assert_close(op(x), op(x * expected))
+    assert SenseOp(mask, randc(3, 24, 16)).support is None
+    assert CartesianOp(mask).support is None and BlockAverageOp().support is None

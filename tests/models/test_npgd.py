@@ -374,3 +374,30 @@ def test_fine_tuning_into_a_final_noise_model_moves_the_step_sizes_at_alpha_lr(t
     assert moved["final_alpha_raw"] > 0.05 and moved["final_log_sigma"] > 0.05, moved
     weights = [v for n, v in moved.items() if "prox" in n and "running" not in n]
     assert max(weights) < 1e-4, moved
+
+
+class _SeesAll(SenseOp):
+    """SENSE without the support projection, for comparison."""
+
+    @property
+    def support(self):
+        return None
+
+
+@pytest.mark.parametrize("final_dc", [False, True])
+def test_the_output_is_zero_where_no_coil_sees_and_unchanged_elsewhere(final_dc):
+    """Pixels outside the maps' support are in Phi's null space: the network's output is 0
+    there (without the projection it keeps whatever the proximal painted) and the same as
+    without the projection inside."""
+    model = small(final_dc=final_dc).eval()
+    with torch.no_grad():  # a proximal that paints: a non-zero bias everywhere
+        model.prox.tail[-1].bias.fill_(0.05)
+    maps = randc(3, 24, 16) / 2
+    maps[:, :4] = 0
+    y = randc(2, 3, 24, 16) * MASK
+    with torch.no_grad():
+        out = model(y, SenseOp(MASK, maps))
+        painted = model(y, _SeesAll(MASK, maps))
+    assert torch.count_nonzero(out[:, :4]) == 0
+    assert bool((painted[:, :4].abs() > 1e-3).all())
+    torch.testing.assert_close(out[:, 4:], painted[:, 4:])
