@@ -11,4 +11,13 @@ Every layer may use the leaves ``sampling`` and
 enforces it.
 """
 
+import os
+
+# Large tensors (a batch of coil images or feature maps is tens of MB) on transparent huge pages:
+# torch's CPU allocator asks for them with this variable, which it reads once, before its first
+# allocation, hence here, before anything imports torch. Without it every fresh 2-D batch
+# page-faults 4 KiB at a time: the 3-D 8-coil network ran 2.6x slower, half of it in the kernel
+# (benchmarks/RESULTS.md, issue 28). THP_MEM_ALLOC_ENABLE=0 in the environment turns it off.
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+
 __version__ = "0.1.0"

@@ -1,4 +1,5 @@
-"""Inference preparation: batch norm folded, channels-last memory, reduced precision.
+"""Inference preparation: batch norm folded, channels-last memory, in-place ReLUs, reduced
+precision.
 
 Folding uses the running statistics (eval mode), so the folded network computes the same
 function as the trained one in eval mode (to float rounding) with two fewer layers per block.
@@ -70,12 +71,15 @@ def fold_batchnorm(model: NeuralPGD) -> NeuralPGD:
 
 def prepare_for_inference(model: NeuralPGD, precision: str = "fp32",
                           compile: bool = False) -> NeuralPGD:
-    """BN folded, weights channels-last, the proximal in ``precision`` (``"auto"`` resolved on
-    the model's device) and, with ``compile``, compiled by ``torch.compile`` (inductor; the
-    first call per input shape pays the compilation, seconds); for ``torch.inference_mode``."""
+    """BN folded, weights channels-last, ReLUs in place, the proximal in ``precision``
+    (``"auto"`` resolved on the model's device) and, with ``compile``, compiled by
+    ``torch.compile`` (inductor; the first call per input shape pays the compilation, seconds);
+    for ``torch.inference_mode`` only (in-place ReLUs would break autograd)."""
     device = next(model.parameters()).device
     precision = resolve_precision(precision, device)
     prepared = fold_batchnorm(model).to(memory_format=torch.channels_last)
+    for relu in (m for m in prepared.prox.modules() if isinstance(m, nn.ReLU)):
+        relu.inplace = True  # every proximal's ReLU follows a conv or a sum: a fresh temporary
     if precision != "fp32":
         prepared.prox = ReducedPrecision(prepared.prox, _DTYPES[precision])
     if compile:

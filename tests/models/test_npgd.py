@@ -196,6 +196,8 @@ def test_folded_inference_model_computes_the_same_function():
     model.eval()
     fast = prepare_for_inference(model)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    assert all(m.inplace for m in fast.modules() if isinstance(m, torch.nn.ReLU))
+    assert not any(m.inplace for m in model.modules() if isinstance(m, torch.nn.ReLU))
     y = op.forward(randc(2, 24, 16))
     with torch.inference_mode():
         torch.testing.assert_close(fast(y, op), model(y, op), rtol=1e-4, atol=1e-5)
