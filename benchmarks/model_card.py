@@ -16,7 +16,10 @@ scan's slices (``npgd_recon.analysis.evaluation.tuned_lambdas``, as ``npgd-compa
 careful user gets; the strongest CS, and the one the margins are taken against). Reference: the
 noiseless fully sampled scan reconstructed the same way (same whitening, same coils).
 
-Metrics on magnitudes, no rescaling (``npgd_recon.core.metrics``). Prints one Markdown table per
+Metrics on magnitudes, no rescaling (``npgd_recon.core.metrics``). The last column is CS-WV's
+time per slice (automatic lambda) over the network's, both on this machine's CPU (the networks
+in fp32): a same-run ratio only when CS-WV was not taken from ``--reuse`` (drop its entries from
+the reused JSON to rerun it; the tuned columns are the slow part). Prints one Markdown table per
 model (SNR / SSIM per scan and coil count) and writes ``OUT/model_card.json`` and one picture
 per scan and coil count. Not a test: about 10 minutes per model set on 2 idle cores.
 
@@ -116,21 +119,26 @@ def tables(rows: list[dict], networks: list[str], resnet: str) -> str:
         text += [f"\n#### `{network}`\n",
                  "| scan | coils | zero filling | CS-WV auto | CS-TV auto | CS-WV tuned "
                  "| CS-TV tuned | deep ResNet | NPGD | NPGD - best auto CS "
-                 "| NPGD - best tuned CS (SNR / SSIM) |",
-                 "|---|---:|---|---|---|---|---|---|---|---:|---:|"]
+                 "| NPGD - best tuned CS (SNR / SSIM) | CS-WV s / NPGD s |",
+                 "|---|---:|---|---|---|---|---|---|---|---:|---:|---:|"]
         margins = {"auto": [], "tuned": [], "ssim": []}
+        seconds = {"cswv": 0.0, npgd: 0.0}
         for row in rows:
             cells = [f"{row[c]['snr_db']:.2f} / {row[c]['ssim']:.3f}" for c in columns]
             auto, tuned = best_cs(row, ("cswv", "cstv")), best_cs(row, TUNED)
             margins["auto"].append(row[npgd]["snr_db"] - auto["snr_db"])
             margins["tuned"].append(row[npgd]["snr_db"] - tuned["snr_db"])
             margins["ssim"].append(row[npgd]["ssim"] - tuned["ssim"])
+            for label in seconds:
+                seconds[label] += row[label]["seconds_per_slice"] * row["slices"]
+            speed = row["cswv"]["seconds_per_slice"] / row[npgd]["seconds_per_slice"]
             text.append(f"| {row['scan']} | {row['coils']} | " + " | ".join(cells)
                         + f" | {margins['auto'][-1]:+.2f} | {margins['tuned'][-1]:+.2f} / "
-                        f"{margins['ssim'][-1]:+.3f} |")
+                        f"{margins['ssim'][-1]:+.3f} | {speed:.1f}x |")
         mean = {k: float(np.mean(v)) for k, v in margins.items()}
         text.append(f"| **mean** | | | | | | | | | {mean['auto']:+.2f} | {mean['tuned']:+.2f} "
-                    f"/ {mean['ssim']:+.3f} |")
+                    f"/ {mean['ssim']:+.3f} | {seconds['cswv'] / seconds[npgd]:.1f}x (all "
+                    "slices) |")
     return "\n".join(text)
 
 

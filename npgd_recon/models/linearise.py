@@ -35,18 +35,24 @@ def _check_affine_between_gates(network: nn.Module) -> None:
         if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.training:
             raise ValueError(f"{name}: batch norm in training mode is not a fixed affine map; "
                              f"call .eval() before linearising")
-        if isinstance(module, nn.ReLU) and module.inplace:
-            raise ValueError(f"{name}: in-place ReLU cannot be linearised")
 
 
 @contextmanager
 def _hooked(network: nn.Module, hook):
-    handles = [m.register_forward_hook(hook) for m in network.modules() if isinstance(m, GATED)]
+    """``hook`` on every gated activation; in-place ReLUs (the inference model's) work out of
+    place meanwhile, so that the hook sees and gates the activation's own input."""
+    gates = [m for m in network.modules() if isinstance(m, GATED)]
+    inplace = [m for m in gates if isinstance(m, nn.ReLU) and m.inplace]
+    for relu in inplace:
+        relu.inplace = False
+    handles = [m.register_forward_hook(hook) for m in gates]
     try:
         yield
     finally:
         for handle in handles:
             handle.remove()
+        for relu in inplace:
+            relu.inplace = True
 
 
 def record_masks(network: nn.Module, x: torch.Tensor) -> dict[nn.Module, torch.Tensor]:

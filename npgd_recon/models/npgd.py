@@ -35,7 +35,8 @@ The proximal ``P`` is pluggable (``proximal=``, one of :data:`PROXIMALS`):
 
 - ``"resnet"`` (default, the MRI proximal of section 5.1): 3x3 conv 2->F, K residual blocks (two
   3x3 conv, each with BN and ReLU, identity skip), then three 1x1 convs (ReLU after the first
-  two) back to 2 channels.
+  two) back to 2 channels; with ``unshuffle = r`` on ``r x r`` pixel blocks at ``1/r`` of the
+  resolution (:class:`ProximalResNet`).
 - ``"linear-swish"`` (the super-resolution proximal of section 5.3): ``layers`` convolutions of
   size ``kernel`` with no activation between them ("same" padding), then a Swish.
 - ``"unet"`` (ours, issue 24): a small U-Net, ``blocks`` resolution levels below the full one
@@ -76,24 +77,41 @@ class ResidualBlock(nn.Module):
 
 
 class ProximalResNet(nn.Module):
-    """The proximal map P on 2-channel images ``[batch, 2, y, x]``."""
+    """The proximal map P on 2-channel images ``[batch, 2, y, x]``.
 
-    def __init__(self, blocks: int = 1, features: int = 128, global_skip: bool = True) -> None:
+    ``unshuffle = r > 1`` (ours, issue 24) runs the ResNet on ``r x r`` pixel blocks: the planes
+    are zero-padded at the end to a multiple of ``r``, folded into ``2 r^2`` channels at
+    ``1/r`` of the resolution (``pixel_unshuffle``), and unfolded and cropped back at the end.
+    With ``features = r F`` it costs what the full-resolution ResNet with ``F`` costs and sees
+    ``r`` times as far.
+    """
+
+    def __init__(self, blocks: int = 1, features: int = 128, global_skip: bool = True,
+                 unshuffle: int = 1) -> None:
         super().__init__()
-        self.global_skip = global_skip
-        self.head = nn.Conv2d(2, features, 3, padding=1)
+        if unshuffle < 1:
+            raise ValueError(f"unshuffle must be at least 1, got {unshuffle}")
+        self.global_skip, self.unshuffle = global_skip, unshuffle
+        channels = 2 * unshuffle ** 2
+        self.head = nn.Conv2d(channels, features, 3, padding=1)
         self.blocks = nn.Sequential(*(ResidualBlock(features) for _ in range(blocks)))
         self.tail = nn.Sequential(
             nn.Conv2d(features, features, 1), nn.ReLU(),
             nn.Conv2d(features, features, 1), nn.ReLU(),
-            nn.Conv2d(features, 2, 1),
+            nn.Conv2d(features, channels, 1),
         )
         if global_skip:  # start as the identity: the untrained network is gradient descent
             nn.init.zeros_(self.tail[-1].weight)
             nn.init.zeros_(self.tail[-1].bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.tail(self.blocks(self.head(x)))
+        r = self.unshuffle
+        if r == 1:
+            out = self.tail(self.blocks(self.head(x)))
+        else:
+            ny, nx = x.shape[-2:]
+            h = F.pixel_unshuffle(F.pad(x, (0, -nx % r, 0, -ny % r)), r)
+            out = F.pixel_shuffle(self.tail(self.blocks(self.head(h))), r)[..., :ny, :nx]
         return x + out if self.global_skip else out
 
 
@@ -245,13 +263,15 @@ class NeuralPGD(nn.Module):
         final_noise: that step's alpha follows the noise level (see the module docstring);
             ``alpha_init`` is then ``alpha_0`` and ``sigma_init`` is ``sigma_0``.
         sigma_init: initial ``sigma_0`` (normalised units).
+        unshuffle: the ResNet proximal on ``r x r`` pixel blocks (:class:`ProximalResNet`).
     """
 
     def __init__(self, iterations: int = 10, blocks: int = 1, features: int = 128,
                  data_consistency: str = "gradient", global_skip: bool = True,
                  alpha_init: float = 1.0, proximal: str = "resnet", layers: int = 5,
                  kernel: int = 8, cg_iterations: int = 8, final_dc: bool = False,
-                 final_noise: bool = False, sigma_init: float = 0.01) -> None:
+                 final_noise: bool = False, sigma_init: float = 0.01,
+                 unshuffle: int = 1) -> None:
         super().__init__()
         if data_consistency not in DATA_CONSISTENCY:
             raise ValueError(f"data_consistency must be one of {', '.join(DATA_CONSISTENCY)}, "
@@ -266,6 +286,8 @@ class NeuralPGD(nn.Module):
             raise ValueError("final_noise needs final_dc: it sets the final step's alpha")
         if not sigma_init > 0:
             raise ValueError(f"sigma_init must be > 0, got {sigma_init}")
+        if unshuffle != 1 and proximal != "resnet":
+            raise ValueError("unshuffle is an option of the resnet proximal")
         self.iterations = iterations
         self.data_consistency = data_consistency
         self.cg_iterations = cg_iterations
@@ -278,7 +300,7 @@ class NeuralPGD(nn.Module):
         # softplus(raw) = alpha keeps the step positive
         self.alpha_raw = nn.Parameter(torch.tensor(float(alpha_init)).expm1().log())
         if proximal == "resnet":
-            self.prox = ProximalResNet(blocks, features, global_skip)
+            self.prox = ProximalResNet(blocks, features, global_skip, unshuffle)
         elif proximal == "unet":
             self.prox = ProximalUNet(blocks, features, global_skip)
         else:
@@ -376,7 +398,7 @@ def architecture(model: NeuralPGD) -> dict:
 
     A ResNet proximal writes no ``proximal`` key (files from before it existed mean ResNet);
     ``cg_iterations`` is written only when a step uses it, ``final_dc`` and ``final_noise``
-    only when on.
+    only when on, ``unshuffle`` only when above 1.
     """
     extra = {"cg_iterations": model.cg_iterations} if (
         model.data_consistency == "cg" or model.final_dc) else {}
@@ -385,6 +407,8 @@ def architecture(model: NeuralPGD) -> dict:
     if model.final_noise:
         extra["final_noise"] = True
     if isinstance(model.prox, ProximalResNet):
+        if model.prox.unshuffle > 1:
+            extra["unshuffle"] = model.prox.unshuffle
         return {"iterations": model.iterations, "blocks": len(model.prox.blocks),
                 "features": model.prox.head.out_channels,
                 "data_consistency": model.data_consistency,

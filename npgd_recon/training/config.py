@@ -135,16 +135,19 @@ class ModelConfig(_Section):
     final_dc: bool = False  # end with an implicit data-consistency step on x_T
     final_noise: bool = False  # that step's alpha follows the measurement's noise level
     sigma_init: float = 0.01  # its initial sigma_0 (normalised noise std per k-space sample)
+    unshuffle: int = 1  # the resnet proximal on r x r pixel blocks (r > 1), at 1/r resolution
 
     def _check(self) -> None:
         for key, low in (("iterations", 1), ("blocks", 0), ("features", 1), ("layers", 1),
-                         ("kernel", 1), ("cg_iterations", 1)):
+                         ("kernel", 1), ("cg_iterations", 1), ("unshuffle", 1)):
             self._require(getattr(self, key) >= low, key, f">= {low}")
         self._require(self.data_consistency in DATA_CONSISTENCY, "data_consistency",
                       f"one of {', '.join(DATA_CONSISTENCY)}")
         self._require(self.proximal in PROXIMALS, "proximal", f"one of {', '.join(PROXIMALS)}")
         self._require(self.proximal != "unet" or self.blocks >= 1, "blocks",
                       ">= 1 with the unet proximal (its levels below the full resolution)")
+        self._require(self.unshuffle == 1 or self.proximal == "resnet", "unshuffle",
+                      "1 unless the proximal is resnet")
         self._require(self.alpha_init > 0, "alpha_init", "> 0")
         self._require(self.sigma_init > 0, "sigma_init", "> 0")
         self._require(self.final_dc or not self.final_noise, "final_noise",

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from npgd_recon.models.inference import prepare_for_inference
 from npgd_recon.models.linearise import LinearisedProximal
 from npgd_recon.models.npgd import NeuralPGD
 from tests.conftest import randc
@@ -93,3 +94,15 @@ def test_works_under_inference_mode():
         linearised = LinearisedProximal(model, s)
         out = linearised.linear(s)
     torch.testing.assert_close(out, LinearisedProximal(model, s).linear(s))
+
+
+@pytest.mark.parametrize("name", ["resnet-skip", "unet"])
+def test_the_inference_model_with_in_place_relus_linearises_as_the_trained_one(name):
+    model = trained_like(MODELS[name]())
+    fast = prepare_for_inference(model)
+    s, v = randc(2, 16, 12), randc(2, 16, 12)
+    with torch.inference_mode():
+        expected = LinearisedProximal(model, s).linear(v)
+        got = LinearisedProximal(fast, s).linear(v)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+    assert all(m.inplace for m in fast.prox.modules() if isinstance(m, torch.nn.ReLU))

@@ -183,6 +183,35 @@ def test_unet_proximal_starts_as_gradient_descent_keeps_odd_planes_and_round_tri
                                    rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("shape", [(24, 16), (23, 17)])
+def test_unshuffled_resnet_starts_as_gradient_descent_keeps_odd_planes_and_round_trips(
+        tmp_path, shape):
+    model = small(features=8, unshuffle=2).eval()
+    assert model.prox.head.in_channels == 8  # 2 channels x 2 x 2 pixels
+    s = randc(2, *shape)
+    torch.testing.assert_close(model.proximal(s), s)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    out = model.proximal(s)
+    assert out.shape == s.shape and (out - s).abs().max() > 1e-3
+    save_checkpoint(model, tmp_path / "r.safetensors", {})
+    assert read_metadata(tmp_path / "r.safetensors")["architecture"]["unshuffle"] == 2
+    loaded, _ = load_checkpoint(tmp_path / "r.safetensors")
+    op = CartesianOp(torch.from_numpy(vdrad(shape, 4.0).mask))
+    y = op.forward(randc(1, *shape))
+    torch.testing.assert_close(loaded(y, op), model(y, op))
+    with torch.inference_mode():
+        torch.testing.assert_close(prepare_for_inference(model)(y, op), model(y, op),
+                                   rtol=1e-4, atol=1e-5)
+
+
+def test_a_plain_resnet_writes_no_unshuffle_and_only_the_resnet_takes_one():
+    assert "unshuffle" not in architecture(small())
+    with pytest.raises(ValueError, match="unshuffle is an option of the resnet"):
+        small(proximal="unet", unshuffle=2)
+
+
 def test_unet_proximal_needs_a_level():
     with pytest.raises(ValueError, match="levels >= 1"):
         small(proximal="unet", blocks=0)

@@ -55,6 +55,8 @@ def test_values_are_converted_to_their_fields_types():
     ("[data]\noperator = 'block-average'\nshape = [23, 24]", "config data.shape must be two even"),
     ("[model]\nproximal = 'transformer'", "config model.proximal must be one of resnet"),
     ("[model]\nproximal = 'unet'\nblocks = 0", "config model.blocks must be >= 1 with the unet"),
+    ("[model]\nproximal = 'unet'\nunshuffle = 2", "config model.unshuffle must be 1 unless"),
+    ("[model]\nunshuffle = 0", "config model.unshuffle must be >= 1"),
     ("[model]\nfinal_noise = true", "config model.final_noise must be false without final_dc"),
     ("[model]\nalpha_init = 0", "config model.alpha_init must be > 0"),
     ("[model]\ndepth = 3", "unknown config key 'model.depth'; known: iterations"),
@@ -122,8 +124,21 @@ def test_every_shipped_config_loads_and_the_data_ablation_varies_only_the_data()
 
 def test_the_proximal_ablation_varies_only_the_proximal():
     arms = {n: load_config(ROOT / "configs" / "ablation" / f"proximal-{n}.toml").as_dict()
-            for n in ("resnet", "unet")}
-    models = {n: {k: c["model"].pop(k) for k in ("proximal", "blocks", "features")}
+            for n in ("resnet", "unet", "resnet-k2", "resnet-shuffle")}
+    models = {n: {k: c["model"].pop(k) for k in ("proximal", "blocks", "features", "unshuffle")}
               for n, c in arms.items()}
-    assert arms["resnet"] == arms["unet"]
+    assert arms["resnet"] == arms["unet"] == arms["resnet-k2"] == arms["resnet-shuffle"]
     assert models["resnet"]["proximal"] == "resnet" and models["unet"]["proximal"] == "unet"
+    assert models["resnet-k2"] == {**models["resnet"], "blocks": 2}
+    assert models["resnet-shuffle"] == {**models["resnet"], "features": 64, "unshuffle": 2}
+
+
+def test_the_body_data_ablation_varies_only_the_data_and_adds_only_body_mr():
+    arms = {n: load_config(ROOT / "configs" / "ablation" / f"finetune-{n}.toml").as_dict()
+            for n in ("body", "control")}
+    trains = {n: [tuple(sorted(s.items())) for s in c["data"].pop("train")]
+              for n, c in arms.items()}
+    assert arms["body"] == arms["control"]
+    added = {dict(s)["name"] for s in set(trains["body"]) - set(trains["control"])}
+    assert set(trains["control"]) < set(trains["body"])
+    assert added == {"myoqmri-calf-mese", "myoqmri-calf-dixon", "fatwater-ankle-gre"}
