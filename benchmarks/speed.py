@@ -18,10 +18,10 @@ End to end (``--end-to-end``, instead of the rows above): the wall time of the w
 (``--timings`` JSON) on simulated Shepp-Logan files, fully sampled with noise readouts and
 retrospectively undersampled ``--e2e-accel`` (VDRad): a 2-D multi-slice file (``--e2e-2d``,
 slices x ny x nx) and a 3-D file (``--e2e-3d``, kz x ky x readout: readout planes of ky x kz),
-each with 1 and 8 coils, for npgd (the shipped default model), zerofill and cswv in one run, with
-the ratio of CS-WV's wall time to each method's. Medians of ``--e2e-repeats`` runs; stage
-columns by their key in :data:`npgd_recon.recon.pipeline.STAGES`, "start-up, imports, rest" the
-wall time outside every stage.
+each with 1, 8 and 16 coils (``--e2e-coils``), for npgd (the shipped default model), zerofill
+and cswv in one run, with the ratio of CS-WV's wall time to each method's. Medians of
+``--e2e-repeats`` runs; stage columns by their key in :data:`npgd_recon.recon.pipeline.STAGES`,
+"start-up, imports, rest" the wall time outside every stage.
 
     python benchmarks/speed.py --end-to-end --e2e-2d 16x128x96 --e2e-3d 32x128x64
 
@@ -181,13 +181,13 @@ def end_to_end_files(files: list[Path], repeats: int) -> None:
 
 
 def end_to_end(shape_2d: tuple[int, int, int], shape_3d: tuple[int, int, int], accel: float,
-               repeats: int) -> None:
+               repeats: int, coil_counts: tuple[int, ...] = (1, 8, 16)) -> None:
     """The end-to-end table (module docstring) as Markdown."""
     rows = []
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
         for volumetric, shape in ((False, shape_2d), (True, shape_3d)):
-            for coils in (1, 8):
+            for coils in coil_counts:
                 source = folder / f"{'3d' if volumetric else '2d'}-{coils}.h5"
                 write_scan(source, shepp_logan(shape), volumetric=volumetric,
                            settings=ScanSettings(coils=coils, noise=0.002))
@@ -214,6 +214,8 @@ def main() -> None:
     parser.add_argument("--e2e-3d", type=size, default=(32, 128, 64), metavar="ZxYxX")
     parser.add_argument("--e2e-accel", type=float, default=4.0)
     parser.add_argument("--e2e-repeats", type=int, default=1)
+    parser.add_argument("--e2e-coils", type=lambda text: tuple(int(n) for n in text.split(",")),
+                        default=(1, 8, 16), metavar="N,N,...", help="coil counts simulated")
     parser.add_argument("--e2e-file", type=Path, nargs="+", metavar="RAW",
                         help="end to end on these files as acquired (no retrospective "
                              "undersampling) instead of the simulated ones")
@@ -222,7 +224,7 @@ def main() -> None:
         end_to_end_files(args.e2e_file, args.e2e_repeats)
         return
     if args.end_to_end:
-        end_to_end(args.e2e_2d, args.e2e_3d, args.e2e_accel, args.e2e_repeats)
+        end_to_end(args.e2e_2d, args.e2e_3d, args.e2e_accel, args.e2e_repeats, args.e2e_coils)
         return
     device = pick_device(args.device)
     cases = {"200x100": volume(args.slices), "knee 320x256": volume(args.knee_slices, (320, 256))}

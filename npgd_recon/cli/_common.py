@@ -22,7 +22,13 @@ import traceback
 from collections.abc import Callable
 
 from bart_baselines.runner import BartError, BartInputError
-from npgd_recon.core.choices import DEFAULT_BATCH, DEVICES, MAX_COIL_PLANES, PRECISIONS
+from npgd_recon.core.choices import (
+    CPU_CALL_BYTES,
+    DEFAULT_BATCH,
+    DEVICES,
+    MAX_COIL_PLANES,
+    PRECISIONS,
+)
 from npgd_recon.core.errors import NpgdError, one_line
 from sampling import GENERATORS, MaskError
 
@@ -56,8 +62,10 @@ def add_model_options(parser: argparse.ArgumentParser, *, weights: bool = True,
                         help="network precision (auto: bf16 where the hardware has it natively)")
     if batch:
         parser.add_argument("--batch", type=int, default=DEFAULT_BATCH,
-                            help=f"2-D problems per network call (default {DEFAULT_BATCH}; "
-                                 f"fewer for many coils: at most {MAX_COIL_PLANES} coil images)")
+                            help=f"at most this many 2-D problems per network call (default "
+                                 f"{DEFAULT_BATCH}; fewer for many coils: at most "
+                                 f"{MAX_COIL_PLANES} coil images; on the CPU fewer for large "
+                                 f"planes, {CPU_CALL_BYTES // 2**20} MiB per tensor)")
 
 
 def add_mask_options(parser: argparse.ArgumentParser) -> None:

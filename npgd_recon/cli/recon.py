@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from npgd_recon.cli._common import Parser, add_mask_options, add_model_options, run
 from npgd_recon.core.choices import DEFAULT_DEBIAS_ITERATIONS as DEFAULT_ITERATIONS
 from npgd_recon.core.errors import NpgdError
 from npgd_recon.recon.methods import METHODS
+
+if TYPE_CHECKING:
+    from npgd_recon.recon.base import Reconstructor
 
 PROG = "npgd-recon"
 
@@ -64,9 +68,9 @@ def main(argv: list[str] | None = None) -> int:
 def _recon(args: argparse.Namespace) -> int:
     from npgd_recon.io.dicom_writer import LONG_STRING
     from npgd_recon.io.ismrmrd_file import read_raw
-    from npgd_recon.recon.base import ReconOptions
     from npgd_recon.recon.methods import make_reconstructor
     from npgd_recon.recon.pipeline import (
+        PendingReconstructor,
         UndersamplingError,
         format_timings,
         plan_outputs,
@@ -95,15 +99,21 @@ def _recon(args: argparse.Namespace) -> int:
     with outputs:
         with timed(stages, "read"):
             study = read_raw(args.input, args.group)
-        with timed(stages, "setup"):
-            recon = make_reconstructor(args.method, ReconOptions(
+        def build() -> Reconstructor:  # in the background: imports torch, loads the model
+            from npgd_recon.recon.base import ReconOptions
+            return make_reconstructor(args.method, ReconOptions(
                 weights=args.weights, device=args.device, batch=args.batch, lam=args.cs_lambda,
                 precision=args.precision, debias=args.debias_iterations if args.debias else 0))
-        if recon.model_name and not args.quiet:
-            print(f"{PROG}: {study.n_coils}-coil data: model {recon.model_name} "
-                  f"({recon.precision}) on {recon.device.type}", file=sys.stderr, flush=True)
+
+        def announce(recon: Reconstructor) -> None:
+            if recon.model_name and not args.quiet:
+                print(f"{PROG}: {study.n_coils}-coil data: model {recon.model_name} "
+                      f"({recon.precision}) on {recon.device.type}", file=sys.stderr, flush=True)
+
+        # built while bart ecalib computes the coil maps (npgd_recon.recon.pipeline)
+        pending = PendingReconstructor(args.method, build, announce)
         try:
-            result = reconstruct_study(study, recon, accel=args.undersample,
+            result = reconstruct_study(study, pending, accel=args.undersample,
                                        mask_kind=args.mask, seed=args.seed,
                                        progress=not args.quiet)
         except UndersamplingError as error:
@@ -111,6 +121,7 @@ def _recon(args: argparse.Namespace) -> int:
                                                                 "choose a lower R")
             raise NpgdError(f"--undersample {args.undersample:g}: {message}") from None
         stages.update(result.stages)
+        recon = pending.result()
         with timed(stages, "writing"):
             files = write_outputs(
                 result, study, recon, staging, series_number=args.series_number,

@@ -7,11 +7,15 @@ start in a fraction of a second.
 
 from __future__ import annotations
 
-__all__ = ["DEFAULT_BATCH", "DEFAULT_DEBIAS_ITERATIONS", "DEVICES", "MAX_COIL_PLANES",
-           "PRECISIONS"]
+__all__ = ["CPU_CALL_BYTES", "DEFAULT_BATCH", "DEFAULT_DEBIAS_ITERATIONS", "DEVICES",
+           "MAX_COIL_PLANES", "PRECISIONS"]
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEFAULT_BATCH = 8  # 2-D problems per network call
 MAX_COIL_PLANES = 128  # and at most this many coil images per call: 4 planes of 32 coils
+# On the CPU a network call's largest tensor (a proximal activation or the coil images) stays
+# within this: larger temporaries run 1.5-2x slower per plane (page faults, cache misses;
+# benchmarks/RESULTS.md, issue 28), so large planes go 1 or 2 per call whatever --batch allows.
+CPU_CALL_BYTES = 4 * 2**20
 DEFAULT_DEBIAS_ITERATIONS = 5  # paper Remark 1; docs/analysis.md for why 5

@@ -41,8 +41,9 @@ class ReconOptions:
         weights: a shipped model name or a ``.safetensors`` file (network methods; None: the
             method's default model for the device).
         device: ``auto``, ``cpu`` or ``cuda``.
-        batch: 2-D problems per network call (default
-            :data:`~npgd_recon.core.choices.DEFAULT_BATCH`).
+        batch: at most this many 2-D problems per network call (default
+            :data:`~npgd_recon.core.choices.DEFAULT_BATCH`; on the CPU fewer for large planes,
+            :meth:`~npgd_recon.recon.network.NetworkReconstructor.network_batch`).
         lam: CS regularisation weight in normalised units (None: the data-driven default).
         precision: network proximal precision (``auto``, ``fp32``, ``bf16``).
         debias: de-biasing iterations after the network (0: none; paper Remark 1).

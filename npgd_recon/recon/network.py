@@ -6,7 +6,9 @@ it is (:func:`~npgd_recon.models.registry.network_method`: one iteration is a de
 are NPGD), so that a result is never labelled with the wrong method. The model's batch norm is
 folded into the convolutions and its proximal runs in the chosen precision
 (:mod:`npgd_recon.models.inference`); each problem is normalised by the rule stored with the
-weights and the output scaled back; problems are batched on the device.
+weights and the output scaled back; problems are batched on the device: ``batch`` per call on
+a GPU, and on the CPU at most as many as keep a call's largest tensor within
+:data:`~npgd_recon.core.choices.CPU_CALL_BYTES` (:meth:`NetworkReconstructor.network_batch`).
 De-biasing is chosen when the reconstructor is built (``ReconOptions.debias``); to compare
 several iteration counts, build one reconstructor per count.
 """
@@ -16,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from npgd_recon.core.choices import DEFAULT_BATCH
+from npgd_recon.core.choices import CPU_CALL_BYTES, DEFAULT_BATCH
 from npgd_recon.core.device import pick_device
 from npgd_recon.core.errors import NpgdError
 from npgd_recon.core.operators import operator_for
@@ -76,10 +78,23 @@ class NetworkReconstructor(Reconstructor):
         if noise_std is None and self.model.final_noise:  # the model's final step needs it
             from bart_baselines.noise import estimate_noise_std
             noise_std = estimate_noise_std(kspace, mask)
+        step = self.network_batch(kspace.shape[-2:], kspace.shape[1])
         return np.concatenate([
-            self._batch(kspace[i:i + self.batch], mask[i:i + self.batch],
-                        None if maps is None else maps[i:i + self.batch], noise_std)
-            for i in range(0, len(kspace), self.batch)])
+            self._batch(kspace[i:i + step], mask[i:i + step],
+                        None if maps is None else maps[i:i + step], noise_std)
+            for i in range(0, len(kspace), step)])
+
+    def network_batch(self, plane: tuple[int, int], coils: int = 1) -> int:
+        """Problems per network call for planes of ``plane`` pixels and ``coils`` coils:
+        :attr:`batch` on a GPU; on the CPU at most as many as keep the largest tensor of a call
+        (the widest proximal activation in its precision, or the complex64 coil images) within
+        :data:`~npgd_recon.core.choices.CPU_CALL_BYTES`, and at least one."""
+        if self.device.type != "cpu":
+            return self.batch
+        width = max((m.out_channels for m in self.model.modules()
+                     if isinstance(m, torch.nn.Conv2d)), default=2)
+        per_pixel = max(width * (4 if self.precision == "fp32" else 2), 8 * coils)
+        return max(1, min(self.batch, CPU_CALL_BYTES // (plane[0] * plane[1] * per_pixel)))
 
     @torch.inference_mode()
     def _batch(self, kspace, mask, maps, noise_std) -> np.ndarray:

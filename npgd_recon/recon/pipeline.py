@@ -10,6 +10,13 @@ prints them with :func:`format_timings`) and the part spent inside the reconstru
 its calls' ``seconds``); a caller may pass ``before_call`` to stop between calls (the server's
 cancellation).
 
+The reconstructor may still be on its way: ``npgd-recon`` reads the file (torch-free: numpy and
+h5py) and then hands :func:`reconstruct_study` a :class:`PendingReconstructor`, built in a
+background thread (importing torch and loading the model, about a second on the CPU) while the
+main thread waits for ``bart ecalib``'s coil maps of the first volume, a separate process. Only
+then does the study wait for it (stage ``setup``). Started before the read, the build would slow
+it down instead: the reader's per-readout Python loop and torch's import share one GIL.
+
 Progress goes to stderr: a tqdm bar on a terminal (counting slices, or planes of a 3-D volume,
 with the total from the start); in a log (stderr not a terminal) one line per stage when it
 ends, instead of the bar's carriage-return updates.
@@ -21,9 +28,11 @@ import json
 import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import ismrmrd.xsd
 import numpy as np
@@ -45,15 +54,17 @@ from npgd_recon.io.geometry import VolumeIndex
 from npgd_recon.io.hybrid import HybridStack
 from npgd_recon.io.ismrmrd_images import image_meta, to_ismrmrd_image, write_ismrmrd_images
 from npgd_recon.io.preview import save_montage
-from npgd_recon.recon.base import Reconstructor
 from npgd_recon.recon.methods import METHODS
 from sampling import make_mask, multicoil_calib
 
+if TYPE_CHECKING:
+    from npgd_recon.recon.base import Reconstructor
+
 STAGES = {  # stage key (as in the timings JSON) -> label of the --timings table
     "read": "read and assemble (noise whitening included)",
-    "setup": "reconstructor set-up (model loading)",
     "undersampling": "retrospective undersampling",
     "coil_maps": "coil maps (ESPIRiT)",
+    "setup": "waiting for the reconstructor (torch, model; built during the coil maps)",
     "reconstruction": "reconstruction",
     "writing": "writing outputs",
 }
@@ -81,6 +92,30 @@ def timed(stages: dict[str, float], stage: str) -> Iterator[None]:
     start = time.perf_counter()
     yield
     stages[stage] = stages.get(stage, 0.0) + time.perf_counter() - start
+
+
+class PendingReconstructor:
+    """A reconstructor being built in a background thread (module docstring).
+
+    ``method`` names it until it is ready; :meth:`result` waits for it (re-raising whatever the
+    build raised) and, the first time, calls ``on_ready`` with it in the caller's thread (the
+    CLI's line naming the model, so that it comes out in order).
+    """
+
+    def __init__(self, method: str, build: Callable[[], Reconstructor],
+                 on_ready: Callable[[Reconstructor], None] | None = None) -> None:
+        self.method, self._on_ready = method, on_ready
+        pool = ThreadPoolExecutor(1, thread_name_prefix="npgd-build")
+        self._future = pool.submit(build)
+        pool.shutdown(wait=False)
+
+    def result(self) -> Reconstructor:
+        """The reconstructor, once built."""
+        recon = self._future.result()
+        if self._on_ready is not None:
+            on_ready, self._on_ready = self._on_ready, None
+            on_ready(recon)
+        return recon
 
 
 class UndersamplingError(NpgdError):
@@ -143,10 +178,12 @@ def espirit_coil_maps(kspace: np.ndarray | HybridStack,
     return maps
 
 
-def reconstruct_study(study: RawStudy, recon: Reconstructor, *, accel: float | None = None,
-                      mask_kind: str = "vdrad", seed: int = 0, progress: bool = True,
+def reconstruct_study(study: RawStudy, recon: Reconstructor | PendingReconstructor, *,
+                      accel: float | None = None, mask_kind: str = "vdrad", seed: int = 0,
+                      progress: bool = True,
                       before_call: Callable[[], None] | None = None) -> Reconstruction:
-    """Reconstruct every volume of a study with ``recon``.
+    """Reconstruct every volume of a study with ``recon`` (a :class:`PendingReconstructor` is
+    waited for after the first volume's coil maps).
 
     ``before_call`` runs before every call of ``recon``; whatever it raises ends the study.
     ``progress``: report progress on stderr (module docstring).
@@ -170,6 +207,9 @@ def reconstruct_study(study: RawStudy, recon: Reconstructor, *, accel: float | N
                 bar.set_description(f"{recon.method}: coil maps")
             with timed(stages, "coil_maps"):
                 maps = espirit_coil_maps(kspace, volumetric=study.is_3d)
+            if isinstance(recon, PendingReconstructor):
+                with timed(stages, "setup"):
+                    recon = recon.result()
             bar.set_description(recon.method)
             chunk = recon.chunk(len(kspace), study.n_coils)
             # prewhitened data have unit noise per sample; otherwise CS estimates it
@@ -268,7 +308,8 @@ def write_timings(path: Path, stages: dict[str, float], study: RawStudy,
     ``seconds`` by stage key (:data:`STAGES`) and ``total_seconds``."""
     record = {"method": recon.method, "model": recon.model_name, "precision": recon.precision,
               "device": recon.device.type, "images": images, "coils": study.n_coils,
-              "is_3d": study.is_3d, "seconds": {k: round(v, 4) for k, v in stages.items()},
+              "is_3d": study.is_3d,
+              "seconds": {k: round(stages[k], 4) for k in STAGES if k in stages},
               "total_seconds": round(sum(stages.values()), 4)}
     path.write_text(json.dumps(record, indent=2) + "\n")
 

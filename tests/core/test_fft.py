@@ -48,3 +48,20 @@ def test_1d_transforms_along_an_axis():
                                axes=0)
     np.testing.assert_allclose(fft1c(x, axis=0), expected, atol=1e-12)
     np.testing.assert_allclose(ifft1c(fft1c(x, axis=1), axis=1), x, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.complex64, np.complex128, np.float32])
+@pytest.mark.parametrize("axis", [0, 1, -1])
+def test_numpy_1d_transforms_agree_with_the_torch_path(dtype, axis):
+    """numpy arrays take numpy's FFT in 1-D (the reader's, torch-free), tensors torch's: one
+    convention, the same numbers, and complex64 stays complex64."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((6, 7, 4)).astype(dtype)
+    if np.iscomplexobj(x):
+        x = x + 1j * rng.standard_normal(x.shape).astype(dtype)
+    for transform in (fft1c, ifft1c):
+        got = transform(x, axis=axis)
+        expected = transform(torch.from_numpy(x), axis=axis).numpy()
+        assert got.dtype == expected.dtype
+        np.testing.assert_allclose(got, expected, atol=1e-5 if got.dtype == np.complex64
+                                   else 1e-12)

@@ -184,6 +184,35 @@ def test_a_call_holds_at_most_max_coil_planes_coil_images_and_cs_the_whole_volum
     assert make_reconstructor("cswv").chunk(100, 32) == 100
 
 
+def test_cpu_network_calls_keep_their_largest_tensor_within_the_budget():
+    """On the CPU a call's widest activation (F=32: 64 bytes a pixel in bf16, 128 in fp32) or
+    its complex64 coil images stay within CPU_CALL_BYTES; a GPU takes --batch as it is."""
+    from npgd_recon.core.choices import CPU_CALL_BYTES
+    from npgd_recon.recon.network import NPGDReconstructor
+
+    def recon(precision, device="cpu", batch=8):
+        built = make_reconstructor("npgd", ReconOptions(device="cpu", batch=batch,
+                                                        precision=precision))
+        return NPGDReconstructor(torch.device(device), built.model, built.meta, "", batch,
+                                 precision)
+
+    assert recon("bf16").network_batch((192, 160), 8) == CPU_CALL_BYTES // (192 * 160 * 64) == 2
+    assert recon("fp32").network_batch((192, 160), 8) == 1
+    assert recon("bf16").network_batch((192, 160), 32) == 1  # 256 bytes of coil images a pixel
+    assert recon("fp32").network_batch((32, 32), 1) == 8  # small planes: --batch decides
+    assert recon("fp32", batch=3).network_batch((32, 32), 1) == 3
+    assert recon("fp32").network_batch((4096, 4096), 1) == 1  # never fewer than one
+    assert recon("bf16", device="cuda").network_batch((192, 160), 32) == 8
+
+
+def test_network_output_does_not_depend_on_how_problems_are_batched():
+    _, kspace, mask, maps = problems(n=5, coils=4)
+    outputs = [make_reconstructor("npgd", ReconOptions(device="cpu", batch=b, precision="fp32"))(
+        kspace, mask, maps, 1.0).images for b in (1, 2, 5)]
+    for other in outputs[1:]:
+        np.testing.assert_allclose(other, outputs[0], rtol=0, atol=1e-5 * np.abs(outputs[0]).max())
+
+
 @needs_bart
 @needs_ismrmrd_tools
 def test_automatic_cs_lambda_never_returns_noise(tmp_path):
