@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from npgd_recon.cli._common import Parser, add_mask_options, add_model_options, run
 from npgd_recon.core.choices import DEFAULT_DEBIAS_ITERATIONS as DEFAULT_ITERATIONS
+from npgd_recon.core.choices import VIRTUAL_COILS
 from npgd_recon.core.errors import NpgdError
 from npgd_recon.recon.methods import METHODS
 
@@ -41,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="retrospectively undersample fully sampled data by R "
                              "(default: reconstruct the data as acquired)")
     add_mask_options(parser)
+    parser.add_argument("--virtual-coils", type=int, default=VIRTUAL_COILS, metavar="N",
+                        help=f"compress more than N coils to N virtual coils before the coil "
+                             f"maps (default {VIRTUAL_COILS}; 0 keeps every coil)")
     parser.add_argument("--force", action="store_true", help="replace existing outputs")
     parser.add_argument("--png", action="store_true", help="also write a preview picture OUT.png")
     parser.add_argument("--also-ismrmrd", type=Path, metavar="OUT.h5",
@@ -83,6 +87,8 @@ def _recon(args: argparse.Namespace) -> int:
 
     if args.batch < 1:
         raise NpgdError(f"--batch must be at least 1, got {args.batch}")
+    if args.virtual_coils < 0:
+        raise NpgdError(f"--virtual-coils must be 0 (off) or more, got {args.virtual_coils}")
     if args.cs_lambda is not None and not args.cs_lambda > 0:
         raise NpgdError(f"--cs-lambda must be positive, got {args.cs_lambda:g}")
     if args.undersample is not None and not args.undersample > 1:
@@ -115,7 +121,8 @@ def _recon(args: argparse.Namespace) -> int:
         try:
             result = reconstruct_study(study, pending, accel=args.undersample,
                                        mask_kind=args.mask, seed=args.seed,
-                                       progress=not args.quiet)
+                                       progress=not args.quiet,
+                                       virtual_coils=args.virtual_coils)
         except UndersamplingError as error:
             message = str(error).replace("accel", "R").replace("lower R or shrink calib",
                                                                 "choose a lower R")

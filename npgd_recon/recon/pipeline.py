@@ -54,6 +54,7 @@ from npgd_recon.io.geometry import VolumeIndex
 from npgd_recon.io.hybrid import HybridStack
 from npgd_recon.io.ismrmrd_images import image_meta, to_ismrmrd_image, write_ismrmrd_images
 from npgd_recon.io.preview import save_montage
+from npgd_recon.recon.coils import VIRTUAL_COILS, coil_compression, compress
 from npgd_recon.recon.methods import METHODS
 from sampling import make_mask, multicoil_calib
 
@@ -63,7 +64,7 @@ if TYPE_CHECKING:
 STAGES = {  # stage key (as in the timings JSON) -> label of the --timings table
     "read": "read and assemble (noise whitening included)",
     "undersampling": "retrospective undersampling",
-    "coil_maps": "coil maps (ESPIRiT)",
+    "coil_maps": "coil maps (compression, ESPIRiT)",
     "setup": "waiting for the reconstructor (torch, model; built during the coil maps)",
     "reconstruction": "reconstruction",
     "writing": "writing outputs",
@@ -180,10 +181,13 @@ def espirit_coil_maps(kspace: np.ndarray | HybridStack,
 
 def reconstruct_study(study: RawStudy, recon: Reconstructor | PendingReconstructor, *,
                       accel: float | None = None, mask_kind: str = "vdrad", seed: int = 0,
-                      progress: bool = True,
+                      progress: bool = True, virtual_coils: int = VIRTUAL_COILS,
                       before_call: Callable[[], None] | None = None) -> Reconstruction:
     """Reconstruct every volume of a study with ``recon`` (a :class:`PendingReconstructor` is
     waited for after the first volume's coil maps).
+
+    A volume of more than ``virtual_coils`` coils (0: no limit) is compressed to that many
+    virtual coils before its coil maps (:mod:`npgd_recon.recon.coils`; stage ``coil_maps``).
 
     ``before_call`` runs before every call of ``recon``; whatever it raises ends the study.
     ``progress``: report progress on stderr (module docstring).
@@ -192,7 +196,7 @@ def reconstruct_study(study: RawStudy, recon: Reconstructor | PendingReconstruct
     unit = "plane" if study.is_3d else "slice"
     bar_shown = progress and sys.stderr.isatty()
     multicoil = study.n_coils > 1
-    images, geometry, volumes = [], [], []
+    images, geometry, volumes, compressed = [], [], [], []
     recon_seconds = 0.0
     stages: dict[str, float] = {}
     start = time.perf_counter()
@@ -206,12 +210,16 @@ def reconstruct_study(study: RawStudy, recon: Reconstructor | PendingReconstruct
             if multicoil:
                 bar.set_description(f"{recon.method}: coil maps")
             with timed(stages, "coil_maps"):
+                if 0 < virtual_coils < kspace.shape[1]:
+                    compression = coil_compression(kspace, virtual_coils)
+                    kspace = compress(kspace, compression)
+                    compressed.append(compression.describe())
                 maps = espirit_coil_maps(kspace, volumetric=study.is_3d)
             if isinstance(recon, PendingReconstructor):
                 with timed(stages, "setup"):
                     recon = recon.result()
             bar.set_description(recon.method)
-            chunk = recon.chunk(len(kspace), study.n_coils)
+            chunk = recon.chunk(len(kspace), kspace.shape[1])
             # prewhitened data have unit noise per sample; otherwise CS estimates it
             noise_std = 1.0 if study.whitener is not None else None
             with timed(stages, "reconstruction"):
@@ -228,15 +236,16 @@ def reconstruct_study(study: RawStudy, recon: Reconstructor | PendingReconstruct
             volumes += [volume.index] * len(kspace)
     if progress and not bar_shown:
         if multicoil:
-            _log_stage("coil maps", total, unit, stages["coil_maps"])
+            _log_stage("coil maps", total, unit, stages["coil_maps"],
+                       f" ({compressed[0]})" if compressed else "")
         _log_stage(recon.method, total, unit, stages["reconstruction"])
     return Reconstruction(np.concatenate(images), geometry, volumes,
                           time.perf_counter() - start, recon_seconds, stages)
 
 
-def _log_stage(name: str, count: int, unit: str, seconds: float) -> None:
+def _log_stage(name: str, count: int, unit: str, seconds: float, note: str = "") -> None:
     """One line on stderr for a finished stage (progress in a log)."""
-    print(f"{name}: {count} {unit}{'s' if count != 1 else ''} in {seconds:.2f} s",
+    print(f"{name}: {count} {unit}{'s' if count != 1 else ''} in {seconds:.2f} s{note}",
           file=sys.stderr, flush=True)
 
 

@@ -14,7 +14,8 @@ then a new model, ``train.init``'s weights, or ``--resume``'s state: :mod:`npgd_
 run`), the run log (:class:`~npgd_recon.training.logger.RunLog`, a context manager) and the
 step loop (:func:`_steps`: step, validate, log, checkpoint).
 
-Runs on CPU or CUDA (AMP in bfloat16 on CUDA); under ``torchrun`` it uses
+Runs on CPU or CUDA (``train.amp``: bfloat16 autocast where the device has native bf16, CUDA
+or a CPU with AVX512-BF16/AMX); under ``torchrun`` it uses
 DistributedDataParallel (one process per GPU, each drawing its own samples; rank 0 validates,
 logs and writes). ``train.workers`` > 0 prepares batches in that many persistent loader
 processes (one torch thread each; :func:`make_loader`); every sample is drawn from its own
@@ -38,6 +39,7 @@ from npgd_recon.data.samples import collate
 from npgd_recon.data.sources import build_source
 from npgd_recon.data.superres import BlockAveragedSet, image_source
 from npgd_recon.data.undersampled import UndersampledSet
+from npgd_recon.models.inference import native_precision
 from npgd_recon.models.npgd import STEP_PARAMETERS, NeuralPGD
 from npgd_recon.training.config import Config, DataConfig, TrainConfig
 from npgd_recon.training.logger import RunLog
@@ -202,7 +204,7 @@ def _steps(run: _Session, loader: torch.utils.data.DataLoader,
     on one batch, validating, logging and checkpointing on rank 0. Returns the last validation
     metrics."""
     tc = run.config.train
-    amp = tc.amp and run.device.type == "cuda"
+    amp = tc.amp and native_precision(run.device) == "bf16"
     tick = time.perf_counter()
     deadline = tick + tc.max_seconds if tc.max_seconds > 0 else None
     step, metrics = run.start, run.metrics
@@ -210,7 +212,7 @@ def _steps(run: _Session, loader: torch.utils.data.DataLoader,
               desc="train", unit="step") as bar:
         for batch in bar:
             op, y, target, noise = batch.to(run.device).normalised()
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+            with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=amp):
                 iterates = run.ddp(y, op, return_iterates=True, noise=noise)
             loss = p2_loss(iterates, target, y, op, tc.beta)
             run.optimiser.zero_grad(set_to_none=True)

@@ -62,3 +62,33 @@ def test_resuming_a_run_saved_before_the_step_size_group_says_what_to_do(tmp_pat
     torch.save(state, state_path)
     with pytest.raises(ValueError, match="predates train.alpha_lr.*train.init"):
         train(load_config(path), tmp_path / "run", resume=True, progress=False)
+
+
+def test_amp_runs_the_convolutions_in_bf16_where_the_device_has_it_natively(tmp_path,
+                                                                            monkeypatch):
+    """train.amp autocasts to bf16 when native_precision says so (a CPU with AMX or
+    AVX512-BF16 as well as CUDA); elsewhere, or with amp off, the network trains in float32."""
+    import torch
+
+    from npgd_recon.training import loop
+
+    seen = []
+    original = torch.nn.Conv2d.forward
+
+    def recording(self, x):
+        out = original(self, x)
+        seen.append(out.dtype)
+        return out
+
+    monkeypatch.setattr(torch.nn.Conv2d, "forward", recording)
+    path = tmp_path / "c.toml"
+    path.write_text(CONFIG.replace("max_seconds = 0.001", "max_seconds = 0"))
+    config = load_config(path)
+    config = replace(config, train=replace(config.train, steps=1, validate_every=10))
+    for native, amp, expected in (("bf16", True, torch.bfloat16), ("fp32", True, torch.float32),
+                                  ("bf16", False, torch.float32)):
+        monkeypatch.setattr(loop, "native_precision", lambda device, n=native: n)
+        seen.clear()
+        train(replace(config, train=replace(config.train, amp=amp)),
+              tmp_path / f"{native}-{amp}", progress=False)
+        assert seen and seen[0] == expected, (native, amp, seen[:1])
