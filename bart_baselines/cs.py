@@ -40,12 +40,19 @@ defaults below were tuned for best SNR on brain slices and a phantom (docs/bart_
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
 
 from bart_baselines.noise import estimate_noise_std
-from bart_baselines.runner import BartInputError, run_bart
+from bart_baselines.runner import (
+    BartCall,
+    BartInputError,
+    default_threads,
+    run_bart,
+    start_bart,
+)
 
 WAVELET_LAMBDA = 1.1e-4
 TV_LAMBDA = 3.5e-3
@@ -126,27 +133,47 @@ def _coils_from_bart(array: np.ndarray, coils: int, ny: int, nx: int) -> np.ndar
 def espirit_maps(kspace: np.ndarray, stack: bool = False, threads: int | None = None) -> np.ndarray:
     """One set of ESPIRiT maps per slice from ``bart ecalib -m 1`` (auto calibration region).
 
-    v0.8's ``ecalib`` has no batch mode over slices, so a stack takes one call per slice. For
-    the planes of one 3-D volume, :func:`bart_baselines.espirit.espirit_maps_volume` calibrates
-    once in 3-D (about seven times faster, same reconstruction quality).
+    v0.8's ``ecalib`` has no batch mode over slices, so a stack takes one call per slice; with
+    a thread budget of N, N calls of one thread each run at once (``ecalib`` is mostly serial:
+    one 3-D calibration took 1.13 s on one thread and 0.98 s on two). For the planes of one 3-D
+    volume, :func:`bart_baselines.espirit.espirit_maps_volume` calibrates once in 3-D (about
+    seven times faster, same reconstruction quality).
 
     Args:
         kspace: centred k-space ``[coil, y, x]`` (``[slice, coil, y, x]`` with ``stack``) with
             a fully sampled centre.
         stack: the leading axis is slices.
-        threads: ``OMP_NUM_THREADS`` for BART.
+        threads: the thread budget (None: :func:`~bart_baselines.runner.default_threads`),
+            split between concurrent calls.
 
     Returns:
         Maps ``[coil, y, x]`` (``[slice, coil, y, x]``), complex64, zero outside the support.
     """
     k = _as_stack(kspace, stack)
-    maps = np.stack([
-        _coils_from_bart(
-            run_bart(["ecalib", "-m", "1", "kspace", "maps"], {"kspace": _to_bart(one[None])},
-                     ["maps"], threads)["maps"], *one.shape)
-        for one in k
-    ])
+    budget = threads or default_threads()
+    workers = max(1, min(len(k), budget))
+    running: deque = deque()  # (call, slice shape), at most ``workers``
+    maps = []
+    try:
+        for one in k:
+            if len(running) == workers:
+                maps.append(_maps_of(*running.popleft()))
+            running.append((start_bart(["ecalib", "-m", "1", "kspace", "maps"],
+                                       {"kspace": _to_bart(one[None])}, ["maps"],
+                                       budget // workers), one.shape))
+        while running:
+            maps.append(_maps_of(*running.popleft()))
+    except BaseException:  # a failure or Ctrl-C: stop the calls still running
+        for call, _ in running:
+            call.kill()
+        raise
+    maps = np.stack(maps)
     return maps if stack else maps[0]
+
+
+def _maps_of(call: BartCall, shape: tuple[int, ...]) -> np.ndarray:
+    """The ``[coil, y, x]`` maps of a finished ``ecalib`` call on a slice of ``shape``."""
+    return _coils_from_bart(call.result()["maps"], *shape)
 
 
 def _ifft2c(kspace: np.ndarray) -> np.ndarray:

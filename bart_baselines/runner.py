@@ -163,6 +163,61 @@ def run_bart(
         ValueError: a name that is not a bare file name, ``threads < 1`` or a bad
             ``$NPGD_THREADS``.
     """
+    return start_bart(args, inputs, outputs, threads).result()
+
+
+class BartCall:
+    """A ``bart`` process started by :func:`start_bart`, running in its own temporary folder.
+
+    :meth:`result` waits for it; :meth:`kill` stops it. Either removes the folder, so a caller
+    running several calls at once kills the others when one fails or Ctrl-C lands.
+    """
+
+    def __init__(self, command: list[str], folder: tempfile.TemporaryDirectory,
+                 process: subprocess.Popen, outputs: Sequence[str]) -> None:
+        self.command, self._folder, self._process = command, folder, process
+        self._outputs = list(outputs)
+
+    def result(self) -> dict[str, np.ndarray]:
+        """Wait for the call and read its outputs (see :func:`run_bart`); whatever interrupts
+        the wait (Ctrl-C included) kills the process first."""
+        process, folder = self._process, Path(self._folder.name)
+        try:
+            with process:
+                try:
+                    stdout, stderr = process.communicate()
+                except BaseException:  # subprocess.run would leave it unwaited
+                    process.kill()
+                    process.wait()
+                    raise
+            if process.returncode != 0:
+                raise BartError(self.command, stderr.strip() or stdout, process.returncode)
+            results = {}
+            for name in self._outputs:
+                if not (folder / f"{name}.hdr").is_file():
+                    raise BartError(self.command, f"bart wrote no output {name!r}",
+                                    process.returncode)
+                results[name] = readcfl(folder / name)
+            return results
+        finally:
+            self._folder.cleanup()
+
+    def kill(self) -> None:
+        """Stop the process (if it still runs), wait for it and remove its folder."""
+        with self._process as process:
+            process.kill()
+            process.communicate()
+        self._folder.cleanup()
+
+
+def start_bart(
+    args: Sequence[str],
+    inputs: Mapping[str, np.ndarray] | None = None,
+    outputs: Sequence[str] = (),
+    threads: int | None = None,
+) -> BartCall:
+    """Start ``bart *args`` as :func:`run_bart` does (same arguments and errors) without waiting
+    for it: :meth:`BartCall.result` gives what :func:`run_bart` returns."""
     inputs = dict(inputs or {})
     for name in [*inputs, *outputs]:
         _check_name(name)
@@ -171,26 +226,16 @@ def run_bart(
     command = [find_bart(), *map(str, args)]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads or default_threads()),
            "OMP_WAIT_POLICY": "PASSIVE"}
-    with tempfile.TemporaryDirectory(prefix="bart-") as folder:
+    folder = tempfile.TemporaryDirectory(prefix="bart-")
+    try:
         for name, array in inputs.items():
-            writecfl(Path(folder) / name, array)
+            writecfl(Path(folder.name) / name, array)
         try:
-            process = subprocess.Popen(command, cwd=folder, env=env, stdout=subprocess.PIPE,
-                                       stderr=subprocess.PIPE, text=True)
+            process = subprocess.Popen(command, cwd=folder.name, env=env,
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         except OSError as error:
             raise BartError(command, f"could not start bart: {error}") from error
-        with process:
-            try:
-                stdout, stderr = process.communicate()
-            except BaseException:  # Ctrl-C included: subprocess.run would leave it unwaited
-                process.kill()
-                process.wait()
-                raise
-        if process.returncode != 0:
-            raise BartError(command, stderr.strip() or stdout, process.returncode)
-        results = {}
-        for name in outputs:
-            if not (Path(folder) / f"{name}.hdr").is_file():
-                raise BartError(command, f"bart wrote no output {name!r}", process.returncode)
-            results[name] = readcfl(Path(folder) / name)
-    return results
+    except BaseException:
+        folder.cleanup()
+        raise
+    return BartCall(command, folder, process, outputs)

@@ -20,4 +20,9 @@ import os
 # (benchmarks/RESULTS.md, issue 28). THP_MEM_ALLOC_ENABLE=0 in the environment turns it off.
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
+# Blocks of a few MiB from the heap instead of fresh mmaps per call (npgd_recon.core.allocator).
+from npgd_recon.core.allocator import tune_malloc  # noqa: E402
+
+MALLOC_TUNED = tune_malloc()
+
 __version__ = "0.1.0"

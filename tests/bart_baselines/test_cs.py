@@ -93,6 +93,18 @@ def test_multi_coil_with_given_maps_and_with_espirit(image):
     assert maps_found.shape == maps.shape
 
 
+@needs_bart
+def test_slice_maps_calibrated_two_at_a_time_are_those_of_one_at_a_time(image):
+    maps = coil_maps()
+    stack = np.stack([fft2c(maps * image * scale) * vdrad(image.shape, 4.0, calib=(16, 16),
+                                                          seed=s).mask
+                      for s, scale in enumerate((1.0, 0.5, 2.0))]).astype(np.complex64)
+    one = cs.espirit_maps(stack, stack=True, threads=1)
+    two = cs.espirit_maps(stack, stack=True, threads=2)
+    assert one.shape == (3, *maps.shape) and np.abs(one).max() > 0
+    np.testing.assert_array_equal(two, one)  # same calls, same order, only concurrent
+
+
 @pytest.mark.parametrize(("reconstruct", "shared_mask", "agreement_db", "snr_tolerance_db"), [
     (cs_wavelet, False, 80, 1e-3),
     (cs_tv, True, 80, 1e-3),

@@ -2,6 +2,7 @@
 
 import os
 import tempfile
+import time
 
 import numpy as np
 import pytest
@@ -144,3 +145,41 @@ def test_a_bad_thread_budget_is_a_one_line_value_error(monkeypatch):
         default_threads()
     with pytest.raises(ValueError, match="threads"):
         set_default_threads(0)
+
+
+def test_a_started_call_can_be_killed_and_leaves_nothing(tmp_path, monkeypatch, private_tmp):
+    from bart_baselines.runner import start_bart
+
+    started = tmp_path / "started"
+    fake = fake_bart(tmp_path / "toolbox", f"touch {started}; exec sleep 600")
+    monkeypatch.setenv("BART_TOOLBOX_PATH", str(fake.parent))
+    call = start_bart(["ecalib", "kspace", "maps"], {"kspace": np.ones((4, 4))}, ["maps"])
+    while not started.exists():
+        time.sleep(0.01)
+    assert len(list(private_tmp.iterdir())) == 1  # its folder, with the input
+    call.kill()
+    assert call._process.returncode is not None
+    assert list(private_tmp.iterdir()) == []
+
+
+def test_concurrent_slice_calibrations_stop_the_others_when_one_fails(tmp_path, monkeypatch,
+                                                                       private_tmp):
+    """espirit_maps runs one ecalib per slice, two at once on two threads' budget, and waits
+    for them in order: a failing call ends the stack with its error, and the call beside it is
+    killed, not waited for."""
+    from bart_baselines.cs import espirit_maps
+
+    calls = tmp_path / "calls"
+    calls.mkdir()
+    # the first call fails, the second (started beside it) would block for ten minutes
+    fake = fake_bart(tmp_path / "toolbox",
+                     f'n=$(ls {calls} | wc -l); touch {calls}/$n\n'
+                     'if [ "$n" != 0 ]; then exec sleep 600; fi\n'
+                     'echo "no calibration region" >&2; exit 1')
+    monkeypatch.setenv("BART_TOOLBOX_PATH", str(fake.parent))
+    start = time.monotonic()
+    with pytest.raises(BartError, match="no calibration region"):
+        espirit_maps(np.ones((3, 2, 8, 8), np.complex64), stack=True, threads=2)
+    assert time.monotonic() - start < 60
+    assert len(list(calls.iterdir())) <= 2  # the third slice never started
+    assert list(private_tmp.iterdir()) == []
