@@ -21,7 +21,9 @@ retrospective undersampling of fully sampled data ``undersample`` (R above 1; 0 
 off), ``mask`` (``vdrad``, ``poisson``, ``lines``), ``seed`` (an integer from 0); and
 ``log_text`` (``true`` | ``false``: ``TEXT`` log messages to the client; default true, false
 for a Gadgetron XML config); ``cs_lambda`` (a positive CS weight for ``cswv`` / ``cstv``, as
-``npgd-recon --cs-lambda``; default: chosen from the data's noise level).
+``npgd-recon --cs-lambda``; default: chosen from the data's noise level); ``virtual_coils``
+(more coils are compressed to this many, as ``npgd-recon --virtual-coils``; 0: every coil kept;
+default 8).
 
 Every string is cut at its first NUL byte first: MRD clients end (and pad) their strings so.
 """
@@ -35,6 +37,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 from xml.etree import ElementTree
 
+from npgd_recon.core.choices import VIRTUAL_COILS
 from npgd_recon.core.errors import NpgdError
 from npgd_recon.recon.methods import METHODS
 from sampling import GENERATORS
@@ -42,7 +45,7 @@ from sampling import GENERATORS
 ALIASES = {"simplefft": "zerofill", "fft": "zerofill"}
 DTYPES = ("float32", "uint16", "int16")
 KEYS = ("method", "weights", "dtype", "series_index", "undersample", "mask", "seed",
-        "log_text", "cs_lambda")
+        "log_text", "cs_lambda", "virtual_coils")
 _SUFFIXES = (".xml", ".json", ".toml")
 _LINE = re.compile(r"^\s*([A-Za-z_]+)\s*=\s*(.*?)\s*$")
 _OFF = ("", "0", "none", "off", "false", "no")
@@ -68,6 +71,8 @@ class SessionConfig:
         cs_lambda: the CS regularisation weight (None: from the noise level).
         log_text: send ``TEXT`` log messages (what runs, warnings, processing time) to the
             client; off by default for Gadgetron XML configs (Gadgetron refuses ``TEXT``).
+        virtual_coils: more coils are compressed to this many virtual coils (0: no limit;
+            :mod:`npgd_recon.recon.coils`).
     """
 
     method: str = "npgd"
@@ -79,6 +84,7 @@ class SessionConfig:
     mask: str = "vdrad"
     seed: int = 0
     log_text: bool = True
+    virtual_coils: int = VIRTUAL_COILS
 
 
 @dataclass(frozen=True)
@@ -193,6 +199,9 @@ def apply_values(values: dict, base: SessionConfig, default: SessionConfig) -> S
         config = replace(config, seed=_integer("seed", values["seed"], 2**32 - 1))
     if "log_text" in values:
         config = replace(config, log_text=_boolean("log_text", values["log_text"]))
+    if "virtual_coils" in values:
+        config = replace(config, virtual_coils=_integer("virtual_coils",
+                                                        values["virtual_coils"], 1024))
     if "cs_lambda" in values:
         try:
             lam = float(values["cs_lambda"])

@@ -337,6 +337,7 @@ class Session:
             config = self.config
             result = reconstruct_study(study, self.recon, accel=config.undersample,
                                        mask_kind=config.mask, seed=config.seed, progress=False,
+                                       virtual_coils=config.virtual_coils,
                                        before_call=self._stop_if_cancelled)
             bad = int(np.count_nonzero(~np.isfinite(result.images)))
             images = [] if bad else self._to_images(study, result, index)

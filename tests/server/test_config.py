@@ -64,6 +64,8 @@ def test_unknown_names_fall_back_to_the_default_with_a_warning(parse):
      SessionConfig("cswv", "server.safetensors", undersample=2.5, mask="poisson")),
     ("undersample = 0", DEFAULT),
     ("cs_lambda = 0.01", SessionConfig("cswv", "server.safetensors", cs_lambda=0.01)),
+    ("virtual_coils = 12", SessionConfig("cswv", "server.safetensors", virtual_coils=12)),
+    ('{"virtual_coils": 0}', SessionConfig("cswv", "server.safetensors", virtual_coils=0)),
     ('undersample = "none"', DEFAULT),
 ])
 def test_config_texts(text, expected):
@@ -85,6 +87,8 @@ def test_config_texts(text, expected):
     ("log_text = maybe", "log_text must be true or false"),
     ("cs_lambda = -1", "cs_lambda must be a positive number"),
     ("cs_lambda = lots", "cs_lambda must be a positive number"),
+    ("virtual_coils = -1", "virtual_coils must be an integer 0-1024"),
+    ("virtual_coils = 2.5", "virtual_coils must be an integer 0-1024"),
     ("{not json", "not valid JSON"),
     ("[1, 2]", "neither a name, TOML, JSON nor XML"),
     ("<configuration>", "not valid XML"),
