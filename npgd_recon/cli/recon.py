@@ -58,9 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "model, precision and R=acceleration with --undersample)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--timings", action="store_true",
-                        help="print seconds per stage (read, set-up, coil maps, reconstruction, "
-                             "writing) on stderr and write them beside the series as "
-                             "OUT.timings.json")
+                        help="print seconds per stage (read, coil maps, waiting for the model, "
+                             "reconstruction, writing) on stderr and write them beside the "
+                             "series as OUT.timings.json")
     return parser
 
 
