@@ -42,5 +42,6 @@ def tune_malloc() -> bool:
         libc.gnu_get_libc_version  # noqa: B018  (the attribute exists in glibc only)
     except (OSError, AttributeError):  # not glibc (musl, macOS)
         return False
-    return all(libc.mallopt(parameter, value) == 1
-               for parameter, value in MALLOC_SETTINGS.items())
+    applied = [libc.mallopt(parameter, value) == 1
+               for parameter, value in MALLOC_SETTINGS.items()]  # each, even if one fails
+    return all(applied)

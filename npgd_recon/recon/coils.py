@@ -15,7 +15,8 @@ slice of a 2-D stack, every readout position of a 3-D scan).
 
 ``npgd-recon`` and ``npgd-serve`` compress to :data:`VIRTUAL_COILS` by default
 (``--virtual-coils``; 0 keeps every coil); data with at most that many coils are left alone, so
-the model card's 1-8 coil scans are untouched.
+the model card's 1-8 coil scans are untouched. ``npgd-compare`` and the analysis tools keep every
+coil: they compare methods on the same data and maps, not the product's speed.
 """
 
 from __future__ import annotations
