@@ -44,3 +44,13 @@ def normalise(y: torch.Tensor, op, rule: dict = NORMALISATION,
     scale = torch.clamp(scale, min=torch.finfo(torch.float32).tiny)
     y = torch.where(live, y / scale.reshape(live.shape), torch.zeros_like(y))
     return y, scale[:, None, None]
+
+
+def normalised_noise(noise: float | torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """The noise std ``noise`` (a number or one per problem) in the units of :func:`normalise`'s
+    measurement, per problem ``[batch]``: ``noise / scale``, and 0 for a problem whose zero-filled
+    image is empty (scale the smallest float32, measurement zero), whose level would be
+    infinite and poison a network that takes it as an input."""
+    scale = scale.flatten()
+    level = torch.as_tensor(noise, dtype=scale.dtype, device=scale.device) / scale
+    return torch.where(scale > torch.finfo(torch.float32).tiny, level, torch.zeros_like(level))

@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import default_collate
 
 from npgd_recon.core.operators import BlockAverageOp, CartesianOp, Operator, SenseOp
-from npgd_recon.core.transforms import normalise
+from npgd_recon.core.transforms import normalise, normalised_noise
 
 __all__ = ["CartesianSample", "Problem", "Sample", "SenseSample", "SuperResSample", "collate"]
 
@@ -87,7 +87,7 @@ class Sample(ABC):
         y, scale = normalise(self.measurement, op)
         noise = self.noise_std
         return Problem(op, y, self.target / scale,
-                       None if noise is None else noise / scale.flatten())
+                       None if noise is None else normalised_noise(noise, scale))
 
 
 @dataclass(frozen=True, eq=False)

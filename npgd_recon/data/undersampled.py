@@ -11,7 +11,7 @@ range (:func:`coil_range`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -63,6 +63,13 @@ class Augment:
             raise NpgdError(f"invert must be a probability in [0, 1], got {self.invert}")
         if not 0 <= self.bias <= 5:
             raise NpgdError(f"bias must be in [0, 5], got {self.bias}")
+
+    def at(self, shape: tuple[int, int]) -> Augment:
+        """This augmentation cropping to ``shape`` instead, its zoom range scaled by the size
+        ratio: the same field of view on a coarser (or finer) matrix."""
+        ratio = min(n / m for n, m in zip(shape, self.shape))
+        return replace(self, shape=tuple(shape), zoom=(self.zoom[0] * ratio,
+                                                       self.zoom[1] * ratio))
 
     @property
     def contrast(self) -> bool:
@@ -158,17 +165,32 @@ class UndersampledSet(torch.utils.data.Dataset):
     ``coils = (low, high)`` draws the coil count uniformly in that range (1 is single coil, still
     a :class:`~npgd_recon.data.samples.SenseSample`: maps all ones), the same for the
     ``coil_group`` consecutive items of one batch so that they stack.
+
+    ``augment`` may be several augmentations (e.g. :meth:`Augment.at` other matrix sizes): each
+    group of ``coil_group`` items draws one of them, so that a batch stacks. ``noise_scale``
+    ``"log"`` draws the noise level log-uniformly in ``noise`` (its low end > 0): as many
+    samples between 0.1 and 0.2 % as between 1 and 2 %.
+
+    ``phase`` (fixed items only): a real-valued image gets a smooth phase map of up to
+    +-pi/2 seeded by ``(seed, i)``, as the model card's scans have; complex images keep theirs.
     """
 
     def __init__(self, sources: list, length: int, *, mask: str = "vdrad", accel: float = 5.0,
-                 noise: tuple[float, float] = (0.0, 0.02), augment: Augment | None = None,
-                 seed: int = 0, coils: int | tuple[int, int] = 1, coil_group: int = 1) -> None:
+                 noise: tuple[float, float] = (0.0, 0.02),
+                 augment: Augment | tuple[Augment, ...] | None = None, seed: int = 0,
+                 coils: int | tuple[int, int] = 1, coil_group: int = 1, phase: bool = False,
+                 noise_scale: str = "linear") -> None:
         if not sources or not sum(len(s) for s in sources):
             raise NpgdError("no training images: every data source is empty")
         if coil_group < 1:
             raise NpgdError(f"coil_group must be at least 1, got {coil_group}")
-        self.sources, self.length, self.augment, self.seed = sources, length, augment, seed
-        self.mask, self.accel, self.noise = mask, accel, noise
+        if noise_scale not in ("linear", "log") or noise_scale == "log" and noise[0] <= 0:
+            raise NpgdError(f"noise_scale must be 'linear', or 'log' with a noise range above 0, "
+                             f"got {noise_scale!r} for {list(noise)}")
+        augments = (augment,) if isinstance(augment, Augment) else tuple(augment or ())
+        self.sources, self.length, self.augments, self.seed = sources, length, augments, seed
+        self.noise_scale = noise_scale
+        self.mask, self.accel, self.noise, self.phase = mask, accel, noise, phase
         self.coil_range, self.coil_group = coil_range(coils), coil_group
         self.offsets = np.cumsum([0] + [len(s) for s in sources])
 
@@ -183,16 +205,27 @@ class UndersampledSet(torch.utils.data.Dataset):
         return int(np.random.default_rng((self.seed, i // self.coil_group, 1)).integers(
             low, high + 1))
 
+    def augment_of(self, i: int) -> Augment | None:
+        """The augmentation of item ``i`` (shared by its group of ``coil_group`` items)."""
+        if len(self.augments) <= 1:
+            return self.augments[0] if self.augments else None
+        return self.augments[int(np.random.default_rng(
+            (self.seed, i // self.coil_group, 2)).integers(len(self.augments)))]
+
     def __getitem__(self, i: int) -> CartesianSample | SenseSample:
         rng = np.random.default_rng((self.seed, i))
-        pick = rng.integers(self.offsets[-1]) if self.augment else (
+        augment = self.augment_of(i)
+        pick = rng.integers(self.offsets[-1]) if augment else (
             (i * 7919) % self.offsets[-1])
         which = int(np.searchsorted(self.offsets, pick, side="right") - 1)
         image = self.sources[which].image(int(pick - self.offsets[which]), rng)
-        if self.augment is not None:
-            image = self.augment(image, rng)
+        if augment is not None:
+            image = augment(image, rng)
         else:
             image = image[: image.shape[0] // 2 * 2, : image.shape[1] // 2 * 2]
+            if self.phase and not np.iscomplexobj(image):
+                image = image * np.exp(1j * smooth_phase(
+                    image.shape, seed=int(rng.integers(2**31)), strength=np.pi / 2))
         mask = make_mask(self.mask, image.shape, self.accel,
                          seed=int(rng.integers(2**31))).mask
         maps, count = None, self.coil_count(i)
@@ -201,7 +234,9 @@ class UndersampledSet(torch.utils.data.Dataset):
                                                    :: rng.choice([-1, 1])]
             maps = maps * np.exp(2j * np.pi * rng.uniform(size=(count, 1, 1)))
         coils = image[None] if maps is None else maps * image
-        sigma = rng.uniform(*self.noise) * np.abs(image).max()
+        level = (np.exp(rng.uniform(*np.log(self.noise))) if self.noise_scale == "log"
+                 else rng.uniform(*self.noise))
+        sigma = level * np.abs(image).max()
         kspace = (fft2c(coils) + complex_noise(rng, coils.shape, sigma)) * mask
         fields = {
             "target": torch.from_numpy(np.ascontiguousarray(image, dtype=np.complex64)),

@@ -54,9 +54,14 @@ class ReducedPrecision(nn.Module):
         super().__init__()
         self.net, self.dtype = net, dtype
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def noise_input(self) -> bool:
+        """Whether the wrapped proximal takes the noise level."""
+        return getattr(self.net, "noise_input", False)
+
+    def forward(self, x: torch.Tensor, *args) -> torch.Tensor:
         with torch.autocast(x.device.type, dtype=self.dtype):
-            return self.net(x).float()
+            return self.net(x, *args).float()
 
 
 def fold_batchnorm(model: NeuralPGD) -> NeuralPGD:

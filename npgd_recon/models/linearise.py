@@ -55,7 +55,7 @@ def _hooked(network: nn.Module, hook):
             relu.inplace = True
 
 
-def record_masks(network: nn.Module, x: torch.Tensor) -> dict[nn.Module, torch.Tensor]:
+def record_masks(network: nn.Module, x: torch.Tensor, *args) -> dict[nn.Module, torch.Tensor]:
     """Run ``network`` on ``x`` (``[batch, 2, y, x]``) and return ``D`` of every activation."""
     _check_affine_between_gates(network)
     masks: dict[nn.Module, torch.Tensor] = {}
@@ -64,19 +64,19 @@ def record_masks(network: nn.Module, x: torch.Tensor) -> dict[nn.Module, torch.T
         masks[module] = _gate(module, inputs[0]).detach()
 
     with _hooked(network, keep), torch.no_grad():
-        network(x)
+        network(x, *args)
     return masks
 
 
 def run_frozen(network: nn.Module, masks: dict[nn.Module, torch.Tensor],
-               x: torch.Tensor) -> torch.Tensor:
+               x: torch.Tensor, *args) -> torch.Tensor:
     """``network`` on ``x`` with every activation replaced by ``z -> D z``, ``D`` from ``masks``."""
 
     def freeze(module, inputs, output):
         return masks[module] * inputs[0]
 
     with _hooked(network, freeze):
-        return network(x)
+        return network(x, *args)
 
 
 class LinearisedProximal:
@@ -85,19 +85,23 @@ class LinearisedProximal:
     Args:
         model: a :class:`~npgd_recon.models.npgd.NeuralPGD` in eval mode.
         at: complex ``[batch, y, x]``, the proximal's input where the masks are taken.
+        noise: the problems' noise levels, for a ``noise_input`` proximal (a constant input:
+            part of the affine map's offset ``b``).
 
     ``affine(s)`` is the frozen network (``affine(at) == model.proximal(at)``), ``linear(v)``
     its linear part ``M v``; both on complex ``[batch, y, x]`` of the shape of ``at``.
     """
 
-    def __init__(self, model: NeuralPGD, at: torch.Tensor) -> None:
+    def __init__(self, model: NeuralPGD, at: torch.Tensor,
+                 noise: torch.Tensor | None = None) -> None:
         self.network = model.prox
+        self.args = (noise,) if model.noise_input else ()
         with torch.inference_mode(False):  # usable under inference mode: normal tensors
             self.point = complex_to_channels(at.detach().clone())
-            self.masks = record_masks(self.network, self.point)
+            self.masks = record_masks(self.network, self.point, *self.args)
 
     def _frozen(self, channels: torch.Tensor) -> torch.Tensor:
-        return run_frozen(self.network, self.masks, channels)
+        return run_frozen(self.network, self.masks, channels, *self.args)
 
     def affine(self, s: torch.Tensor) -> torch.Tensor:
         """``M s + b``: the network with the masks frozen."""

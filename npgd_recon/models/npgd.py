@@ -42,6 +42,12 @@ The proximal ``P`` is pluggable (``proximal=``, one of :data:`PROXIMALS`):
 - ``"unet"`` (ours, issue 24): a small U-Net, ``blocks`` resolution levels below the full one
   (:class:`ProximalUNet`); a larger receptive field at about the CPU time of the ResNet.
 
+``noise_input=True`` (ours, issue 24; ``"resnet"`` only) gives the proximal the measurement's
+noise level as a third input channel, constant over the plane: ``sigma / NOISE_UNIT`` (the
+``noise`` given to ``forward``, normalised units; 0 when ``None``). One network then learns a
+denoising strength per noise level instead of one compromise for all. Its weights on that
+channel start at zero, so a model fine-tuned from one without it starts as that model.
+
 With ``global_skip=True`` (our default, a deviation the paper does not mention)
 ``P(s) = s + net(s)``, so an untrained network is plain gradient descent and training converges
 faster. Every nonlinearity is an ``nn.ReLU`` or :class:`Swish` module, so
@@ -84,16 +90,23 @@ class ProximalResNet(nn.Module):
     ``1/r`` of the resolution (``pixel_unshuffle``), and unfolded and cropped back at the end.
     With ``features = r F`` it costs what the full-resolution ResNet with ``F`` costs and sees
     ``r`` times as far.
+
+    ``noise_input``: the head also takes a constant channel ``level / NOISE_UNIT`` (``level``:
+    the noise std per problem ``[batch]``, or ``None`` for 0), appended after the fold; its
+    head weights start at zero.
     """
 
     def __init__(self, blocks: int = 1, features: int = 128, global_skip: bool = True,
-                 unshuffle: int = 1) -> None:
+                 unshuffle: int = 1, noise_input: bool = False) -> None:
         super().__init__()
         if unshuffle < 1:
             raise ValueError(f"unshuffle must be at least 1, got {unshuffle}")
-        self.global_skip, self.unshuffle = global_skip, unshuffle
+        self.global_skip, self.unshuffle, self.noise_input = global_skip, unshuffle, noise_input
         channels = 2 * unshuffle ** 2
-        self.head = nn.Conv2d(channels, features, 3, padding=1)
+        self.head = nn.Conv2d(channels + int(noise_input), features, 3, padding=1)
+        if noise_input:
+            with torch.no_grad():
+                self.head.weight[:, channels:] = 0
         self.blocks = nn.Sequential(*(ResidualBlock(features) for _ in range(blocks)))
         self.tail = nn.Sequential(
             nn.Conv2d(features, features, 1), nn.ReLU(),
@@ -104,15 +117,25 @@ class ProximalResNet(nn.Module):
             nn.init.zeros_(self.tail[-1].weight)
             nn.init.zeros_(self.tail[-1].bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, level: torch.Tensor | None = None) -> torch.Tensor:
         r = self.unshuffle
-        if r == 1:
-            out = self.tail(self.blocks(self.head(x)))
-        else:
-            ny, nx = x.shape[-2:]
-            h = F.pixel_unshuffle(F.pad(x, (0, -nx % r, 0, -ny % r)), r)
-            out = F.pixel_shuffle(self.tail(self.blocks(self.head(h))), r)[..., :ny, :nx]
+        ny, nx = x.shape[-2:]
+        h = x if r == 1 else F.pixel_unshuffle(F.pad(x, (0, -nx % r, 0, -ny % r)), r)
+        if self.noise_input:
+            h = torch.cat([h, self._level_map(h, level)], dim=1)
+        out = self.tail(self.blocks(self.head(h)))
+        if r > 1:
+            out = F.pixel_shuffle(out, r)[..., :ny, :nx]
         return x + out if self.global_skip else out
+
+    @staticmethod
+    def _level_map(h: torch.Tensor, level: torch.Tensor | None) -> torch.Tensor:
+        """The noise channel ``[batch, 1, y, x]`` for the folded input ``h``."""
+        plane = h.new_zeros(h.shape[0], 1, *h.shape[-2:])
+        if level is None:
+            return plane
+        level = torch.as_tensor(level, dtype=h.dtype, device=h.device).reshape(-1, 1, 1, 1)
+        return plane + level / NOISE_UNIT
 
 
 class Swish(nn.Module):
@@ -222,6 +245,7 @@ class ProximalUNet(nn.Module):
 
 
 PROXIMALS = ("resnet", "linear-swish", "unet")
+NOISE_UNIT = 0.01  # the noise channel of ``noise_input``: sigma in these normalised units
 STEP_PARAMETERS = ("alpha_raw", "final_alpha_raw", "final_log_sigma")  # the scalars, not weights
 DATA_CONSISTENCY = ("gradient", "hard", "cg")
 
@@ -264,6 +288,7 @@ class NeuralPGD(nn.Module):
             ``alpha_init`` is then ``alpha_0`` and ``sigma_init`` is ``sigma_0``.
         sigma_init: initial ``sigma_0`` (normalised units).
         unshuffle: the ResNet proximal on ``r x r`` pixel blocks (:class:`ProximalResNet`).
+        noise_input: the ResNet proximal also sees the noise level (see the module docstring).
     """
 
     def __init__(self, iterations: int = 10, blocks: int = 1, features: int = 128,
@@ -271,7 +296,7 @@ class NeuralPGD(nn.Module):
                  alpha_init: float = 1.0, proximal: str = "resnet", layers: int = 5,
                  kernel: int = 8, cg_iterations: int = 8, final_dc: bool = False,
                  final_noise: bool = False, sigma_init: float = 0.01,
-                 unshuffle: int = 1) -> None:
+                 unshuffle: int = 1, noise_input: bool = False) -> None:
         super().__init__()
         if data_consistency not in DATA_CONSISTENCY:
             raise ValueError(f"data_consistency must be one of {', '.join(DATA_CONSISTENCY)}, "
@@ -288,6 +313,8 @@ class NeuralPGD(nn.Module):
             raise ValueError(f"sigma_init must be > 0, got {sigma_init}")
         if unshuffle != 1 and proximal != "resnet":
             raise ValueError("unshuffle is an option of the resnet proximal")
+        if noise_input and proximal != "resnet":
+            raise ValueError("noise_input is an option of the resnet proximal")
         self.iterations = iterations
         self.data_consistency = data_consistency
         self.cg_iterations = cg_iterations
@@ -300,7 +327,7 @@ class NeuralPGD(nn.Module):
         # softplus(raw) = alpha keeps the step positive
         self.alpha_raw = nn.Parameter(torch.tensor(float(alpha_init)).expm1().log())
         if proximal == "resnet":
-            self.prox = ProximalResNet(blocks, features, global_skip, unshuffle)
+            self.prox = ProximalResNet(blocks, features, global_skip, unshuffle, noise_input)
         elif proximal == "unet":
             self.prox = ProximalUNet(blocks, features, global_skip)
         else:
@@ -313,13 +340,22 @@ class NeuralPGD(nn.Module):
             return torch.ones((), device=self.alpha_raw.device)
         return F.softplus(self.alpha_raw)
 
-    def proximal(self, s: torch.Tensor) -> torch.Tensor:
-        """P applied to complex images ``[batch, y, x]``."""
-        return channels_to_complex(self.prox(complex_to_channels(s)))
+    @property
+    def noise_input(self) -> bool:
+        """Whether the proximal takes the noise level (``noise_input``)."""
+        return getattr(self.prox, "noise_input", False)
+
+    def proximal(self, s: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """P applied to complex images ``[batch, y, x]`` (``noise``: the problems' noise
+        levels ``[batch]``, seen by a ``noise_input`` proximal only)."""
+        channels = complex_to_channels(s)
+        return channels_to_complex(self.prox(channels, noise) if self.noise_input
+                                   else self.prox(channels))
 
     def iterate(self, y: torch.Tensor, op: Operator, *, x0: torch.Tensor | None = None,
                 iterations: int | None = None,
                 proximal: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                noise: torch.Tensor | None = None,
                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The recursion (eq. 3-4), one ``(s_{t+1}, x_{t+1})`` pair per iteration.
 
@@ -329,10 +365,11 @@ class NeuralPGD(nn.Module):
             x0: starting image (``None``: ``x_0 = 0``, so ``s_1 = alpha Phi^H y``).
             iterations: how many (default T).
             proximal: a map on complex images replacing ``P`` (default the network's).
+            noise: the problems' noise levels for a ``noise_input`` proximal (``None``: 0).
         """
         alpha = self.alpha
         step = alpha * op.adjoint(y)
-        prox = proximal or self.proximal
+        prox = proximal or (lambda s: self.proximal(s, noise))
         x = x0
         for _ in range(self.iterations if iterations is None else iterations):
             if self.data_consistency == "cg":
@@ -360,12 +397,13 @@ class NeuralPGD(nn.Module):
             op: the forward operator Phi.
             return_iterates: also return ``[x_1, ..., x_T]``.
             noise: the noise std per k-space sample of each problem ``[batch]`` in the units of
-                ``y`` (used by ``final_noise`` models only; ``None``: noiseless).
+                ``y`` (used by ``final_noise`` and ``noise_input`` models only; ``None``:
+                noiseless).
 
         Returns:
             ``x_T`` complex ``[batch, y, x]`` (:meth:`finish`), or the list of all iterates.
         """
-        iterates = [x for _, x in self.iterate(y, op)]
+        iterates = [x for _, x in self.iterate(y, op, noise=noise)]
         iterates[-1] = self.finish(iterates[-1], y, op, noise)
         return iterates if return_iterates else iterates[-1]
 
@@ -397,8 +435,8 @@ def architecture(model: NeuralPGD) -> dict:
     """The constructor arguments that rebuild ``model`` (stored in checkpoints).
 
     A ResNet proximal writes no ``proximal`` key (files from before it existed mean ResNet);
-    ``cg_iterations`` is written only when a step uses it, ``final_dc`` and ``final_noise``
-    only when on, ``unshuffle`` only when above 1.
+    ``cg_iterations`` is written only when a step uses it, ``final_dc``, ``final_noise`` and
+    ``noise_input`` only when on, ``unshuffle`` only when above 1.
     """
     extra = {"cg_iterations": model.cg_iterations} if (
         model.data_consistency == "cg" or model.final_dc) else {}
@@ -409,6 +447,8 @@ def architecture(model: NeuralPGD) -> dict:
     if isinstance(model.prox, ProximalResNet):
         if model.prox.unshuffle > 1:
             extra["unshuffle"] = model.prox.unshuffle
+        if model.prox.noise_input:
+            extra["noise_input"] = True
         return {"iterations": model.iterations, "blocks": len(model.prox.blocks),
                 "features": model.prox.head.out_channels,
                 "data_consistency": model.data_consistency,

@@ -41,17 +41,18 @@ def debiased(model: NeuralPGD, y: torch.Tensor, op: Operator,
         op: the forward operator.
         iterations: de-biasing iterations (0 returns the network's own output).
         tol: stop when ``||x_{k+1} - x_k|| / ||x_{k+1}|| < tol`` for every image.
-        noise: per-problem noise levels for the model's final step (``NeuralPGD.forward``).
+        noise: per-problem noise levels for the model's final step and a ``noise_input``
+            proximal (``NeuralPGD.forward``).
 
     Returns:
         complex ``[batch, y, x]``.
     """
     if iterations < 0:
         raise NpgdError(f"de-biasing iterations must be >= 0, got {iterations}")
-    *_, (s_last, x) = model.iterate(y, op)
+    *_, (s_last, x) = model.iterate(y, op, noise=noise)
     if iterations == 0:
         return model.finish(x, y, op, noise)
-    linear = LinearisedProximal(model, s_last).linear
+    linear = LinearisedProximal(model, s_last, noise).linear
     for _, x_next in model.iterate(y, op, x0=x, iterations=iterations, proximal=linear):
         change = (x_next - x).flatten(1).norm(dim=1) / x_next.flatten(1).norm(dim=1)
         x = x_next

@@ -22,7 +22,7 @@ from npgd_recon.core.choices import CPU_CALL_BYTES, DEFAULT_BATCH
 from npgd_recon.core.device import pick_device
 from npgd_recon.core.errors import NpgdError
 from npgd_recon.core.operators import operator_for
-from npgd_recon.core.transforms import normalise
+from npgd_recon.core.transforms import normalise, normalised_noise
 from npgd_recon.models.checkpoint import load_checkpoint, read_metadata
 from npgd_recon.models.inference import prepare_for_inference, resolve_precision
 from npgd_recon.models.registry import default_weights, network_method, resolve_weights
@@ -75,7 +75,7 @@ class NetworkReconstructor(Reconstructor):
                    options.batch, precision, options.debias)
 
     def reconstruct(self, kspace, mask, maps, noise_std=None) -> np.ndarray:
-        if noise_std is None and self.model.final_noise:  # the model's final step needs it
+        if noise_std is None and (self.model.final_noise or self.model.noise_input):
             from bart_baselines.noise import estimate_noise_std
             noise_std = estimate_noise_std(kspace, mask)
         step = self.network_batch(kspace.shape[-2:], kspace.shape[1])
@@ -102,7 +102,7 @@ class NetworkReconstructor(Reconstructor):
         op = operator_for(torch.from_numpy(mask).to(self.device),
                           None if maps is None else torch.from_numpy(maps).to(self.device))
         y, scale = normalise(y, op, self.meta["normalisation"])
-        noise = None if noise_std is None else noise_std / scale.flatten()
+        noise = None if noise_std is None else normalised_noise(noise_std, scale)
         out = (debiased(self.model, y, op, self.debias, noise=noise) if self.debias
                else self.model(y, op, noise=noise)) * scale
         return out.cpu().numpy()

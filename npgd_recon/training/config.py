@@ -136,6 +136,7 @@ class ModelConfig(_Section):
     final_noise: bool = False  # that step's alpha follows the measurement's noise level
     sigma_init: float = 0.01  # its initial sigma_0 (normalised noise std per k-space sample)
     unshuffle: int = 1  # the resnet proximal on r x r pixel blocks (r > 1), at 1/r resolution
+    noise_input: bool = False  # the resnet proximal also sees the noise level (a third channel)
 
     def _check(self) -> None:
         for key, low in (("iterations", 1), ("blocks", 0), ("features", 1), ("layers", 1),
@@ -148,6 +149,8 @@ class ModelConfig(_Section):
                       ">= 1 with the unet proximal (its levels below the full resolution)")
         self._require(self.unshuffle == 1 or self.proximal == "resnet", "unshuffle",
                       "1 unless the proximal is resnet")
+        self._require(not self.noise_input or self.proximal == "resnet", "noise_input",
+                      "false unless the proximal is resnet")
         self._require(self.alpha_init > 0, "alpha_init", "> 0")
         self._require(self.sigma_init > 0, "sigma_init", "> 0")
         self._require(self.final_dc or not self.final_noise, "final_noise",
@@ -165,11 +168,15 @@ class DataConfig(_Section):
     validation: tuple[dict, ...] = ({"kind": "phantom", "count": 16, "seed": 12345},)
     validation_slices: int = 16
     shape: tuple[int, int] = (128, 128)
+    shapes: tuple[tuple[int, int], ...] = ()  # more crop sizes, one per batch, zoom scaled
     zoom: tuple[float, float] = (0.55, 1.0)
     mask: str = "vdrad"
     accel: float = 5.0
     noise: tuple[float, float] = (0.0, 0.02)
+    noise_scale: str = "linear"  # or "log": noise levels log-uniform in data.noise
     validation_noise: float = 0.01
+    validation_phase: bool = False  # real validation images get a fixed smooth phase
+    validation_coils: tuple[int, ...] = ()  # every validation problem at each of these counts
     gamma: tuple[float, float] = (1.0, 1.0)  # contrast augmentation (data.undersampled.Augment),
     invert: float = 0.0  # off by default: random gamma range, inversion probability,
     bias: float = 0.0  # smooth bias-field strength
@@ -179,6 +186,9 @@ class DataConfig(_Section):
         even = 2 if self.operator == "block-average" else 1  # 2x2 blocks
         self._require(all(n >= even and n % even == 0 for n in self.shape), "shape",
                       "two even sizes" if even == 2 else "two sizes >= 1")
+        self._require(all(n >= even and n % even == 0 for s in self.shapes for n in s)
+                      and (not self.shapes or self.operator != "block-average"), "shapes",
+                      "a list of [y, x] sizes >= 1 (not with the block-average operator)")
         try:  # the data package's own rules for coils and the augmentation
             coil_range(self.coils)
             self.augment()
@@ -192,17 +202,24 @@ class DataConfig(_Section):
         self._require(self.mask in GENERATORS, "mask", f"one of {', '.join(GENERATORS)}")
         self._require(self.accel >= 1, "accel", ">= 1")
         self._require(0 <= self.noise[0] <= self.noise[1], "noise", "[low, high], 0 <= low <= high")
+        self._require(self.noise_scale in ("linear", "log"), "noise_scale", "'linear' or 'log'")
+        self._require(self.noise_scale == "linear" or self.noise[0] > 0, "noise_scale",
+                      "'linear' when data.noise starts at 0 (a log scale needs low > 0)")
         self._require(self.validation_noise >= 0, "validation_noise", ">= 0")
+        self._require(all(c >= 1 for c in self.validation_coils), "validation_coils",
+                      "a list of coil counts >= 1 (empty: drawn from data.coils)")
 
     @property
     def coil_range(self) -> tuple[int, int]:
         """``coils`` as a range ``(low, high)``."""
         return coil_range(self.coils)
 
-    def augment(self) -> Augment:
-        """The training augmentation these keys describe (MRI problems)."""
-        return Augment(self.shape, self.zoom, gamma=self.gamma, invert=self.invert,
-                       bias=self.bias)
+    def augment(self) -> tuple[Augment, ...]:
+        """The training augmentations these keys describe (MRI problems): one per crop size,
+        ``shape`` first, then ``shapes`` (:meth:`~npgd_recon.data.undersampled.Augment.at`)."""
+        first = Augment(self.shape, self.zoom, gamma=self.gamma, invert=self.invert,
+                        bias=self.bias)
+        return (first, *(first.at(s) for s in self.shapes))
 
 
 @dataclass(frozen=True)
@@ -220,6 +237,9 @@ class TrainConfig(_Section):
     checkpoint_every: int = 200
     validate_every: int = 200
     amp: bool = True
+    freeze_norm: bool = False  # batch norm normalises with its running statistics, as inference
+    keep_best: bool = False  # also keep the model of the best validation SNR (best.safetensors)
+    ema: float = 0.0  # decay of the weights' moving average that is validated and written; 0: off
     threads: int = 0
     workers: int = 0  # DataLoader worker processes (0: batches made in the training process)
     init: str = ""
@@ -235,6 +255,7 @@ class TrainConfig(_Section):
         self._require(self.alpha_lr >= 0, "alpha_lr", ">= 0 (0: train.lr)")
         self._require(0 <= self.beta <= 1, "beta", "in [0, 1]")
         self._require(self.max_seconds >= 0, "max_seconds", ">= 0 (0: no limit)")
+        self._require(0 <= self.ema < 1, "ema", "in [0, 1) (0: off)")
 
 
 @dataclass(frozen=True)

@@ -43,9 +43,17 @@ from npgd_recon.models.inference import native_precision
 from npgd_recon.models.npgd import STEP_PARAMETERS, NeuralPGD
 from npgd_recon.training.config import Config, DataConfig, TrainConfig
 from npgd_recon.training.logger import RunLog
-from npgd_recon.training.run import LOG, check_run_folder, clear_run, initialise, restore, save
+from npgd_recon.training.run import (
+    LOG,
+    check_run_folder,
+    clear_run,
+    initialise,
+    restore,
+    save,
+    save_best,
+)
 
-__all__ = ["datasets", "make_loader", "p2_loss", "train", "validate"]
+__all__ = ["datasets", "make_loader", "p2_loss", "train", "train_mode", "validate"]
 
 
 def p2_loss(iterates: list[torch.Tensor], target: torch.Tensor, y: torch.Tensor, op,
@@ -59,7 +67,9 @@ def p2_loss(iterates: list[torch.Tensor], target: torch.Tensor, y: torch.Tensor,
 def datasets(data: DataConfig, length: int, seed: int, batch_size: int = 1,
              ) -> tuple[torch.utils.data.Dataset, torch.utils.data.Dataset]:
     """The training set (``length`` items drawn from ``seed``) and the validation set of
-    ``data``; a coil range is drawn once per ``batch_size`` items."""
+    ``data``; a coil range is drawn once per ``batch_size`` items. The validation problems are
+    drawn from ``data.coils``, or, with ``data.validation_coils``, posed once at each of those
+    coil counts (the same images and masks)."""
     if data.operator == "block-average":
         train_set = BlockAveragedSet([image_source(s, data.shape) for s in data.train], length,
                                      noise=data.noise, augment=True, seed=seed)
@@ -68,11 +78,14 @@ def datasets(data: DataConfig, length: int, seed: int, batch_size: int = 1,
         return train_set, val_set
     train_set = UndersampledSet([build_source(s) for s in data.train], length, mask=data.mask,
                                 accel=data.accel, noise=data.noise, augment=data.augment(),
-                                seed=seed, coils=data.coil_range, coil_group=batch_size)
-    val_set = UndersampledSet([build_source(s) for s in data.validation],
-                              data.validation_slices, mask=data.mask, accel=data.accel,
-                              noise=(data.validation_noise,) * 2, seed=99, coils=data.coil_range)
-    return train_set, val_set
+                                seed=seed, coils=data.coil_range, coil_group=batch_size,
+                                noise_scale=data.noise_scale)
+    sources = [build_source(s) for s in data.validation]
+    val_sets = [UndersampledSet(sources, data.validation_slices, mask=data.mask, accel=data.accel,
+                                noise=(data.validation_noise,) * 2, seed=99, coils=coils,
+                                phase=data.validation_phase)
+                for coils in data.validation_coils or (data.coil_range,)]
+    return train_set, torch.utils.data.ConcatDataset(val_sets)
 
 
 def _worker_init(worker: int) -> None:
@@ -102,9 +115,22 @@ def make_loader(dataset: torch.utils.data.Dataset, indices: list[int], batch_siz
                                        generator=torch.Generator().manual_seed(seed), **extra)
 
 
+def train_mode(model: NeuralPGD, freeze_norm: bool = False) -> None:
+    """Put ``model`` in training mode; with ``freeze_norm`` its batch norms stay in evaluation
+    mode: they normalise with their running statistics (and stop updating them), as at
+    inference, while their scale and shift still train."""
+    model.train()
+    if freeze_norm:
+        for module in model.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.eval()
+
+
 @torch.no_grad()
-def validate(model: NeuralPGD, dataset: torch.utils.data.Dataset, device) -> dict[str, float]:
-    """Mean magnitude SNR / SSIM of the network and of zero filling over ``dataset``."""
+def validate(model: NeuralPGD, dataset: torch.utils.data.Dataset, device,
+             freeze_norm: bool = False) -> dict[str, float]:
+    """Mean magnitude SNR / SSIM of the network and of zero filling over ``dataset``; the model
+    is left in training mode (:func:`train_mode`)."""
     model.eval()
     snr, ssim, zf = [], [], []
     for i in range(len(dataset)):
@@ -113,7 +139,7 @@ def validate(model: NeuralPGD, dataset: torch.utils.data.Dataset, device) -> dic
         snr.append(snr_db_magnitude(target[0].cpu(), out[0].cpu()))
         ssim.append(ssim_magnitude(target[0].cpu(), out[0].cpu()))
         zf.append(snr_db_magnitude(target[0].cpu(), op.adjoint(y)[0].cpu()))
-    model.train()
+    train_mode(model, freeze_norm)
     return {"snr_db": float(np.mean(snr)), "ssim": float(np.mean(ssim)),
             "zerofill_snr_db": float(np.mean(zf))}
 
@@ -130,8 +156,9 @@ def _distributed() -> tuple[int, int]:
 @dataclass
 class _Session:
     """What the step loop works on: the model (``ddp``: wrapped under torchrun), its optimiser
-    and schedule, where it runs, and where the run stands (``start`` steps done, ``elapsed``
-    seconds, the last validation ``metrics``)."""
+    and schedule, the weights' moving average (``average``, with ``train.ema``), where it runs,
+    and where the run stands (``start`` steps done, ``elapsed`` seconds, the last validation
+    ``metrics``)."""
 
     config: Config
     out: Path
@@ -145,6 +172,13 @@ class _Session:
     start: int
     elapsed: float
     metrics: dict
+    average: torch.optim.swa_utils.AveragedModel | None = None
+
+    @property
+    def shipped(self) -> NeuralPGD:
+        """The model validated and written: the moving average with ``train.ema``, else the
+        trained model itself."""
+        return self.model if self.average is None else self.average.module
 
 
 def train(config: Config, out: Path, *, resume: bool = False, force: bool = False,
@@ -188,14 +222,20 @@ def _start(config: Config, out: Path, resuming: bool, device: torch.device, rank
     optimiser = torch.optim.Adam(_parameter_groups(model, tc), lr=tc.lr, betas=(0.9, 0.999))
     schedule = torch.optim.lr_scheduler.StepLR(optimiser, tc.lr_halve_every, gamma=0.5)
     start, elapsed, metrics = 0, 0.0, {}
-    if resuming:
-        start, elapsed, metrics = restore(out, model, optimiser, schedule, device)
-    elif tc.init:  # fine-tuning: a model with the same network (any data consistency)
+    # fine-tuning: the weights of a model with the same network (any data consistency)
+    if not resuming and tc.init:
         initialise(model, tc.init, config.model.alpha_init, device)
+    average = None if tc.ema == 0 else torch.optim.swa_utils.AveragedModel(
+        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(tc.ema), use_buffers=True)
+    if resuming:
+        start, elapsed, metrics = restore(out, model, optimiser, schedule, device,
+                                          None if average is None else average.module)
+        if average is not None:  # the restored average continues (it is not restarted)
+            average.n_averaged.fill_(max(start, 1))
     # DDP's first broadcast waits for every rank: none writes before all have checked ``out``
     ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     return _Session(config, out, model, ddp, optimiser, schedule, device, rank, world, start,
-                    elapsed, metrics)
+                    elapsed, metrics, average)
 
 
 def _steps(run: _Session, loader: torch.utils.data.DataLoader,
@@ -208,6 +248,7 @@ def _steps(run: _Session, loader: torch.utils.data.DataLoader,
     tick = time.perf_counter()
     deadline = tick + tc.max_seconds if tc.max_seconds > 0 else None
     step, metrics = run.start, run.metrics
+    train_mode(run.model, tc.freeze_norm)
     with tqdm(loader, initial=run.start, total=tc.steps, disable=not progress or run.rank != 0,
               desc="train", unit="step") as bar:
         for batch in bar:
@@ -219,6 +260,8 @@ def _steps(run: _Session, loader: torch.utils.data.DataLoader,
             loss.backward()
             run.optimiser.step()
             run.schedule.step()
+            if run.average is not None:
+                run.average.update_parameters(run.model)
             step += 1
             stop = _out_of_time(deadline, run.world, run.device)
             if run.rank == 0:
@@ -238,13 +281,16 @@ def _report(run: _Session, step: int, loss: float, metrics: dict, stop: bool,
     last = step == tc.steps or stop
     validated = step % tc.validate_every == 0 or last
     if validated:
-        metrics = validate(run.model, val_set, run.device)
-    log.row(step, loss, run.schedule.get_last_lr()[0], run.model.alpha.item(),
+        metrics = validate(run.shipped, val_set, run.device, tc.freeze_norm)
+    log.row(step, loss, run.schedule.get_last_lr()[0], run.shipped.alpha.item(),
             metrics if validated else None, run.elapsed + time.perf_counter() - tick)
+    seconds = run.elapsed + time.perf_counter() - tick
     if step % tc.checkpoint_every == 0 or last:
         log.flush()
-        save(run.out, run.config, run.model, run.optimiser, run.schedule, step,
-             run.elapsed + time.perf_counter() - tick, metrics, run.device)
+        save(run.out, run.config, run.shipped, run.optimiser, run.schedule, step, seconds,
+             metrics, run.device, None if run.average is None else run.model)
+    if validated and tc.keep_best:
+        save_best(run.out, run.config, run.shipped, step, seconds, metrics, run.device)
     return metrics
 
 

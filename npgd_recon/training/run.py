@@ -2,8 +2,10 @@
 
 Files: ``model.safetensors`` (weights and metadata, :mod:`npgd_recon.models.checkpoint`),
 ``train_state.pt`` (optimiser, schedule, step, seconds: what ``--resume`` needs beside the
-model) and ``log.csv`` (:mod:`npgd_recon.training.logger`). Each checkpoint replaces the two
-state files atomically; every file follows the user's umask.
+model; with ``train.ema`` also the trained weights, ``model.safetensors`` being their moving
+average), ``log.csv`` (:mod:`npgd_recon.training.logger`) and, with ``train.keep_best``,
+``best.safetensors`` (the model at its best validation SNR so far). Each checkpoint replaces
+the state files atomically; every file follows the user's umask.
 
 - :func:`check_run_folder`: a run goes into a new or empty folder; an existing non-empty one is
   refused (:class:`RunExistsError`) unless resumed (``resume``) or replaced (``force``).
@@ -13,6 +15,8 @@ state files atomically; every file follows the user's umask.
 - :func:`initialise`: start from another model's weights (``train.init``, fine-tuning); the
   data-consistency step may differ, the network may not.
 - :func:`save`: one checkpoint, with the metadata every model file carries.
+- :func:`save_best`: the model, when its validation SNR beats the one ``best.safetensors``
+  holds (so the best survives ``--resume``).
 """
 
 from __future__ import annotations
@@ -25,16 +29,16 @@ import torch
 from npgd_recon.core.device import describe_hardware
 from npgd_recon.core.errors import NpgdError
 from npgd_recon.core.transforms import NORMALISATION
-from npgd_recon.models.checkpoint import load_checkpoint, save_checkpoint
+from npgd_recon.models.checkpoint import load_checkpoint, read_metadata, save_checkpoint
 from npgd_recon.models.npgd import STEP_PARAMETERS, NeuralPGD, architecture
 from npgd_recon.models.registry import resolve_weights
 from npgd_recon.training.config import Config
 
 __all__ = ["LOG", "MODEL", "RUN_FILES", "STATE", "RunExistsError", "check_run_folder",
-           "clear_run", "initialise", "restore", "save"]
+           "clear_run", "initialise", "restore", "save", "save_best"]
 
-MODEL, STATE, LOG = "model.safetensors", "train_state.pt", "log.csv"
-RUN_FILES = (MODEL, STATE, LOG)
+MODEL, STATE, LOG, BEST = "model.safetensors", "train_state.pt", "log.csv", "best.safetensors"
+RUN_FILES = (MODEL, STATE, LOG, BEST)
 
 
 class RunExistsError(NpgdError):
@@ -66,9 +70,11 @@ def clear_run(out: Path) -> None:
 
 
 def restore(out: Path, model: NeuralPGD, optimiser: torch.optim.Optimizer,
-            schedule: torch.optim.lr_scheduler.LRScheduler,
-            device: torch.device) -> tuple[int, float, dict]:
-    """Load the run in ``out`` into ``model``, ``optimiser`` and ``schedule``.
+            schedule: torch.optim.lr_scheduler.LRScheduler, device: torch.device,
+            average: NeuralPGD | None = None) -> tuple[int, float, dict]:
+    """Load the run in ``out`` into ``model``, ``optimiser`` and ``schedule`` (and, for a
+    ``train.ema`` run, ``average``: ``model.safetensors`` is then the average and the trained
+    weights are in ``train_state.pt``).
 
     Returns the steps done, the training seconds so far and the last validation metrics.
     """
@@ -76,8 +82,12 @@ def restore(out: Path, model: NeuralPGD, optimiser: torch.optim.Optimizer,
     if meta["architecture"] != architecture(model):
         raise NpgdError(f"--resume {out}: the run's architecture {meta['architecture']} "
                         f"differs from the config's {architecture(model)}")
-    model.load_state_dict(loaded.state_dict())
     state = torch.load(out / STATE, map_location=device, weights_only=True)
+    if (average is None) != ("weights" not in state):
+        raise NpgdError(f"--resume {out}: train.ema must stay as the run started (on or off)")
+    model.load_state_dict(state.get("weights", loaded.state_dict()))
+    if average is not None:
+        average.load_state_dict(loaded.state_dict())
     if len(state["optimiser"]["param_groups"]) != len(optimiser.param_groups):
         raise NpgdError(f"--resume {out}: its optimiser state predates train.alpha_lr (one "
                         f"parameter group); start a new run with train.init = "
@@ -90,15 +100,27 @@ def restore(out: Path, model: NeuralPGD, optimiser: torch.optim.Optimizer,
 def initialise(model: NeuralPGD, init: str, alpha_init: float, device: torch.device) -> None:
     """Load the weights of ``init`` (a shipped model's name or a file) into ``model``.
 
-    The network must be the same; a different data-consistency step starts from the config's
+    The network must be the same, except the number of unrolled iterations (the proximal and
+    the step size are shared by all of them); a different data-consistency step starts from
+    the config's
     ``alpha_init`` (the loaded step means something else), other missing step sizes from the
-    model's own initial values.
+    model's own initial values. A ``noise_input`` model may start from the same network without
+    it: its noise channel's weights start at zero, so it starts as ``init``.
     """
     loaded, meta = load_checkpoint(resolve_weights(init), device)
-    if _network(meta["architecture"]) != _network(architecture(model)):
+    adds_noise = model.noise_input and not loaded.noise_input
+    theirs, ours = _network(meta["architecture"]), _network(architecture(model))
+    if adds_noise:
+        ours.pop("noise_input")
+    if theirs != ours:
         raise NpgdError(f"train.init {init}: architecture {meta['architecture']} differs from "
                         f"the config's {architecture(model)}")
-    keys = model.load_state_dict(loaded.state_dict(), strict=False)
+    state = loaded.state_dict()
+    if adds_noise:
+        head = state["prox.head.weight"]
+        state["prox.head.weight"] = torch.cat([head, head.new_zeros(head.shape[0], 1,
+                                                                    *head.shape[2:])], dim=1)
+    keys = model.load_state_dict(state, strict=False)
     if set(keys.missing_keys + keys.unexpected_keys) - set(STEP_PARAMETERS):
         raise NpgdError(f"train.init {init}: weights do not match the network")
     if meta["architecture"]["data_consistency"] != model.data_consistency:
@@ -108,11 +130,36 @@ def initialise(model: NeuralPGD, init: str, alpha_init: float, device: torch.dev
 
 def save(out: Path, config: Config, model: NeuralPGD, optimiser: torch.optim.Optimizer,
          schedule: torch.optim.lr_scheduler.LRScheduler, step: int, seconds: float,
-         metrics: dict, device: torch.device) -> None:
-    """Write ``model.safetensors`` (weights, metadata) and ``train_state.pt``."""
+         metrics: dict, device: torch.device, trained: NeuralPGD | None = None) -> None:
+    """Write ``model.safetensors`` (``model``'s weights, metadata) and ``train_state.pt``
+    (with ``trained``'s weights when ``model`` is their moving average, ``train.ema``)."""
+    save_checkpoint(model, out / MODEL, _metadata(config, step, seconds, metrics, device))
+    state = {"optimiser": optimiser.state_dict(), "schedule": schedule.state_dict(),
+             "step": step, "seconds": seconds}
+    if trained is not None:
+        state["weights"] = trained.state_dict()
+    tmp = out / (STATE + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, out / STATE)
+
+
+def save_best(out: Path, config: Config, model: NeuralPGD, step: int, seconds: float,
+              metrics: dict, device: torch.device) -> bool:
+    """Write ``best.safetensors`` if ``metrics`` (just validated) beat the validation SNR of
+    the one there (none: any). Returns whether it was written."""
+    path = out / BEST
+    if path.exists() and read_metadata(path)["validation"]["snr_db"] >= metrics["snr_db"]:
+        return False
+    save_checkpoint(model, path, _metadata(config, step, seconds, metrics, device))
+    return True
+
+
+def _metadata(config: Config, step: int, seconds: float, metrics: dict,
+              device: torch.device) -> dict:
+    """What a run's model file says besides its architecture."""
     data = config.data
     sr = data.operator == "block-average"
-    meta = {
+    return {
         "normalisation": NORMALISATION,
         "operator": "block-average-2x2" if sr else _operator_name(data.coil_range),
         "mask": None if sr else {"kind": data.mask, "accel": data.accel},
@@ -125,18 +172,13 @@ def save(out: Path, config: Config, model: NeuralPGD, optimiser: torch.optim.Opt
         "hardware": describe_hardware(device),
         "config": config.as_dict(),
     }
-    save_checkpoint(model, out / MODEL, meta)
-    state = {"optimiser": optimiser.state_dict(), "schedule": schedule.state_dict(),
-             "step": step, "seconds": seconds}
-    tmp = out / (STATE + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, out / STATE)
 
 
 def _network(arch: dict) -> dict:
-    """An architecture without its data-consistency keys: what the weights depend on."""
-    return {k: v for k, v in arch.items()
-            if k not in ("data_consistency", "cg_iterations", "final_dc", "final_noise")}
+    """An architecture without its iteration count and data-consistency keys: what the weights
+    depend on."""
+    return {k: v for k, v in arch.items() if k not in (
+        "iterations", "data_consistency", "cg_iterations", "final_dc", "final_noise")}
 
 
 def _operator_name(coils: tuple[int, int]) -> str:

@@ -1,10 +1,11 @@
 """The normalisation rule: finite on problems whose zero-filled image is empty (issue 26)."""
 
+import pytest
 import torch
 
 from npgd_recon.core.operators import SenseOp
-from npgd_recon.core.transforms import normalise
-from npgd_recon.models.registry import resolve_weights
+from npgd_recon.core.transforms import normalise, normalised_noise
+from npgd_recon.models.registry import CPU_DEFAULT, resolve_weights
 
 
 def _noise_planes_with_empty_maps(batch=3, coils=4, n=32):
@@ -37,13 +38,18 @@ def test_the_percentile_falls_back_to_the_maximum_where_the_maps_cover_few_pixel
     assert torch.isfinite(normalised).all() and normalised.abs().max() > 0
 
 
-def test_the_shipped_default_gives_a_finite_zero_image_where_the_operator_sees_nothing():
+@pytest.mark.parametrize("name", [CPU_DEFAULT, "npgd-t10k1-f32-dcn"])
+def test_a_shipped_model_gives_a_finite_zero_image_where_the_operator_sees_nothing(name):
+    """Also a model that takes the noise level as an input: the empty problem's level is 0,
+    not noise / (the smallest float32)."""
     from npgd_recon.models.checkpoint import load_checkpoint
 
-    model, meta = load_checkpoint(resolve_weights("npgd-t10k1-f32-dcn"), torch.device("cpu"))
+    model, meta = load_checkpoint(resolve_weights(name), torch.device("cpu"))
     y, op = _noise_planes_with_empty_maps()
     normalised, scale = normalise(y, op, meta["normalisation"])
+    noise = normalised_noise(1.0, scale)
+    assert noise[0] == 0 and torch.isfinite(noise).all() and (noise[1:] > 0).all()
     with torch.no_grad():
-        out = model(normalised, op, noise=1.0 / scale.flatten()) * scale
+        out = model(normalised, op, noise=noise) * scale
     assert torch.isfinite(out).all()
     assert out[0].abs().max() < 1e-30

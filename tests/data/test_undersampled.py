@@ -27,6 +27,7 @@ def sources(tmp_path):
     volume = np.zeros((20, 24, 16), np.float32)
     volume[4:16, 6:18, 3:13] = 1.0
     np.save(tmp_path / "vol.npy", volume)
+    np.save(tmp_path / "cplx.npy", volume * np.exp(0.3j * np.arange(16)))
     image = np.zeros((2, 32, 28), np.complex64)
     image[:, 8:24, 6:20] = 1 + 1j
     with h5py.File(tmp_path / "fastmri.h5", "w") as f:
@@ -103,6 +104,25 @@ def test_validation_items_are_fixed_images(sources):
         UndersampledSet([PhantomSource(0)], 1)
 
 
+def test_validation_phase_gives_real_images_a_fixed_smooth_phase(sources):
+    """phase=True: the same magnitude, a phase that is not flat, smooth (neighbours differ by
+    little), within +-pi/2 and the same on every read; complex images keep their own phase."""
+    source = build_source({"kind": "npy", "path": str(sources / "vol.npy")})
+    plain = UndersampledSet([source], 4, noise=(0.0, 0.0))[1].target.numpy()
+    dataset = UndersampledSet([source], 4, noise=(0.0, 0.0), phase=True)
+    item = dataset[1].target.numpy()
+    np.testing.assert_allclose(np.abs(item), np.abs(plain), atol=1e-6)
+    inside = np.abs(plain) > 0.5
+    angle = np.angle(item)[inside]
+    assert np.ptp(angle) > 0.1 and np.abs(angle).max() <= np.pi / 2 + 1e-5
+    assert np.abs(np.diff(np.angle(item), axis=0)[inside[1:] & inside[:-1]]).max() < 0.3
+    np.testing.assert_array_equal(dataset[1].target.numpy(), item)
+    complex_source = build_source({"kind": "npy", "path": str(sources / "cplx.npy")})
+    kept = UndersampledSet([complex_source], 2, noise=(0.0, 0.0), phase=True)[0].target
+    unchanged = UndersampledSet([complex_source], 2, noise=(0.0, 0.0))[0].target
+    np.testing.assert_array_equal(kept.numpy(), unchanged.numpy())
+
+
 def test_multicoil_items_carry_maps_that_explain_their_kspace():
     from npgd_recon.core.operators import SenseOp
 
@@ -134,6 +154,37 @@ def test_a_coil_range_draws_one_count_per_batch_and_the_loader_stacks_them():
     for bad in ((0, 4), (5, 4)):
         with pytest.raises(ValueError, match="coils"):
             UndersampledSet([PhantomSource(2)], 1, coils=bad)
+
+
+def test_several_crop_sizes_draw_one_per_batch_with_the_zoom_scaled():
+    from npgd_recon.training.loop import make_loader
+
+    first = Augment((32, 32), zoom=(0.5, 1.0))
+    small = first.at((16, 16))
+    assert small.shape == (16, 16) and small.zoom == (0.25, 0.5)
+    dataset = UndersampledSet([PhantomSource(6, size=48)], 32, augment=(first, small),
+                              coils=(1, 4), coil_group=4)
+    shapes = [dataset[i].target.shape for i in range(32)]
+    assert all(len(set(shapes[g:g + 4])) == 1 for g in range(0, 32, 4))
+    assert set(shapes) == {(32, 32), (16, 16)}
+    for batch, shape in zip(make_loader(dataset, list(range(32)), 4), shapes[::4]):
+        assert batch.kspace.shape[-2:] == shape and batch.mask.shape[-2:] == shape
+    single = UndersampledSet([PhantomSource(6, size=48)], 4, augment=first, seed=3)
+    listed = UndersampledSet([PhantomSource(6, size=48)], 4, augment=(first,), seed=3)
+    for i in range(4):  # one augmentation, in a tuple or not: the same samples
+        assert torch.equal(single[i].kspace, listed[i].kspace)
+
+
+def test_log_noise_scale_spreads_levels_evenly_over_decades():
+    dataset = UndersampledSet([PhantomSource(4, size=24)], 400, noise=(0.001, 0.1),
+                              augment=Augment((24, 24), intensity=(1.0, 1.0)), noise_scale="log")
+    levels = np.array([float(dataset[i].noise) / float(dataset[i].target.abs().max())
+                       for i in range(400)])
+    assert levels.min() >= 0.001 * 0.999 and levels.max() <= 0.1 * 1.001
+    decades = np.histogram(np.log10(levels), bins=[-3, -2, -1])[0]
+    assert abs(decades[0] - decades[1]) < 80  # uniform: about 200 each; linear: about 18 / 382
+    with pytest.raises(ValueError, match="noise_scale"):
+        UndersampledSet([PhantomSource(2)], 1, noise=(0.0, 0.02), noise_scale="log")
 
 
 def test_nrrd_source_reads_a_volume_and_shifts_ct_values(tmp_path):

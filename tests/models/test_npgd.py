@@ -249,10 +249,15 @@ def test_train_fine_tunes_from_init_weights_on_multicoil_problems(tmp_path):
     assert meta["operator"] == "sense-2-coil" and meta["steps"] == 2
     config.write_text("[model]\niterations = 3\nfeatures = 4\n" + base
                       + f"init = '{tmp_path / 'start.safetensors'}'\n")
-    for extra in ([], ["--resume"]):  # a new run from init, or resuming the T=2 run as T=3
-        out = ["--out", str(tmp_path / ("run" if extra else "run2"))]
-        result = subprocess.run(cmd[:-3] + out + ["--no-progress"] + extra, capture_output=True,
-                                text=True)
+    new_run = subprocess.run(cmd[:-3] + ["--out", str(tmp_path / "run2"), "--no-progress"],
+                             capture_output=True, text=True)  # T=3 from T=2: shared weights
+    assert new_run.returncode == 0, new_run.stderr
+    resumed = subprocess.run(cmd + ["--resume"], capture_output=True, text=True)
+    config.write_text("[model]\niterations = 3\nfeatures = 8\n" + base
+                      + f"init = '{tmp_path / 'start.safetensors'}'\n")
+    wider = subprocess.run(cmd[:-3] + ["--out", str(tmp_path / "run3"), "--no-progress"],
+                           capture_output=True, text=True)
+    for result in (resumed, wider):  # resuming the T=2 run as T=3; other weights from init
         assert result.returncode == 2 and "architecture" in result.stderr
         assert result.stderr.count("\n") == 1
 
@@ -432,3 +437,95 @@ def test_the_output_is_zero_where_no_coil_sees_and_unchanged_elsewhere(final_dc)
     assert torch.count_nonzero(out[:, :4]) == 0
     assert bool((painted[:, :4].abs() > 1e-3).all())
     torch.testing.assert_close(out[:, 4:], painted[:, 4:])
+
+
+def test_noise_input_starts_as_the_plain_network_then_follows_the_noise_level(tmp_path):
+    """noise_input: the head takes a third, constant channel sigma / NOISE_UNIT whose weights
+    start at zero (the same function as the network without it, for any noise); once they are
+    not zero the output depends on the level, through inference (folded, bf16), de-biasing,
+    linearisation and a checkpoint round trip; only the ResNet proximal takes it."""
+    from npgd_recon.models.linearise import LinearisedProximal
+    from npgd_recon.recon.debias import debiased
+
+    plain, noisy = small(features=8, unshuffle=2).eval(), small(
+        features=8, unshuffle=2, noise_input=True).eval()
+    assert noisy.noise_input and not plain.noise_input
+    assert noisy.prox.head.in_channels == plain.prox.head.in_channels + 1
+    state = plain.state_dict()
+    with torch.no_grad():
+        for p in state.values():
+            if p.is_floating_point():
+                p.add_(0.05 * torch.randn_like(p))
+    plain.load_state_dict(state)
+    head = state["prox.head.weight"]
+    noisy.load_state_dict({**state, "prox.head.weight": torch.cat(
+        [head, head.new_zeros(head.shape[0], 1, *head.shape[2:])], dim=1)})
+    op = CartesianOp(MASK)
+    y = op.forward(randc(2, 24, 16))
+    level = torch.tensor([0.0, 0.03])
+    with torch.no_grad():
+        torch.testing.assert_close(noisy(y, op, noise=level), plain(y, op))
+        noisy.prox.head.weight[:, -1] = 0.1
+        quiet, loud = noisy(y, op, noise=torch.zeros(2)), noisy(y, op, noise=level)
+    torch.testing.assert_close(quiet[0], loud[0])
+    assert (quiet[1] - loud[1]).abs().max() > 1e-3
+    torch.testing.assert_close(noisy(y, op), quiet)  # None: noiseless
+    with torch.inference_mode():
+        torch.testing.assert_close(prepare_for_inference(noisy)(y, op, noise=level), loud,
+                                   rtol=1e-4, atol=1e-5)
+        fast = prepare_for_inference(noisy, "bf16")(y, op, noise=level)
+        assert (fast - loud).abs().max() < 0.05 * loud.abs().max()
+        torch.testing.assert_close(debiased(noisy, y, op, iterations=0, noise=level), loud)
+    s = randc(2, 24, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(LinearisedProximal(noisy, s, level).affine(s),
+                                   noisy.proximal(s, level))
+    save_checkpoint(noisy, tmp_path / "n.safetensors", {})
+    assert read_metadata(tmp_path / "n.safetensors")["architecture"]["noise_input"] is True
+    assert "noise_input" not in architecture(plain)
+    loaded, _ = load_checkpoint(tmp_path / "n.safetensors")
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(y, op, noise=level), loud)
+    with pytest.raises(ValueError, match="noise_input is an option of the resnet"):
+        small(proximal="unet", noise_input=True)
+
+
+def test_fine_tuning_into_a_noise_input_model_starts_from_the_plain_one(tmp_path):
+    """train.init from the same network without noise_input: its noise channel starts at zero,
+    so the model starts as the one it came from; the reverse is refused in one line."""
+    from npgd_recon.core.errors import NpgdError
+    from npgd_recon.training.run import initialise
+
+    start = small(features=4)
+    with torch.no_grad():
+        for p in start.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    save_checkpoint(start.eval(), tmp_path / "start.safetensors", {"normalisation": {}})
+    model = small(features=4, noise_input=True)
+    initialise(model, str(tmp_path / "start.safetensors"), 1.0, torch.device("cpu"))
+    op = CartesianOp(MASK)
+    y = op.forward(randc(2, 24, 16))
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(y, op, noise=torch.tensor([0.01, 0.02])),
+                                   start(y, op))
+    save_checkpoint(model, tmp_path / "noisy.safetensors", {"normalisation": {}})
+    with pytest.raises(NpgdError, match="differs from the config"):
+        initialise(small(features=4), str(tmp_path / "noisy.safetensors"), 1.0,
+                   torch.device("cpu"))
+
+
+def test_fine_tuning_to_more_iterations_starts_from_the_same_shared_weights(tmp_path):
+    """train.init into a model with more unrolled iterations: the proximal and step sizes are
+    shared, so every weight loads unchanged."""
+    from npgd_recon.training.run import initialise
+
+    start = small(features=4, iterations=3)
+    with torch.no_grad():
+        for p in start.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    save_checkpoint(start.eval(), tmp_path / "start.safetensors", {"normalisation": {}})
+    model = small(features=4, iterations=5)
+    initialise(model, str(tmp_path / "start.safetensors"), 1.0, torch.device("cpu"))
+    for ours, theirs in zip(model.state_dict().values(), start.state_dict().values()):
+        torch.testing.assert_close(ours, theirs)
+    assert model.iterations == 5

@@ -28,7 +28,7 @@ def doc_type(hint) -> str:
         return " or ".join(doc_type(h) for h in typing.get_args(hint))
     args = typing.get_args(hint)
     if args and args[-1] is Ellipsis:
-        return "array of tables"
+        return "array of tables" if args[0] is dict else f"array of {doc_type(args[0])}"
     if args:
         return "[" + ", ".join(doc_type(a) for a in args) + "]"
     return NAMES[hint]

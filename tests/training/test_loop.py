@@ -2,6 +2,8 @@
 
 from dataclasses import replace
 
+import torch
+
 from npgd_recon.models.checkpoint import load_checkpoint, read_metadata
 from npgd_recon.training.config import load_config
 from npgd_recon.training.loop import train
@@ -92,3 +94,111 @@ def test_amp_runs_the_convolutions_in_bf16_where_the_device_has_it_natively(tmp_
         train(replace(config, train=replace(config.train, amp=amp)),
               tmp_path / f"{native}-{amp}", progress=False)
         assert seen and seen[0] == expected, (native, amp, seen[:1])
+
+
+def test_freeze_norm_trains_with_the_running_statistics_inference_uses(tmp_path):
+    """train.freeze_norm: batch norm keeps the running statistics it started from (it
+    normalises with them, as at inference) while its scale and the convolutions still train;
+    without it the statistics follow the batches."""
+    import torch
+
+    from npgd_recon.training.loop import train_mode
+
+    path = tmp_path / "c.toml"
+    path.write_text(CONFIG.replace("max_seconds = 0.001", "max_seconds = 0"))
+    config = load_config(path)
+    config = replace(config, train=replace(config.train, steps=2))
+    train(config, tmp_path / "start", progress=False)
+    start = load_checkpoint(tmp_path / "start" / "model.safetensors")[0].state_dict()
+    for freeze in (True, False):
+        tuned = replace(config, train=replace(config.train, freeze_norm=freeze, lr=1e-2,
+                                              init=str(tmp_path / "start" / "model.safetensors")))
+        train(tuned, tmp_path / f"frozen-{freeze}", progress=False)
+        after = load_checkpoint(tmp_path / f"frozen-{freeze}" / "model.safetensors")[0]
+        state = after.state_dict()
+        bn = "prox.blocks.0.bn1"
+        assert torch.equal(state[f"{bn}.running_mean"], start[f"{bn}.running_mean"]) == freeze
+        assert not torch.equal(state[f"{bn}.weight"], start[f"{bn}.weight"])
+        assert not torch.equal(state["prox.head.weight"], start["prox.head.weight"])
+    train_mode(after, freeze_norm=True)
+    assert after.training and after.prox.head.training
+    assert not after.prox.blocks[0].bn1.training
+
+
+def test_keep_best_keeps_the_model_of_the_best_validation_across_a_resume(tmp_path):
+    """train.keep_best: best.safetensors holds the model at the highest validation SNR seen,
+    its metadata saying which step; a resumed run compares against the file, and --force
+    deletes it with the rest of the run."""
+    import csv
+
+    from npgd_recon.training.run import check_run_folder, clear_run
+
+    path = tmp_path / "c.toml"
+    path.write_text(CONFIG.replace("max_seconds = 0.001", "max_seconds = 0")
+                    .replace("validate_every = 500", "validate_every = 1")
+                    .replace("lr = 1e-4", "") + "keep_best = true\nlr = 0.05\n")
+    config = load_config(path)
+    run = tmp_path / "run"
+    train(replace(config, train=replace(config.train, steps=3)), run, progress=False)
+    train(replace(config, train=replace(config.train, steps=6)), run, resume=True,
+          progress=False)
+    with open(run / "log.csv") as f:
+        snr = {int(r["step"]): float(r["val_snr_db"]) for r in csv.DictReader(f)}
+    best = read_metadata(run / "best.safetensors")
+    assert len(snr) == 6 and abs(best["validation"]["snr_db"] - max(snr.values())) < 1e-3
+    assert snr[best["steps"]] == max(snr.values())
+    assert check_run_folder(run, resume=False, force=True) is False
+    clear_run(run)
+    assert not (run / "best.safetensors").exists()
+
+
+def test_ema_writes_the_moving_average_and_resumes_both_weights(tmp_path):
+    """train.ema: model.safetensors is the moving average (decay d: after one step the average
+    is the trained weights, after two d * w1 + (1 - d) * w2); train_state.pt keeps the trained
+    weights, so a resumed run continues both, equal to a run without the stop; switching ema
+    off on resume is one clear error."""
+    import pytest
+    import torch
+
+    from npgd_recon.core.errors import NpgdError
+
+    path = tmp_path / "c.toml"
+    path.write_text(CONFIG.replace("max_seconds = 0.001", "max_seconds = 0")
+                    .replace("checkpoint_every = 500", "checkpoint_every = 1")
+                    + "ema = 0.5\namp = false\n")
+    config = load_config(path)
+    steps = lambda n, c=config: replace(c, train=replace(c.train, steps=n))  # noqa: E731
+    train(steps(1), tmp_path / "one", progress=False)
+    one_state = torch.load(tmp_path / "one" / "train_state.pt", weights_only=True)["weights"]
+    one_model = load_checkpoint(tmp_path / "one" / "model.safetensors")[0].state_dict()
+    torch.testing.assert_close(one_model["prox.head.weight"], one_state["prox.head.weight"])
+    train(steps(2), tmp_path / "one", resume=True, progress=False)
+    train(steps(2), tmp_path / "two", progress=False)
+    resumed = load_checkpoint(tmp_path / "one" / "model.safetensors")[0].state_dict()
+    straight = load_checkpoint(tmp_path / "two" / "model.safetensors")[0].state_dict()
+    trained = torch.load(tmp_path / "two" / "train_state.pt", weights_only=True)["weights"]
+    for name in ("prox.head.weight", "prox.blocks.0.bn1.running_mean"):
+        torch.testing.assert_close(resumed[name], straight[name])
+        torch.testing.assert_close(straight[name], 0.5 * one_state[name] + 0.5 * trained[name])
+    assert not torch.equal(straight["prox.head.weight"], trained["prox.head.weight"])
+    with pytest.raises(NpgdError, match="train.ema must stay"):
+        train(replace(steps(3), train=replace(steps(3).train, ema=0.0)), tmp_path / "two",
+              resume=True, progress=False)
+
+
+def test_validation_coils_poses_every_problem_at_each_count(tmp_path):
+    """data.validation_coils = [1, 3]: each validation image is posed once per count, with
+    the same image and mask; empty: one count per problem from data.coils."""
+    from npgd_recon.training.loop import datasets
+
+    path = tmp_path / "c.toml"
+    path.write_text(CONFIG.replace("validation_slices = 1", "validation_slices = 2\n"
+                                   "validation_coils = [1, 3]\ncoils = [1, 4]"))
+    _, val = datasets(load_config(path).data, 1, 0)
+    items = [val[i] for i in range(len(val))]
+    assert [item.kspace.shape[0] if item.kspace.ndim == 3 else 1 for item in items] == [1, 1,
+                                                                                       3, 3]
+    for single, multi in zip(items[:2], items[2:]):
+        assert torch.equal(single.target, multi.target) and torch.equal(single.mask, multi.mask)
+    _, drawn = datasets(replace(load_config(path).data, validation_coils=()), 1, 0)
+    assert len(drawn) == 2
