@@ -45,6 +45,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bart_baselines.espirit import OBJECT_KEPT, espirit_kernel, object_kept
 from bart_baselines.noise import estimate_noise_std
 from bart_baselines.runner import (
     BartCall,
@@ -131,7 +132,11 @@ def _coils_from_bart(array: np.ndarray, coils: int, ny: int, nx: int) -> np.ndar
 
 
 def espirit_maps(kspace: np.ndarray, stack: bool = False, threads: int | None = None) -> np.ndarray:
-    """One set of ESPIRiT maps per slice from ``bart ecalib -m 1`` (auto calibration region).
+    """One set of ESPIRiT maps per slice from ``bart ecalib -m 1 -k K`` (auto calibration
+    region). ``K`` is BART's 6 (half the fully sampled centre where that is smaller,
+    :func:`~bart_baselines.espirit.espirit_kernel`), one smaller at a time down to 3 while the
+    maps drop part of the object (:func:`~bart_baselines.espirit.object_kept` below
+    ``OBJECT_KEPT``): small centres leave a large kernel too few calibration rows.
 
     v0.8's ``ecalib`` has no batch mode over slices, so a stack takes one call per slice; with
     a thread budget of N, N calls of one thread each run at once (``ecalib`` is mostly serial:
@@ -158,7 +163,8 @@ def espirit_maps(kspace: np.ndarray, stack: bool = False, threads: int | None = 
         for one in k:
             if len(running) == workers:
                 maps.append(_maps_of(*running.popleft()))
-            running.append((start_bart(["ecalib", "-m", "1", "kspace", "maps"],
+            kernel = str(espirit_kernel((one != 0).any(axis=0)))
+            running.append((start_bart(["ecalib", "-m", "1", "-k", kernel, "kspace", "maps"],
                                        {"kspace": _to_bart(one[None])}, ["maps"],
                                        budget // workers), one.shape))
         while running:
@@ -167,8 +173,19 @@ def espirit_maps(kspace: np.ndarray, stack: bool = False, threads: int | None = 
         for call, _ in running:
             call.kill()
         raise
-    maps = np.stack(maps)
+    maps = np.stack([_kept_object(one, found, budget) for one, found in zip(k, maps)])
     return maps if stack else maps[0]
+
+
+def _kept_object(kspace: np.ndarray, maps: np.ndarray, threads: int) -> np.ndarray:
+    """``maps`` of one slice, or those of the largest smaller kernel that keeps the object."""
+    kernel = espirit_kernel((kspace != 0).any(axis=0))
+    while kernel > 3 and object_kept(kspace, maps) < OBJECT_KEPT:
+        kernel -= 1
+        maps = _maps_of(start_bart(["ecalib", "-m", "1", "-k", str(kernel), "kspace", "maps"],
+                                   {"kspace": _to_bart(kspace[None])}, ["maps"], threads),
+                        kspace.shape)
+    return maps
 
 
 def _maps_of(call: BartCall, shape: tuple[int, ...]) -> np.ndarray:

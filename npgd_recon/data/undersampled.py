@@ -17,13 +17,14 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from bart_baselines import espirit_maps
 from npgd_recon.core.errors import NpgdError
 from npgd_recon.core.fft import fft2c
 from npgd_recon.data.samples import CartesianSample, SenseSample
 from npgd_recon.sim.coils import synthetic_coil_maps
 from npgd_recon.sim.noise import complex_noise
 from npgd_recon.sim.phase import smooth_phase
-from sampling import make_mask
+from sampling import make_mask, multicoil_calib
 
 
 @dataclass
@@ -148,6 +149,20 @@ def coil_range(coils: int | tuple[int, int] | list[int]) -> tuple[int, int]:
     return pair
 
 
+MAPS = ("exact", "espirit")
+
+
+def _through_estimated_maps(image: np.ndarray, maps: np.ndarray,
+                            kspace: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(sum_c conj(S'_c) S_c x, S')`` for ESPIRiT's maps ``S'`` of ``kspace``, or
+    ``(image, maps)`` unchanged when ESPIRiT finds no support."""
+    estimate = espirit_maps(kspace, threads=1)
+    if not np.any(estimate):
+        return image, maps
+    seen = np.sum(estimate.conj() * maps, axis=0) * image
+    return seen.astype(np.complex64), estimate
+
+
 class UndersampledSet(torch.utils.data.Dataset):
     """Training/validation triples from a mixture of sources.
 
@@ -173,23 +188,36 @@ class UndersampledSet(torch.utils.data.Dataset):
 
     ``phase`` (fixed items only): a real-valued image gets a smooth phase map of up to
     +-pi/2 seeded by ``(seed, i)``, as the model card's scans have; complex images keep theirs.
+
+    ``maps = "espirit"`` (multi-coil items), as ``npgd-recon`` undersamples and calibrates at
+    inference: the mask's fully sampled centre is :func:`~sampling.multicoil_calib`'s, the
+    item's ``maps`` are not the simulated sensitivities but BART ESPIRiT's estimate from its
+    own undersampled, noisy k-space (:func:`~bart_baselines.cs.espirit_maps`, one thread), and its
+    ``target`` is the truth seen through them, ``sum_c conj(S'_c) S_c x`` (zero where ESPIRiT
+    finds no support): the reference the model card scores against. ``"exact"`` (the default)
+    keeps the simulated maps and ``x``. An item whose estimate is empty keeps the exact maps.
+    ``maps_up_to`` (> 0) limits the estimate to items whose larger side is at most that many
+    pixels (the small matrices, whose few calibration lines make ESPIRiT's error large); larger
+    items keep exact maps.
     """
 
     def __init__(self, sources: list, length: int, *, mask: str = "vdrad", accel: float = 5.0,
                  noise: tuple[float, float] = (0.0, 0.02),
                  augment: Augment | tuple[Augment, ...] | None = None, seed: int = 0,
                  coils: int | tuple[int, int] = 1, coil_group: int = 1, phase: bool = False,
-                 noise_scale: str = "linear") -> None:
+                 noise_scale: str = "linear", maps: str = "exact", maps_up_to: int = 0) -> None:
         if not sources or not sum(len(s) for s in sources):
             raise NpgdError("no training images: every data source is empty")
         if coil_group < 1:
             raise NpgdError(f"coil_group must be at least 1, got {coil_group}")
+        if maps not in MAPS:
+            raise NpgdError(f"maps must be one of {', '.join(MAPS)}, got {maps!r}")
         if noise_scale not in ("linear", "log") or noise_scale == "log" and noise[0] <= 0:
             raise NpgdError(f"noise_scale must be 'linear', or 'log' with a noise range above 0, "
                              f"got {noise_scale!r} for {list(noise)}")
         augments = (augment,) if isinstance(augment, Augment) else tuple(augment or ())
         self.sources, self.length, self.augments, self.seed = sources, length, augments, seed
-        self.noise_scale = noise_scale
+        self.noise_scale, self.maps, self.maps_up_to = noise_scale, maps, maps_up_to
         self.mask, self.accel, self.noise, self.phase = mask, accel, noise, phase
         self.coil_range, self.coil_group = coil_range(coils), coil_group
         self.offsets = np.cumsum([0] + [len(s) for s in sources])
@@ -226,9 +254,13 @@ class UndersampledSet(torch.utils.data.Dataset):
             if self.phase and not np.iscomplexobj(image):
                 image = image * np.exp(1j * smooth_phase(
                     image.shape, seed=int(rng.integers(2**31)), strength=np.pi / 2))
-        mask = make_mask(self.mask, image.shape, self.accel,
-                         seed=int(rng.integers(2**31))).mask
-        maps, count = None, self.coil_count(i)
+        count = self.coil_count(i)
+        estimated = (self.maps == "espirit" and count > 1
+                     and (self.maps_up_to <= 0 or max(image.shape) <= self.maps_up_to))
+        calib = {"calib": multicoil_calib(image.shape)} if estimated else {}
+        mask = make_mask(self.mask, image.shape, self.accel, seed=int(rng.integers(2**31)),
+                         **calib).mask
+        maps = None
         if self.coil_range != (1, 1):  # the coil ring flipped at random, each coil a random phase
             maps = synthetic_coil_maps(count, image.shape)[:, :: rng.choice([-1, 1]),
                                                    :: rng.choice([-1, 1])]
@@ -238,6 +270,8 @@ class UndersampledSet(torch.utils.data.Dataset):
                  else rng.uniform(*self.noise))
         sigma = level * np.abs(image).max()
         kspace = (fft2c(coils) + complex_noise(rng, coils.shape, sigma)) * mask
+        if estimated:
+            image, maps = _through_estimated_maps(image, maps, kspace)
         fields = {
             "target": torch.from_numpy(np.ascontiguousarray(image, dtype=np.complex64)),
             "kspace": torch.from_numpy(kspace[0] if maps is None else kspace).to(torch.complex64),

@@ -9,7 +9,7 @@ from npgd_recon.core.errors import NpgdError
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 GPU_DEFAULT = "npgd-t10k1"
-CPU_DEFAULT = "npgd-t15k1-f32-ni"  # single- and multi-coil data (MODEL_CARD.md)
+CPU_DEFAULT = "npgd-t20k1-f32-ni"  # single- and multi-coil data (MODEL_CARD.md)
 RESNET_DEFAULT = "resnet-k10"
 RESNET_CPU = "resnet-k10-f32"
 SR_DEFAULT = "npgd-sr-faces"

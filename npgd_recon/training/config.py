@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from npgd_recon.core.errors import NpgdError
-from npgd_recon.data.undersampled import Augment, coil_range
+from npgd_recon.data.undersampled import MAPS, Augment, coil_range
 from npgd_recon.models.npgd import DATA_CONSISTENCY, PROXIMALS
 from sampling import GENERATORS
 
@@ -174,6 +174,8 @@ class DataConfig(_Section):
     accel: float = 5.0
     noise: tuple[float, float] = (0.0, 0.02)
     noise_scale: str = "linear"  # or "log": noise levels log-uniform in data.noise
+    maps: str = "exact"  # or "espirit": multi-coil maps estimated as at inference (UndersampledSet)
+    maps_up_to: int = 0  # > 0: "espirit" only for items whose larger side is at most this
     validation_noise: float = 0.01
     validation_phase: bool = False  # real validation images get a fixed smooth phase
     validation_coils: tuple[int, ...] = ()  # every validation problem at each of these counts
@@ -205,6 +207,8 @@ class DataConfig(_Section):
         self._require(self.noise_scale in ("linear", "log"), "noise_scale", "'linear' or 'log'")
         self._require(self.noise_scale == "linear" or self.noise[0] > 0, "noise_scale",
                       "'linear' when data.noise starts at 0 (a log scale needs low > 0)")
+        self._require(self.maps in MAPS, "maps", f"one of {', '.join(MAPS)}")
+        self._require(self.maps_up_to >= 0, "maps_up_to", ">= 0 (0: every size)")
         self._require(self.validation_noise >= 0, "validation_noise", ">= 0")
         self._require(all(c >= 1 for c in self.validation_coils), "validation_coils",
                       "a list of coil counts >= 1 (empty: drawn from data.coils)")

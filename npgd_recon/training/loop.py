@@ -79,11 +79,13 @@ def datasets(data: DataConfig, length: int, seed: int, batch_size: int = 1,
     train_set = UndersampledSet([build_source(s) for s in data.train], length, mask=data.mask,
                                 accel=data.accel, noise=data.noise, augment=data.augment(),
                                 seed=seed, coils=data.coil_range, coil_group=batch_size,
-                                noise_scale=data.noise_scale)
+                                noise_scale=data.noise_scale, maps=data.maps,
+                                maps_up_to=data.maps_up_to)
     sources = [build_source(s) for s in data.validation]
     val_sets = [UndersampledSet(sources, data.validation_slices, mask=data.mask, accel=data.accel,
                                 noise=(data.validation_noise,) * 2, seed=99, coils=coils,
-                                phase=data.validation_phase)
+                                phase=data.validation_phase, maps=data.maps,
+                                maps_up_to=data.maps_up_to)
                 for coils in data.validation_coils or (data.coil_range,)]
     return train_set, torch.utils.data.ConcatDataset(val_sets)
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from npgd_recon.core.errors import NpgdError
 from npgd_recon.core.fft import fft2c
 from npgd_recon.core.metrics import snr_db_magnitude
 from npgd_recon.data.sources import (
@@ -19,7 +20,8 @@ from npgd_recon.io.dicom_writer import write_series
 from npgd_recon.io.geometry import PlaneGeometry
 from npgd_recon.sim.phantoms import shepp_logan
 from npgd_recon.sim.scan_writer import ScanSettings, write_scan
-from sampling import vdrad
+from sampling import multicoil_calib, vdrad
+from tests.conftest import needs_bart
 
 
 @pytest.fixture
@@ -257,3 +259,39 @@ def test_loader_workers_give_the_same_batches_as_the_training_process(tmp_path):
         for key in ("target", "kspace", "mask", "noise"):
             assert torch.equal(getattr(a, key), getattr(b, key))
     assert not torch.equal(batches[0][0].target[0], batches[0][0].target[1])
+
+
+@needs_bart
+def test_espirit_maps_items_are_calibrated_as_at_inference():
+    """``maps="espirit"``: the mask keeps ``multicoil_calib``'s centre, the maps are ESPIRiT's
+    from the item's own k-space (unit norm over coils where nonzero, not the simulated ones),
+    and the target is the simulated image seen through them."""
+    from bart_baselines import espirit_maps
+
+    shape = (48, 48)
+    kwargs = dict(noise=(0.001, 0.001), augment=Augment(shape), coils=4)
+    exact = UndersampledSet([PhantomSource(4, size=64)], 2, **kwargs)[1]
+    item = UndersampledSet([PhantomSource(4, size=64)], 2, maps="espirit", **kwargs)[1]
+    cy, cx = multicoil_calib(shape)
+    centre = item.mask[24 - cy // 2:24 - cy // 2 + cy, 24 - cx // 2:24 - cx // 2 + cx]
+    assert bool(centre.all()) and not bool(exact.mask.equal(item.mask))
+    np.testing.assert_allclose(item.maps.numpy(), espirit_maps(item.kspace.numpy()), atol=1e-6)
+    power = (item.maps.abs() ** 2).sum(0)
+    inside = power > 0
+    np.testing.assert_allclose(power[inside], 1.0, rtol=1e-3)
+    assert not np.allclose(item.maps.numpy(), exact.maps.numpy(), atol=1e-2)
+    energy = exact.target.abs() ** 2
+    assert energy[inside].sum() >= 0.999 * energy.sum()  # the whole object is supported
+    # the simulated maps and image of this item: the exact set's, which draws the same ones
+    seen = (item.maps.conj() * exact.maps).sum(0) * exact.target
+    np.testing.assert_allclose(item.target.numpy(), seen.numpy(), atol=1e-5)
+    assert snr_db_magnitude(exact.target * inside, item.target) > 20
+    # maps_up_to: only items no larger than that are calibrated; larger ones keep exact maps
+    small = UndersampledSet([PhantomSource(4, size=64)], 2, maps="espirit", maps_up_to=48,
+                            **kwargs)[1]
+    large = UndersampledSet([PhantomSource(4, size=64)], 2, maps="espirit", maps_up_to=47,
+                            **kwargs)[1]
+    assert torch.equal(small.maps, item.maps) and torch.equal(small.target, item.target)
+    assert torch.equal(large.maps, exact.maps) and torch.equal(large.mask, exact.mask)
+    with pytest.raises(NpgdError, match="maps"):
+        UndersampledSet([PhantomSource(2)], 1, maps="sense")
