@@ -45,7 +45,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bart_baselines.espirit import OBJECT_KEPT, espirit_kernel, object_kept
+from bart_baselines.espirit import OBJECT_KEPT, espirit_kernel, ifft2c, object_kept
 from bart_baselines.noise import estimate_noise_std
 from bart_baselines.runner import (
     BartCall,
@@ -163,8 +163,8 @@ def espirit_maps(kspace: np.ndarray, stack: bool = False, threads: int | None = 
         for one in k:
             if len(running) == workers:
                 maps.append(_maps_of(*running.popleft()))
-            kernel = str(espirit_kernel((one != 0).any(axis=0)))
-            running.append((start_bart(["ecalib", "-m", "1", "-k", kernel, "kspace", "maps"],
+            running.append((start_bart(["ecalib", "-m", "1", "-k", str(_first_kernel(one)),
+                                        "kspace", "maps"],
                                        {"kspace": _to_bart(one[None])}, ["maps"],
                                        budget // workers), one.shape))
         while running:
@@ -177,9 +177,14 @@ def espirit_maps(kspace: np.ndarray, stack: bool = False, threads: int | None = 
     return maps if stack else maps[0]
 
 
+def _first_kernel(kspace: np.ndarray) -> int:
+    """The kernel ``ecalib`` tries first on one slice ``[coil, y, x]``."""
+    return espirit_kernel((kspace != 0).any(axis=0))
+
+
 def _kept_object(kspace: np.ndarray, maps: np.ndarray, threads: int) -> np.ndarray:
     """``maps`` of one slice, or those of the largest smaller kernel that keeps the object."""
-    kernel = espirit_kernel((kspace != 0).any(axis=0))
+    kernel = _first_kernel(kspace)
     while kernel > 3 and object_kept(kspace, maps) < OBJECT_KEPT:
         kernel -= 1
         maps = _maps_of(start_bart(["ecalib", "-m", "1", "-k", str(kernel), "kspace", "maps"],
@@ -193,16 +198,9 @@ def _maps_of(call: BartCall, shape: tuple[int, ...]) -> np.ndarray:
     return _coils_from_bart(call.result()["maps"], *shape)
 
 
-def _ifft2c(kspace: np.ndarray) -> np.ndarray:
-    """Centred orthonormal inverse FFT over the last two axes (the project's convention)."""
-    axes = (-2, -1)
-    return np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(kspace, axes=axes), axes=axes,
-                                        norm="ortho"), axes=axes)
-
-
 def _zero_filled_rss(problem: _Problem) -> np.ndarray:
     """Root-sum-of-squares zero-filled images ``[slice, y, x]`` (magnitude)."""
-    coils = _ifft2c(problem.kspace)
+    coils = ifft2c(problem.kspace)
     return np.sqrt((np.abs(coils) ** 2).sum(axis=1))
 
 

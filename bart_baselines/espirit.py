@@ -78,6 +78,13 @@ def _calibration_box(sampled: np.ndarray) -> tuple[int, int]:
     return box[0][1] - box[0][0], box[1][1] - box[1][0]
 
 
+def ifft2c(kspace: np.ndarray) -> np.ndarray:
+    """Centred orthonormal inverse FFT over the last two axes (the project's convention)."""
+    axes = (-2, -1)
+    return np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(kspace, axes=axes), axes=axes,
+                                        norm="ortho"), axes=axes)
+
+
 def espirit_kernel(sampled: np.ndarray) -> int:
     """The largest in-plane ESPIRiT kernel (``ecalib -k``) to try for a ``[y, x]`` sampling
     pattern: BART's 6, or half the fully sampled centre's shorter side when that is smaller
@@ -103,9 +110,7 @@ def object_kept(kspace: np.ndarray, maps: np.ndarray) -> float:
     box = (slice(None), slice(ny // 2 - cy // 2, ny // 2 - cy // 2 + cy),
            slice(nx // 2 - cx // 2, nx // 2 - cx // 2 + cx))
     centre[box] = kspace[box]
-    axes = (-2, -1)
-    image = np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(centre, axes=axes), axes=axes), axes=axes)
-    energy = (np.abs(image) ** 2).sum(axis=0)
+    energy = (np.abs(ifft2c(centre)) ** 2).sum(axis=0)
     total = energy.sum()
     return float(energy[(maps != 0).any(axis=0)].sum() / total) if total > 0 else 1.0
 
