@@ -16,10 +16,16 @@ scan's slices (``npgd_recon.analysis.evaluation.tuned_lambdas``, as ``npgd-compa
 careful user gets; the strongest CS, and the one the margins are taken against). Reference: the
 noiseless fully sampled scan reconstructed the same way (same whitening, same coils).
 
+Networks run on the CPU in ``--precision`` (default ``auto``, as ``npgd-recon`` runs them:
+bf16 where the CPU computes it natively, this project's machine included; the cards before the
+evening of 2026-12-06 ran fp32, which their JSON says). ``--npgd default`` is the product's
+default for each scan's matrix (``registry.default_weights``: the small-matrix arm up to 64x64);
+its rows name the model that ran.
+
 Metrics on magnitudes, no rescaling (``npgd_recon.core.metrics``). The last column is CS-WV's
-time per slice (automatic lambda) over the network's, both on this machine's CPU (the networks
-in fp32): a same-run ratio only when CS-WV was not taken from ``--reuse`` (drop its entries from
-the reused JSON to rerun it; the tuned columns are the slow part). Prints one Markdown table per
+time per slice (automatic lambda) over the network's, both on this machine's CPU: a same-run
+ratio only when CS-WV was not taken from ``--reuse`` (drop its entries from the reused JSON to
+rerun it; the tuned columns are the slow part). Prints one Markdown table per
 model (SNR / SSIM per scan and coil count) and writes ``OUT/model_card.json`` and one picture
 per scan and coil count. Not a test: about 10 minutes per model set on 2 idle cores.
 
@@ -43,7 +49,7 @@ from npgd_recon.analysis.evaluation import tuned_lambdas, volume_test_slices
 from npgd_recon.analysis.figures import save_comparison
 from npgd_recon.core.metrics import all_metrics
 from npgd_recon.io.ismrmrd_file import read_raw
-from npgd_recon.models.registry import CPU_DEFAULT
+from npgd_recon.models.registry import CPU_DEFAULT, default_weights
 from npgd_recon.recon.base import ReconOptions
 from npgd_recon.recon.methods import make_reconstructor
 from npgd_recon.recon.pipeline import espirit_coil_maps, undersample
@@ -81,15 +87,30 @@ def problem(images: np.ndarray, coils: int, noise: float, accel: float, folder: 
     return kspace, np.ascontiguousarray(mask), espirit_coil_maps(kspace), reference
 
 
-def methods(networks: list[str], resnet: str) -> dict[str, object]:
-    """The reconstructors by label: zero filling, BART CS (automatic lambda), the networks."""
+ROUTED = "default"  # --npgd name of the product's default for each scan's matrix
+
+
+def methods(networks: list[str], resnet: str, precision: str) -> dict[str, object]:
+    """The reconstructors by label: zero filling, BART CS (automatic lambda), the named
+    networks (not :data:`ROUTED`: :func:`routed` builds it per scan)."""
     recons = {m: make_reconstructor(m) for m in ("zerofill", "cswv", "cstv")}
     def cpu(weights: str) -> ReconOptions:
-        return ReconOptions(weights=weights, device="cpu", precision="fp32")
+        return ReconOptions(weights=weights, device="cpu", precision=precision)
 
     recons[f"resnet:{resnet}"] = make_reconstructor("resnet", cpu(resnet))
-    recons.update({f"npgd:{w}": make_reconstructor("npgd", cpu(w)) for w in networks})
+    recons.update({f"npgd:{w}": make_reconstructor("npgd", cpu(w)) for w in networks
+                   if w != ROUTED})
     return recons
+
+
+def routed(plane: tuple[int, int], precision: str, built: dict) -> object:
+    """The default NPGD reconstructor ``npgd-recon`` builds on the CPU for ``plane``-pixel
+    problems, one per model (``built`` caches them by name)."""
+    name = default_weights("npgd", "cpu", plane)
+    if name not in built:
+        built[name] = make_reconstructor("npgd", ReconOptions(device="cpu", precision=precision,
+                                                              plane=plane))
+    return built[name]
 
 
 TUNED = ("cswv-tuned", "cstv-tuned")
@@ -139,6 +160,13 @@ def tables(rows: list[dict], networks: list[str], resnet: str) -> str:
         text.append(f"| **mean** | | | | | | | | | {mean['auto']:+.2f} | {mean['tuned']:+.2f} "
                     f"/ {mean['ssim']:+.3f} | {seconds['cswv'] / seconds[npgd]:.1f}x (all "
                     "slices) |")
+        ran: dict[str, list[str]] = {}
+        for row in rows:
+            if "model" in row[npgd]:
+                ran.setdefault(row[npgd]["model"], []).append(f"{row['scan']} {row['coils']}")
+        if ran:
+            text.append("\nThe model that ran: " + "; ".join(
+                f"`{model}` on {', '.join(cases)}" for model, cases in ran.items()) + ".")
     return "\n".join(text)
 
 
@@ -152,13 +180,16 @@ def main() -> None:
     parser.add_argument("--accel", type=float, default=5.0)
     parser.add_argument("--colin-slices", type=int, default=12)
     parser.add_argument("--scans", nargs="+", help="only these scans (default all)")
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                        help="the networks' precision (default auto, as npgd-recon)")
     parser.add_argument("--reuse", type=Path, help="an earlier model_card.json (same noise and "
                         "acceleration): methods it holds are not run again")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     earlier = {(r["scan"], r["coils"]): r for r in
                json.loads(args.reuse.read_text())["rows"]} if args.reuse else {}
-    recons = methods(args.npgd, args.resnet)
+    recons = methods(args.npgd, args.resnet, args.precision)
+    built: dict[str, object] = {}
     cases = [(name, images, coils) for name, images in scans(args.colin_slices).items()
              if not args.scans or name in args.scans for coils in COILS.get(name, (1, 8))]
     rows = []
@@ -171,7 +202,10 @@ def main() -> None:
             outputs = {}
             tuned = {} if all(t in row for t in TUNED) else tuned_cs(kspace, mask, maps,
                                                                       reference)
-            for label, recon in {**recons, **{k: r for k, (_, r) in tuned.items()}}.items():
+            case = dict(recons)
+            if ROUTED in args.npgd:
+                case[f"npgd:{ROUTED}"] = routed(images.shape[1:], args.precision, built)
+            for label, recon in {**case, **{k: r for k, (_, r) in tuned.items()}}.items():
                 if label in row:
                     continue
                 result = recon(kspace, mask, maps, noise_std=1.0)
@@ -181,6 +215,8 @@ def main() -> None:
                 row[label]["seconds_per_slice"] = result.seconds / len(images)
                 if label in tuned:
                     row[label]["lambda"] = tuned[label][0]
+                if label == f"npgd:{ROUTED}":
+                    row[label]["model"] = recon.model_name
             rows.append(row)
             k = len(images) // 2
             if not earlier:
@@ -188,13 +224,13 @@ def main() -> None:
                                 args.out / f"{name}-{coils}coil.png",
                                 suptitle=f"{name}, {coils} coil(s), slice {k}, R={args.accel:g}")
             tqdm.write(f"{name} {coils} coils: " + ", ".join(
-                f"{m} {row[m]['snr_db']:.2f}" for m in [*recons, *TUNED]))
+                f"{m} {row[m]['snr_db']:.2f}" for m in [*case, *TUNED]))
     report = tables(rows, args.npgd, args.resnet)
     print(report)
     (args.out / "model_card.md").write_text(report + "\n")
     (args.out / "model_card.json").write_text(json.dumps(
         {"noise": args.noise, "accel": args.accel, "models": args.npgd, "resnet": args.resnet,
-         "rows": rows}, indent=1) + "\n")
+         "precision": args.precision, "rows": rows}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

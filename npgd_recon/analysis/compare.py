@@ -162,7 +162,8 @@ def compare_file(path: Path, out: Path,
             lam = case.lambdas.get(method, (None, ""))[0]
             weights = {"npgd": options.npgd_weights, "resnet": options.resnet_weights}.get(method)
             recons.append(make_reconstructor(method, ReconOptions(
-                weights=weights, device=options.device, lam=lam, precision=options.precision)))
+                weights=weights, device=options.device, lam=lam, precision=options.precision,
+                plane=kspace.shape[-2:])))
         case.records, outputs = evaluate(reference, kspace, mask, maps, recons, name,
                                          options.progress)
         for record in case.records:

@@ -35,10 +35,12 @@ EMPTY_RULE = (f"Slices whose reference is empty (norm at most {EMPTY_PLANE:g} of
               "(no record, not in the means) and counted.")
 
 
-def volume_test_slices(path: str, count: int, axis: int = 2, seed: int = 0) -> np.ndarray:
+def volume_test_slices(path: str, count: int, axis: int = 2, seed: int = 0,
+                       max_size: int | None = None) -> np.ndarray:
     """``count`` evenly spaced slices ``[n, y, x]`` of a volume along ``axis`` (non-empty ones),
-    made complex with a seeded smooth phase and cropped to even sizes."""
-    source = VolumeSlices(path, axes=(axis,))
+    made complex with a seeded smooth phase and cropped to even sizes; with ``max_size``
+    shrunk to at most that many pixels a side (a coarser matrix, the same field of view)."""
+    source = VolumeSlices(path, axes=(axis,), max_size=max_size)
     picks = np.linspace(0, len(source) - 1, count + 2).round().astype(int)[1:-1]
     rng = np.random.default_rng(seed)
     images = [source.image(int(i), rng) for i in picks]

@@ -105,16 +105,20 @@ def _recon(args: argparse.Namespace) -> int:
     with outputs:
         with timed(stages, "read"):
             study = read_raw(args.input, args.group)
+        plane = study.volumes[0].kspace.shape[-2:]  # the default model may depend on it
+
         def build() -> Reconstructor:  # in the background: imports torch, loads the model
             from npgd_recon.recon.base import ReconOptions
             return make_reconstructor(args.method, ReconOptions(
                 weights=args.weights, device=args.device, batch=args.batch, lam=args.cs_lambda,
-                precision=args.precision, debias=args.debias_iterations if args.debias else 0))
+                precision=args.precision, debias=args.debias_iterations if args.debias else 0,
+                plane=plane))
 
         def announce(recon: Reconstructor) -> None:
             if recon.model_name and not args.quiet:
-                print(f"{PROG}: {study.n_coils}-coil data: model {recon.model_name} "
-                      f"({recon.precision}) on {recon.device.type}", file=sys.stderr, flush=True)
+                print(f"{PROG}: {study.n_coils}-coil data, {plane[0]}x{plane[1]} planes: model "
+                      f"{recon.model_name} ({recon.precision}) on {recon.device.type}",
+                      file=sys.stderr, flush=True)
 
         # built while bart ecalib computes the coil maps (npgd_recon.recon.pipeline)
         pending = PendingReconstructor(args.method, build, announce)

@@ -9,7 +9,8 @@ Sources:
   one slice); slices along all three axes (or those given); magnitudes are given a random
   smooth phase, a complex ``.npy`` keeps its own. Splits go by volume (one source per volume).
   NRRD and cache volumes with negative values (CT in Hounsfield units) are shifted to start
-  at 0.
+  at 0. With ``max_size`` the planes are shrunk to at most that many pixels a side (a coarser
+  matrix of the same field of view, e.g. a small-matrix selection set).
 - :class:`PhantomSource`: random ellipse phantoms with smooth phase.
 - :class:`FastMRISource`: fastMRI-style HDF5 (``kspace`` ``[slice, (coil,) ky, kx]``); the image
   is the inverse FFT (coil-combined by root-sum-of-squares with the phase of the first coil).
@@ -132,16 +133,19 @@ class VolumeSlices:
     echo is sliced the same way (``axes`` number the other three axes, slices kept by their
     mean over the echoes) and the images run echo by echo: image ``i`` is slice
     ``index[i % len(index)]`` of echo ``i // len(index)``.
+
+    ``max_size``: planes larger than this on their larger side are shrunk to it
+    (:func:`shrink`): the same field of view on a coarser matrix.
     """
 
     def __init__(self, path: str | Path, axes: tuple[int, ...] = (0, 1, 2),
                  min_fill: float = 0.3, shift: bool = False,
-                 echo_axis: int | None = None) -> None:
+                 echo_axis: int | None = None, max_size: int | None = None) -> None:
         path = Path(path)
         volume = read_volume(path, echo_axis)
         if any(a not in (0, 1, 2) for a in axes) or not axes:
             raise NpgdError(f"{path}: slice axes must be among 0, 1, 2, got {list(axes)}")
-        self.name = path.name
+        self.name, self.max_size = path.name, max_size
         self.complex = np.iscomplexobj(volume)
         if self.complex:
             self.volume = (volume / max(float(np.abs(volume).max()), 1e-12)).astype(np.complex64)
@@ -169,9 +173,24 @@ class VolumeSlices:
         axis, position = self.index[k]
         volume = self.volume[echo] if self.volume.ndim == 4 else self.volume
         plane = volume[(slice(None),) * axis + (position,)]  # a view, not np.take's copy
+        if self.max_size is not None:
+            plane = shrink(plane, self.max_size)
         if self.complex:
-            return plane.copy()
+            return plane.astype(np.complex64)  # a copy: callers may write into it
         return (plane * random_phase(plane.shape, rng)).astype(np.complex64)
+
+
+def shrink(plane: np.ndarray, max_size: int) -> np.ndarray:
+    """``plane`` (real or complex) linearly resampled so that its larger side is at most
+    ``max_size`` (unchanged if it already is), then cut to even sides."""
+    factor = min(1.0, max_size / max(plane.shape))
+    if factor < 1:
+        if np.iscomplexobj(plane):
+            plane = (ndimage.zoom(plane.real, factor, order=1)
+                     + 1j * ndimage.zoom(plane.imag, factor, order=1))
+        else:
+            plane = ndimage.zoom(plane, factor, order=1)
+    return plane[: plane.shape[0] // 2 * 2, : plane.shape[1] // 2 * 2]
 
 
 class PhantomSource:
@@ -346,10 +365,7 @@ class DicomImages:
                 except ValueError as error:
                     raise NpgdError(f"{file}: {error}") from None
             for frame in frames.reshape(-1, *frames.shape[-2:]):
-                factor = min(1.0, max_size / max(frame.shape))
-                if factor < 1:
-                    frame = ndimage.zoom(frame, factor, order=1)
-                frame = frame[: frame.shape[0] // 2 * 2, : frame.shape[1] // 2 * 2]
+                frame = shrink(frame, max_size)
                 self.images.append(np.abs(frame) / max(float(np.abs(frame).max()), 1e-12))
         if not self.images:
             raise NpgdError(f"no DICOM images in {', '.join(map(str, paths))}")
@@ -381,7 +397,8 @@ def build_source(spec: dict):
         if kind in ("nifti", "npy", "nrrd"):
             return VolumeSlices(spec["path"], tuple(spec.get("axes", (0, 1, 2))),
                                 spec.get("min_fill", 0.3), shift=kind == "nrrd",
-                                echo_axis=spec.get("echo_axis"))
+                                echo_axis=spec.get("echo_axis"),
+                                max_size=spec.get("max_size"))
         if kind == "phantom":
             return PhantomSource(spec.get("count", 1000), spec.get("size", 192),
                                  spec.get("seed", 0))
@@ -400,7 +417,8 @@ def build_source(spec: dict):
                                  f"the manifest lists {len(files)}")
             return VolumeSlices(files[0], tuple(spec.get("axes", record.get("axes", (0, 1, 2)))),
                                 spec.get("min_fill", 0.3), shift=True,
-                                echo_axis=spec.get("echo_axis", record.get("echo_axis")))
+                                echo_axis=spec.get("echo_axis", record.get("echo_axis")),
+                                max_size=spec.get("max_size"))
         if kind == "photos":
             return PhotoSource(spec.get("package", "all"), spec.get("max_size", 256))
     except KeyError as error:

@@ -190,6 +190,12 @@ class Encoding:
         """True for volumetric (two phase-encode directions) scans."""
         return self.nz > 1
 
+    @property
+    def plane(self) -> tuple[int, int]:
+        """The matrix of one 2-D reconstruction problem: ``(ny, nx_keep)`` for a 2-D scan
+        (a slice, oversampling removed), ``(ny, nz)`` for a 3-D one (a readout position)."""
+        return (self.ny, self.nz) if self.is_3d else (self.ny, self.nx_keep)
+
     def centre_of(self, counter: str) -> int:
         """The counter value that encodes k = 0 for ``kspace_encode_step_1`` / ``_2``."""
         size = self.ny if counter == "kspace_encode_step_1" else self.nz

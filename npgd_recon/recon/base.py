@@ -48,6 +48,9 @@ class ReconOptions:
         precision: network proximal precision (``auto``, ``fp32``, ``bf16``).
         debias: de-biasing iterations after the network (0: none; paper Remark 1).
         compile: run the proximal through ``torch.compile``.
+        plane: the matrix ``(y, x)`` of the 2-D problems when it is known before they come (a
+            read file, a stream's header): without ``weights`` the default model may depend on
+            it (:func:`~npgd_recon.models.registry.default_weights`).
     """
 
     weights: str | None = None
@@ -57,6 +60,7 @@ class ReconOptions:
     precision: str = "auto"
     debias: int = 0
     compile: bool = False
+    plane: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)

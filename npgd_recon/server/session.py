@@ -40,11 +40,12 @@ import numpy as np
 from ismrmrd.serialization import ConfigFile, ConfigText
 from ismrmrd.xsd import ismrmrdHeader
 
+from npgd_recon.core.device import pick_device
 from npgd_recon.core.threads import plan_threads
 from npgd_recon.io.assembly import InMemoryAcquisitions, RawStudy, assemble_study
 from npgd_recon.io.geometry import Encoding
 from npgd_recon.io.ismrmrd_images import image_meta, to_ismrmrd_image
-from npgd_recon.models.registry import shipped_models
+from npgd_recon.models.registry import default_weights, shipped_models
 from npgd_recon.recon.base import ReconOptions, Reconstructor
 from npgd_recon.recon.methods import make_reconstructor, reconstructor_class
 from npgd_recon.recon.pipeline import Reconstruction, reconstruct_study
@@ -106,10 +107,11 @@ class ReconstructorPool:
         self._slots: dict[str, threading.BoundedSemaphore] = {}
         self.get(self.default)
 
-    def get(self, config: SessionConfig) -> Reconstructor:
+    def get(self, config: SessionConfig, plane: tuple[int, int] | None = None) -> Reconstructor:
         """The reconstructor for a config; a client may name only the server's ``--weights``
         or a shipped model (never an arbitrary file on the server). Without either, a network
-        method takes the default model."""
+        method takes the default model for the device and, once a header says it, the
+        problems' matrix ``plane`` (:func:`~npgd_recon.models.registry.default_weights`)."""
         weights = None
         network = reconstructor_class(config.method).uses_weights
         if network:
@@ -118,7 +120,8 @@ class ReconstructorPool:
                 names = ", ".join(n for n in allowed if n) or "none"
                 raise ConfigError(f"weights {config.weights!r} are not offered by this server "
                                   f"({names})")
-            weights = config.weights or self.default.weights
+            weights = config.weights or self.default.weights or default_weights(
+                config.method, pick_device(self._options.device).type, plane)
         lam = config.cs_lambda if not network else None
         key = (config.method, weights, lam)
         with self._cache_lock:
@@ -186,6 +189,7 @@ class Session:
         self.config = pool.default
         self.recon = pool.get(self.config)
         self.header: ismrmrdHeader | None = None
+        self._plane: tuple[int, int] | None = None  # the header's problem matrix
         self.images_sent = 0
         self.slices_done = 0
         self._dump_dir = dump_dir
@@ -244,7 +248,7 @@ class Session:
     def _choose(self, choice: Choice) -> list:
         """Apply a config message; its warnings wait until the config is fixed (the first
         acquisition), so that a later message naming a method replaces them."""
-        recon = self.pool.get(choice.config)
+        recon = self.pool.get(choice.config, self._plane)
         self.config, self.recon = choice.config, recon
         if choice.named:
             self._warnings = list(choice.warnings)
@@ -281,10 +285,12 @@ class Session:
         if self.header is not None:
             raise StreamError("a second XML header")
         try:
-            self._slice_range = Encoding.from_header(header).counter_range("slice")
+            encoding = Encoding.from_header(header)
+            self._slice_range = encoding.counter_range("slice")
         except (ValueError, TypeError, AttributeError) as error:
             raise StreamError(f"XML header: {error}") from None
-        self.header = header
+        self.header, self._plane = header, encoding.plane
+        self.recon = self.pool.get(self.config, self._plane)
         if self._dump_dir is not None:
             self._dump = StreamDump(self._dump_dir, header.toXML())
             log.info("%s: dumping the stream to %s", self.peer, self._dump.path)

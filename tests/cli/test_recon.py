@@ -19,6 +19,7 @@ import numpy as np
 import pydicom
 import pytest
 
+from npgd_recon.models.registry import CPU_DEFAULT, SMALL_DEFAULT
 from npgd_recon.sim.phantoms import shepp_logan
 from npgd_recon.sim.scan_writer import ScanSettings, write_scan
 from sampling import vdrad
@@ -59,6 +60,22 @@ def test_2d_multicoil_retrospective_series_is_dciodvfy_clean(files, tmp_path, me
     assert (tmp_path / "series.png").read_bytes()[:4] == b"\x89PNG"
     with h5py.File(tmp_path / "images.h5") as f:
         assert f["dataset/image_0/data"].shape[0] == 2
+
+
+@pytest.mark.parametrize("matrix, model", [((48, 40), SMALL_DEFAULT), ((96, 80), CPU_DEFAULT)])
+def test_the_default_model_follows_the_plane_matrix_and_says_so(tmp_path, matrix, model):
+    """Without --weights, planes of at most 64 pixels a side (oversampling removed) get the
+    CPU default's small-matrix arm, larger ones the default; stderr says which and why."""
+    write_scan(tmp_path / "scan.h5", shepp_logan((1, *matrix)),
+               settings=ScanSettings(coils=2, oversampling=2, noise=0.002))
+    command = ["--out", str(tmp_path / "s"), "--undersample", "3", "--device", "cpu"]
+    result = subprocess.run([sys.executable, "-m", "npgd_recon.cli.recon",
+                             str(tmp_path / "scan.h5"), *command], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert f"2-coil data, {matrix[0]}x{matrix[1]} planes: model {model} (" in result.stderr
+    assert f"| method npgd, model {model} (" in result.stdout
+    image = pydicom.dcmread(tmp_path / "s" / "IM00001.dcm")
+    assert (image.Rows, image.Columns) == matrix
 
 
 def test_3d_file_gives_one_image_per_readout_position(files, tmp_path):

@@ -14,7 +14,7 @@ from ismrmrd import xsd
 from npgd_recon.core.fft import fft2c, ifft2c
 from npgd_recon.core.metrics import snr_db_complex, snr_db_magnitude
 from npgd_recon.io.assembly import InMemoryAcquisitions, RawDataError, assemble_study
-from npgd_recon.io.geometry import VolumeIndex
+from npgd_recon.io.geometry import Encoding, VolumeIndex
 from npgd_recon.io.ismrmrd_file import read_raw
 from npgd_recon.sim.phantoms import shepp_logan
 from npgd_recon.sim.scan_writer import ScanSettings, write_scan
@@ -399,3 +399,16 @@ def test_fingerprint_is_the_raw_data_identity(scan2d, tmp_path):
     with h5py.File(copy, "r+") as file:
         edit_head(40, acquisition_time_stamp=12345)(file)
     assert read_raw(copy).fingerprint != study.fingerprint
+
+
+@pytest.mark.parametrize("volumetric, shape, plane", [(False, (2, 48, 40), (48, 40)),
+                                                      (True, (12, 32, 24), (32, 12))])
+def test_the_header_s_plane_is_the_matrix_of_the_read_problems(tmp_path, volumetric, shape,
+                                                               plane):
+    """``Encoding.plane`` (what a stream's header says before its data) matches the problems
+    the reader makes: a 2-D slice with the readout oversampling removed, a 3-D ``ky x kz``."""
+    write_scan(tmp_path / "scan.h5", shepp_logan(shape), volumetric=volumetric,
+               settings=ScanSettings(coils=2, oversampling=2))
+    study = read_raw(tmp_path / "scan.h5")
+    assert Encoding.from_header(study.header).plane == plane
+    assert study.volumes[0].kspace.shape[-2:] == plane

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from npgd_recon.io.ismrmrd_file import read_raw
-from npgd_recon.models.registry import CPU_DEFAULT
+from npgd_recon.models.registry import CPU_DEFAULT, SMALL_DEFAULT
 from npgd_recon.recon.base import ReconOptions
 from npgd_recon.recon.classic import ZeroFilled
 from npgd_recon.recon.methods import make_reconstructor
@@ -170,6 +170,19 @@ def test_pool_gives_streams_the_default_model_and_cs_its_lambda():
     assert pool.get(pool.default).model_name == CPU_DEFAULT
     cs = SessionConfig("cswv", cs_lambda=0.02)
     assert pool.get(cs).lam == 0.02 and pool.get(SessionConfig("cswv")).lam is None
+
+
+def test_a_stream_of_small_planes_gets_the_small_arm_of_the_default(start_server, raw):
+    """The header fixes the problems' matrix before the first acquisition: 48x40 slices get
+    the CPU default's small-matrix arm, said in the first log text; larger planes share the
+    one default reconstructor (loaded once)."""
+    pool = ReconstructorPool("npgd", ReconOptions(device="cpu"))
+    assert pool.get(pool.default, (48, 40)).model_name == SMALL_DEFAULT
+    assert pool.get(pool.default, (65, 40)) is pool.get(pool.default)
+    server = start_server("zerofill")
+    reply = stream_file(server.address, raw / "multislice.h5", "npgd")
+    assert reply.closed and reply.errors == [] and len(reply.images) == 3
+    assert reply.infos[0].startswith(f"npgd-serve: method npgd, model {SMALL_DEFAULT} (")
 
 
 class NonFinite(ZeroFilled):
