@@ -55,7 +55,8 @@ def add_model_options(parser: argparse.ArgumentParser, *, weights: bool = True,
     """``--weights``, ``--device``, ``--precision`` and ``--batch``."""
     if weights:
         parser.add_argument("--weights", help="shipped model name or .safetensors file "
-                                              "(default: the method's shipped model)")
+                                              "(default: the method's shipped model for the "
+                                              "device and the data's matrix)")
     parser.add_argument("--device", choices=DEVICES, default="auto",
                         help="where networks run (auto: CUDA when present, else CPU)")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",

@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"comma-separated methods among {', '.join(METHODS)} "
                              f"(default: all, in this order)")
     add_model_options(parser, weights=False, batch=False)
-    parser.add_argument("--npgd-weights", help="model for npgd (default: the shipped one)")
+    parser.add_argument("--npgd-weights", help="model for npgd (default: the shipped one for "
+                        "the device and each case's matrix)")
     parser.add_argument("--resnet-weights", help="model for resnet (default: the shipped one)")
     runs = expected_runs()
     parser.add_argument("--cs-lambda", type=_cs_lambda, metavar="L|METHOD=L,...",
