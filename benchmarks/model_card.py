@@ -17,8 +17,8 @@ careful user gets; the strongest CS, and the one the margins are taken against).
 noiseless fully sampled scan reconstructed the same way (same whitening, same coils).
 
 Networks run on the CPU in ``--precision`` (default ``auto``, as ``npgd-recon`` runs them:
-bf16 where the CPU computes it natively, this project's machine included; the cards before the
-evening of 2026-12-06 ran fp32, which their JSON says). ``--npgd default`` is the product's
+bf16 where the CPU computes it natively, fp32 elsewhere; the JSON records the precision that
+ran, and the cards before the evening of 2026-12-06 ran fp32). ``--npgd default`` is the product's
 default for each scan's matrix (``registry.default_weights``: the small-matrix arm up to 64x64);
 its rows name the model that ran.
 
@@ -42,13 +42,16 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import torch
 from quality import RESERVED, reserved_case
 from tqdm import tqdm
 
 from npgd_recon.analysis.evaluation import tuned_lambdas, volume_test_slices
 from npgd_recon.analysis.figures import save_comparison
+from npgd_recon.core.choices import PRECISIONS
 from npgd_recon.core.metrics import all_metrics
 from npgd_recon.io.ismrmrd_file import read_raw
+from npgd_recon.models.inference import resolve_precision
 from npgd_recon.models.registry import CPU_DEFAULT, default_weights
 from npgd_recon.recon.base import ReconOptions
 from npgd_recon.recon.methods import make_reconstructor
@@ -180,11 +183,12 @@ def main() -> None:
     parser.add_argument("--accel", type=float, default=5.0)
     parser.add_argument("--colin-slices", type=int, default=12)
     parser.add_argument("--scans", nargs="+", help="only these scans (default all)")
-    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
                         help="the networks' precision (default auto, as npgd-recon)")
     parser.add_argument("--reuse", type=Path, help="an earlier model_card.json (same noise and "
                         "acceleration): methods it holds are not run again")
     args = parser.parse_args()
+    args.precision = resolve_precision(args.precision, torch.device("cpu"))  # what runs
     args.out.mkdir(parents=True, exist_ok=True)
     earlier = {(r["scan"], r["coils"]): r for r in
                json.loads(args.reuse.read_text())["rows"]} if args.reuse else {}

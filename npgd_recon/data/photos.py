@@ -26,9 +26,9 @@ import importlib
 import importlib.util
 
 import numpy as np
-from scipy import ndimage
 
 from npgd_recon.core.errors import NpgdError
+from npgd_recon.data.resample import check_max_size, shrink
 from npgd_recon.sim.phase import random_phase
 
 __all__ = ["PACKAGES", "PhotoSource"]
@@ -86,8 +86,7 @@ class PhotoSource:
         if package != "all" and package not in PACKAGES:
             raise NpgdError(f"photos: unknown package {package!r}; use "
                              f"{', '.join(PACKAGES)} or all")
-        if not isinstance(max_size, int) or max_size < 8:
-            raise NpgdError(f"photos: max_size must be a whole number >= 8, got {max_size!r}")
+        check_max_size(max_size, "photos")
         wanted = list(PACKAGES) if package == "all" else [package]
         present = [p for p in wanted if _installed(p)]
         if not present:
@@ -104,12 +103,7 @@ class PhotoSource:
                 if digest in seen:  # the same photo from two packages: once
                     continue
                 seen.add(digest)
-                image = _grey(raw)
-                factor = min(1.0, max_size / max(image.shape))
-                if factor < 1:
-                    image = ndimage.zoom(image, factor, order=1)
-                image = image[: image.shape[0] // 2 * 2, : image.shape[1] // 2 * 2]
-                image = np.clip(image, 0, None)
+                image = np.clip(shrink(_grey(raw), max_size), 0, None)
                 self.images.append((image / max(float(image.max()), 1e-12)).astype(np.float32))
                 self.names.append(f"{name}:{image_name}")
 

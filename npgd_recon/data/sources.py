@@ -40,6 +40,7 @@ from npgd_recon.core.errors import NpgdError
 from npgd_recon.core.fft import ifft2c
 from npgd_recon.data.fetch import find_entry
 from npgd_recon.data.photos import PhotoSource
+from npgd_recon.data.resample import check_max_size, shrink
 from npgd_recon.sim.phase import random_phase
 
 
@@ -135,7 +136,7 @@ class VolumeSlices:
     ``index[i % len(index)]`` of echo ``i // len(index)``.
 
     ``max_size``: planes larger than this on their larger side are shrunk to it
-    (:func:`shrink`): the same field of view on a coarser matrix.
+    (:func:`~npgd_recon.data.resample.shrink`): the same field of view on a coarser matrix.
     """
 
     def __init__(self, path: str | Path, axes: tuple[int, ...] = (0, 1, 2),
@@ -145,6 +146,8 @@ class VolumeSlices:
         volume = read_volume(path, echo_axis)
         if any(a not in (0, 1, 2) for a in axes) or not axes:
             raise NpgdError(f"{path}: slice axes must be among 0, 1, 2, got {list(axes)}")
+        if max_size is not None:
+            check_max_size(max_size, str(path))
         self.name, self.max_size = path.name, max_size
         self.complex = np.iscomplexobj(volume)
         if self.complex:
@@ -178,19 +181,6 @@ class VolumeSlices:
         if self.complex:
             return plane.astype(np.complex64)  # a copy: callers may write into it
         return (plane * random_phase(plane.shape, rng)).astype(np.complex64)
-
-
-def shrink(plane: np.ndarray, max_size: int) -> np.ndarray:
-    """``plane`` (real or complex) linearly resampled so that its larger side is at most
-    ``max_size`` (unchanged if it already is), then cut to even sides."""
-    factor = min(1.0, max_size / max(plane.shape))
-    if factor < 1:
-        if np.iscomplexobj(plane):
-            plane = (ndimage.zoom(plane.real, factor, order=1)
-                     + 1j * ndimage.zoom(plane.imag, factor, order=1))
-        else:
-            plane = ndimage.zoom(plane, factor, order=1)
-    return plane[: plane.shape[0] // 2 * 2, : plane.shape[1] // 2 * 2]
 
 
 class PhantomSource:
@@ -342,6 +332,8 @@ class DicomImages:
 
     def __init__(self, paths: list[str | Path], max_size: int = 320) -> None:
         import pydicom
+
+        check_max_size(max_size, ", ".join(map(str, paths)) or "dicom")
 
         files: list[Path] = []
         for path in map(Path, paths):

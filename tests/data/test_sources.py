@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from npgd_recon.core.errors import NpgdError
 from npgd_recon.data.fetch import FetchError, find_entry
 from npgd_recon.data.sources import (
     DicomImages,
@@ -82,6 +83,12 @@ def test_max_size_shrinks_a_volume_s_planes_to_a_coarser_matrix_keeping_their_ph
     built = build_source({"kind": "npy", "path": str(tmp_path / "one.npy"), "axes": [2],
                           "min_fill": 0.0, "max_size": 64})
     np.testing.assert_array_equal(built.image(0, None), image)
+    # a size that cannot be one is a one-line error naming the file, for volumes as for DICOM
+    for bad in (0, 4, 32.5, "64", True):
+        with pytest.raises(NpgdError, match=r"one\.npy: max_size must be a whole number >= 8"):
+            build_source({"kind": "npy", "path": str(tmp_path / "one.npy"), "max_size": bad})
+    with pytest.raises(NpgdError, match="max_size must be a whole number >= 8, got 0"):
+        DicomImages([tmp_path], max_size=0)
     # planes already small enough stay as they are
     whole = VolumeSlices(tmp_path / "one.npy", axes=(2,), min_fill=0.0, max_size=100)
     np.testing.assert_allclose(whole.image(0, None), plane / np.abs(plane).max(), rtol=1e-6)
