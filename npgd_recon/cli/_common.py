@@ -19,6 +19,7 @@ import argparse
 import os
 import sys
 import traceback
+import warnings
 from collections.abc import Callable
 
 from bart_baselines.runner import BartError, BartInputError
@@ -88,6 +89,10 @@ def run(prog: str, body: Callable[[], int]) -> int:
         print(f"{prog}: error: {text}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        # Ctrl-C inside the standard library, e.g. between the pipes and the fork of a bart
+        # Popen, abandons open pipes that the traceback frees: the process is ending and the OS
+        # closes them, so no ResourceWarning follows the one line
+        warnings.simplefilter("ignore", ResourceWarning)
         print(f"{prog}: interrupted; nothing was written", file=sys.stderr)
         return 130
     except Exception as error:
