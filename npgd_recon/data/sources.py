@@ -333,7 +333,8 @@ class DicomImages:
     def __init__(self, paths: list[str | Path], max_size: int = 320) -> None:
         import pydicom
 
-        check_max_size(max_size, ", ".join(map(str, paths)) or "dicom")
+        more = f" and {len(paths) - 1} more" if len(paths) > 1 else ""
+        check_max_size(max_size, f"{paths[0]}{more}" if paths else "dicom")
 
         files: list[Path] = []
         for path in map(Path, paths):
