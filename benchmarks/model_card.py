@@ -25,7 +25,11 @@ its rows name the model that ran.
 Metrics on magnitudes, no rescaling (``npgd_recon.core.metrics``). The last column is CS-WV's
 time per slice (automatic lambda) over the network's, both on this machine's CPU: a same-run
 ratio only when CS-WV was not taken from ``--reuse`` (drop its entries from the reused JSON to
-rerun it; the tuned columns are the slow part). Prints one Markdown table per
+rerun it; the tuned columns are the slow part). The timed methods (CS-WV and the networks) run
+``--repeat`` times per scan, one after the other; their time is the median call (every call
+counts: the first pays a network's per-shape kernel set-up, each BART call its process start),
+the metrics are the first call's (both are deterministic). One call per method made a
+one-slice scan's ratio swing by 2-3x between runs of the same card. Prints one Markdown table per
 model (SNR / SSIM per scan and coil count) and writes ``OUT/model_card.json`` and one picture
 per scan and coil count. Not a test: about 10 minutes per model set on 2 idle cores.
 
@@ -185,9 +189,13 @@ def main() -> None:
     parser.add_argument("--scans", nargs="+", help="only these scans (default all)")
     parser.add_argument("--precision", default="auto", choices=PRECISIONS,
                         help="the networks' precision (default auto, as npgd-recon)")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="calls per timed method and scan; the median is its time")
     parser.add_argument("--reuse", type=Path, help="an earlier model_card.json (same noise and "
                         "acceleration): methods it holds are not run again")
     args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     args.precision = resolve_precision(args.precision, torch.device("cpu"))  # what runs
     args.out.mkdir(parents=True, exist_ok=True)
     earlier = {(r["scan"], r["coils"]): r for r in
@@ -212,11 +220,17 @@ def main() -> None:
             for label, recon in {**case, **{k: r for k, (_, r) in tuned.items()}}.items():
                 if label in row:
                     continue
-                result = recon(kspace, mask, maps, noise_std=1.0)
+                timed = label == "cswv" or label.startswith("npgd:")
+                calls = [recon(kspace, mask, maps, noise_std=1.0)
+                         for _ in range(args.repeat if timed else 1)]
+                result = calls[0]
                 outputs[label] = result.images
                 per_slice = [all_metrics(r, o) for r, o in zip(reference, outputs[label])]
                 row[label] = {k: float(np.mean([m[k] for m in per_slice])) for k in per_slice[0]}
-                row[label]["seconds_per_slice"] = result.seconds / len(images)
+                row[label]["seconds_per_slice"] = float(
+                    np.median([c.seconds for c in calls])) / len(images)
+                if timed:
+                    row[label]["calls_seconds"] = [c.seconds for c in calls]
                 if label in tuned:
                     row[label]["lambda"] = tuned[label][0]
                 if label == f"npgd:{ROUTED}":
@@ -234,7 +248,7 @@ def main() -> None:
     (args.out / "model_card.md").write_text(report + "\n")
     (args.out / "model_card.json").write_text(json.dumps(
         {"noise": args.noise, "accel": args.accel, "models": args.npgd, "resnet": args.resnet,
-         "precision": args.precision, "rows": rows}, indent=1) + "\n")
+         "precision": args.precision, "repeat": args.repeat, "rows": rows}, indent=1) + "\n")
 
 
 if __name__ == "__main__":
