@@ -25,13 +25,14 @@ its rows name the model that ran.
 Metrics on magnitudes, no rescaling (``npgd_recon.core.metrics``). The last column is CS-WV's
 time per slice (automatic lambda) over the network's, both on this machine's CPU: a same-run
 ratio only when CS-WV was not taken from ``--reuse`` (drop its entries from the reused JSON to
-rerun it; the tuned columns are the slow part). The timed methods (CS-WV and the networks) run
+rerun it; the tuned columns are the slow part). The timed methods (CS-WV and the NPGD models) run
 ``--repeat`` times per scan, one after the other; their time is the median call (every call
 counts: the first pays a network's per-shape kernel set-up, each BART call its process start),
-the metrics are the first call's (both are deterministic). One call per method made a
-one-slice scan's ratio swing by 2-3x between runs of the same card. Prints one Markdown table per
-model (SNR / SSIM per scan and coil count) and writes ``OUT/model_card.json`` and one picture
-per scan and coil count. Not a test: about 10 minutes per model set on 2 idle cores.
+the metrics are the first call's (both are deterministic); the other methods run once. One
+call per method made a one-slice scan's ratio swing by 2-3x between runs of the same card.
+Prints one Markdown table per model (SNR / SSIM per scan and coil count) and writes
+``OUT/model_card.json`` and one picture per scan and coil count. Not a test: about 10 minutes
+per model set on 2 idle cores (``--repeat 3`` adds CS-WV's two extra calls, about 4 minutes).
 
     python benchmarks/model_card.py --npgd npgd-t10k1-f32 npgd-t10k1-f32-mc npgd-t10k1-f32-dc \
         npgd-t10k1-f32-dcn \
