@@ -52,7 +52,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="write every score to this JSON file")
     args = parser.parse_args()
     data = load_config(args.config).data
-    if args.slices:
+    if args.slices is not None:
+        if args.slices < 1:
+            parser.error(f"--slices must be at least 1, got {args.slices}")
         data = replace(data, validation_slices=args.slices)
     if not 0 <= args.skip < data.validation_slices:
         parser.error(f"--skip must leave problems: 0 <= skip < {data.validation_slices}")
@@ -82,9 +84,9 @@ def main() -> None:
         cells += [f"{scores[spec][f'{args.noise[0]:g}/{c}']['snr_db']:.2f}" for c in args.coils]
         print(f"| `{spec}` | " + " | ".join(cells) + " |", flush=True)
     if args.out:
-        args.out.write_text(json.dumps({"config": args.config, "problems": len(range(
-            args.skip, data.validation_slices)), "skip": args.skip, "scores": scores}, indent=1)
-                            + "\n")
+        record = {"config": args.config, "problems": data.validation_slices - args.skip,
+                  "skip": args.skip, "scores": scores}
+        args.out.write_text(json.dumps(record, indent=1) + "\n")
 
 
 if __name__ == "__main__":
