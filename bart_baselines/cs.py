@@ -6,6 +6,12 @@ Conventions (README): centred k-space, orthonormal centred FFT, arrays ``[coil, 
 Results are images ``[y, x]`` (``[slice, y, x]``) in the same orientation and scale as the
 zero-filled adjoint ``sum_c conj(S_c) ifft2c(kspace_c * mask)``.
 
+Soft SENSE: maps ``[slice or 1, set, coil, y, x]`` (5-D, both with and without ``stack``) hold
+several sets of ESPIRiT maps (``espirit_maps(..., sets=2)``, ``bart ecalib -m 2``); ``pics``
+then solves for one image per set (BART dim 4, MAPS) and the result is the first set's image,
+the one-set image without what that set cannot explain (``npgd_recon.core.operators.
+SoftSenseOp``).
+
 BART dims: our ``y`` is BART dim 0 (READ), ``x`` dim 1 (PHS1), coils dim 3 (COIL), slices
 dim 13 (SLICE); ``bart fft -u 3`` on that layout is ``fft2c``.
 
@@ -69,7 +75,8 @@ _REGULARISERS = {"wavelet": "W", "tv": "T"}
 
 @dataclass
 class _Problem:
-    """k-space ``[slice, coil, y, x]``, mask ``[slice, y, x]``, maps ``[1|slice, coil, y, x]``."""
+    """k-space ``[slice, coil, y, x]``, mask ``[slice, y, x]``, maps
+    ``[1|slice, set, coil, y, x]``."""
 
     kspace: np.ndarray
     mask: np.ndarray
@@ -77,15 +84,18 @@ class _Problem:
 
 
 def _to_bart(array: np.ndarray) -> np.ndarray:
-    """``[slice, coil, y, x]`` -> BART ``[y, x, 1, coil, 1, ..., slice]`` (dims 0, 1, 3, 13)."""
-    s, c, ny, nx = array.shape
-    dims = [ny, nx, 1, c] + [1] * (SLICE_DIM - 4) + [s]
-    return np.ascontiguousarray(array.transpose(2, 3, 1, 0)).reshape(dims)
+    """``[slice, coil, y, x]`` -> BART ``[y, x, 1, coil, 1, ..., slice]`` (dims 0, 1, 3, 13);
+    ``[slice, set, coil, y, x]`` -> ``[y, x, 1, coil, set, 1, ..., slice]`` (sets in dim 4)."""
+    if array.ndim == 4:
+        array = array[:, None]
+    s, m, c, ny, nx = array.shape
+    dims = [ny, nx, 1, c, m] + [1] * (SLICE_DIM - 5) + [s]
+    return np.ascontiguousarray(array.transpose(3, 4, 2, 1, 0)).reshape(dims)
 
 
 def _from_bart(image: np.ndarray, slices: int, ny: int, nx: int) -> np.ndarray:
-    """BART image ``[y, x, 1, ..., slice]`` -> ``[slice, y, x]``."""
-    return image.reshape(ny, nx, slices).transpose(2, 0, 1)
+    """BART image ``[y, x, 1, 1, set, ..., slice]`` -> the first set's ``[slice, y, x]``."""
+    return image.reshape(ny, nx, -1, slices)[:, :, 0].transpose(2, 0, 1)
 
 
 def _as_stack(kspace: np.ndarray, stack: bool) -> np.ndarray:
@@ -112,28 +122,36 @@ def _as_mask(mask: np.ndarray | None, kspace: np.ndarray) -> np.ndarray:
 
 
 def _as_maps(sens: np.ndarray | None, kspace: np.ndarray, stack: bool) -> np.ndarray:
+    """``sens`` as ``[1|slice, set, coil, y, x]``."""
     s, c, ny, nx = kspace.shape
     if sens is None:
         if c != 1:
             raise ValueError(f"{c}-coil k-space needs sens: maps [coil, y, x] or 'espirit'")
-        return np.ones((1, 1, ny, nx), np.complex64)
+        return np.ones((1, 1, 1, ny, nx), np.complex64)
     maps = np.asarray(sens, dtype=np.complex64)
     if maps.ndim == 3:
         maps = maps[None]
-    if maps.ndim != 4 or maps.shape[1:] != (c, ny, nx) or maps.shape[0] not in (1, s):
-        want = "[coil, y, x] or [slice, coil, y, x]" if stack else "[coil, y, x]"
+    if maps.ndim == 4:  # one set
+        maps = maps[:, None]
+    if maps.ndim != 5 or maps.shape[2:] != (c, ny, nx) or maps.shape[0] not in (1, s):
+        want = ("[coil, y, x], [slice, coil, y, x]" if stack else "[coil, y, x]") + (
+            " or [slice or 1, set, coil, y, x]")
         raise ValueError(f"sens must be {want} matching k-space {kspace.shape}, got {maps.shape}")
     return maps
 
 
 def _coils_from_bart(array: np.ndarray, coils: int, ny: int, nx: int) -> np.ndarray:
-    """BART ``[y, x, 1, coil]`` (one slice) -> ``[coil, y, x]``."""
-    return array.reshape(ny, nx, coils).transpose(2, 0, 1)
+    """BART ``[y, x, 1, coil]`` (one slice) -> ``[coil, y, x]``; ``[y, x, 1, coil, set]`` ->
+    ``[set, coil, y, x]``."""
+    sets = array.size // (coils * ny * nx)
+    maps = array.reshape(ny, nx, coils, sets).transpose(3, 2, 0, 1)
+    return maps[0] if sets == 1 else maps
 
 
-def espirit_maps(kspace: np.ndarray, stack: bool = False, threads: int | None = None) -> np.ndarray:
-    """One set of ESPIRiT maps per slice from ``bart ecalib -m 1 -k K`` (auto calibration
-    region). ``K`` is BART's 6 (half the fully sampled centre where that is smaller,
+def espirit_maps(kspace: np.ndarray, stack: bool = False, threads: int | None = None,
+                 sets: int = 1) -> np.ndarray:
+    """ESPIRiT maps per slice from ``bart ecalib -m SETS -k K`` (auto calibration region).
+    ``K`` is BART's 6 (half the fully sampled centre where that is smaller,
     :func:`~bart_baselines.espirit.espirit_kernel`), one smaller at a time down to 3 while the
     maps drop part of the object (:func:`~bart_baselines.espirit.object_kept` below
     ``OBJECT_KEPT``): small centres leave a large kernel too few calibration rows.
@@ -150,10 +168,16 @@ def espirit_maps(kspace: np.ndarray, stack: bool = False, threads: int | None = 
         stack: the leading axis is slices.
         threads: the thread budget (None: :func:`~bart_baselines.runner.default_threads`),
             split between concurrent calls.
+        sets: sets of maps (soft SENSE with 2: the eigenvectors of the two largest
+            eigenvalues, each kept where its eigenvalue passes ``ecalib``'s threshold).
 
     Returns:
-        Maps ``[coil, y, x]`` (``[slice, coil, y, x]``), complex64, zero outside the support.
+        Maps ``[coil, y, x]`` (``[slice, coil, y, x]``), complex64, zero outside the support;
+        with ``sets > 1`` ``[slice or 1, set, coil, y, x]``. The kernel is chosen on the first
+        set.
     """
+    if sets < 1:
+        raise ValueError(f"sets must be at least 1, got {sets}")
     k = _as_stack(kspace, stack)
     budget = threads or default_threads()
     workers = max(1, min(len(k), budget))
@@ -163,7 +187,7 @@ def espirit_maps(kspace: np.ndarray, stack: bool = False, threads: int | None = 
         for one in k:
             if len(running) == workers:
                 maps.append(_maps_of(*running.popleft()))
-            running.append((start_bart(["ecalib", "-m", "1", "-k", str(_first_kernel(one)),
+            running.append((start_bart(["ecalib", "-m", str(sets), "-k", str(_first_kernel(one)),
                                         "kspace", "maps"],
                                        {"kspace": _to_bart(one[None])}, ["maps"],
                                        budget // workers), one.shape))
@@ -173,8 +197,8 @@ def espirit_maps(kspace: np.ndarray, stack: bool = False, threads: int | None = 
         for call, _ in running:
             call.kill()
         raise
-    maps = np.stack([_kept_object(one, found, budget) for one, found in zip(k, maps)])
-    return maps if stack else maps[0]
+    maps = np.stack([_kept_object(one, found, budget, sets) for one, found in zip(k, maps)])
+    return maps if stack or sets > 1 else maps[0]
 
 
 def _first_kernel(kspace: np.ndarray) -> int:
@@ -182,19 +206,22 @@ def _first_kernel(kspace: np.ndarray) -> int:
     return espirit_kernel((kspace != 0).any(axis=0))
 
 
-def _kept_object(kspace: np.ndarray, maps: np.ndarray, threads: int) -> np.ndarray:
-    """``maps`` of one slice, or those of the largest smaller kernel that keeps the object."""
+def _kept_object(kspace: np.ndarray, maps: np.ndarray, threads: int, sets: int) -> np.ndarray:
+    """``maps`` of one slice, or those of the largest smaller kernel whose first set keeps the
+    object."""
     kernel = _first_kernel(kspace)
-    while kernel > 3 and object_kept(kspace, maps) < OBJECT_KEPT:
+    while kernel > 3 and object_kept(kspace, maps if sets == 1 else maps[0]) < OBJECT_KEPT:
         kernel -= 1
-        maps = _maps_of(start_bart(["ecalib", "-m", "1", "-k", str(kernel), "kspace", "maps"],
+        maps = _maps_of(start_bart(["ecalib", "-m", str(sets), "-k", str(kernel), "kspace",
+                                    "maps"],
                                    {"kspace": _to_bart(kspace[None])}, ["maps"], threads),
                         kspace.shape)
     return maps
 
 
 def _maps_of(call: BartCall, shape: tuple[int, ...]) -> np.ndarray:
-    """The ``[coil, y, x]`` maps of a finished ``ecalib`` call on a slice of ``shape``."""
+    """The ``[coil, y, x]`` (``[set, coil, y, x]``) maps of a finished ``ecalib`` call on a
+    slice of ``shape``."""
     return _coils_from_bart(call.result()["maps"], *shape)
 
 
@@ -215,7 +242,7 @@ def _problem(kspace, mask, sens, stack: bool, threads: int | None,
     elif isinstance(sens, str):
         if sens != "espirit":
             raise ValueError(f"sens must be an array, None or 'espirit', got {sens!r}")
-        maps = espirit_maps(k * m[:, None], stack=True, threads=threads)
+        maps = _as_maps(espirit_maps(k * m[:, None], stack=True, threads=threads), k, True)
     else:
         maps = _as_maps(sens, k, stack)
     return _Problem(k * m[:, None], m, maps)
@@ -270,7 +297,7 @@ def _pics(kspace, mask, sens, lam, iters, threads, stack, method, noise_std) -> 
         sigma = (estimate_noise_std(problem.kspace, problem.mask) if noise_std is None
                  else noise_std)
         lam = auto_lambda(method, float(np.median(sigma / scale)), problem.kspace.shape[1])
-    max_sos = float((np.abs(problem.maps) ** 2).sum(axis=1).max())
+    max_sos = float((np.abs(problem.maps) ** 2).sum(axis=(1, 2)).max())
     if not max_sos > 0:
         raise BartInputError("sens maps are zero everywhere")
     args = ["pics", "-w", "1", "-i", str(iters), "-R", f"{_REGULARISERS[method]}:3:0:{lam:.8g}"]

@@ -15,6 +15,9 @@ iterations each: with the automatic lambda from the known (prewhitened) noise le
 scan's slices (``npgd_recon.analysis.evaluation.tuned_lambdas``, as ``npgd-compare``: what a
 careful user gets; the strongest CS, and the one the margins are taken against). Reference: the
 noiseless fully sampled scan reconstructed the same way (same whitening, same coils).
+``--map-sets 2``: every method gets two sets of ESPIRiT maps of the undersampled scan (soft
+SENSE) and reports the first set's image; the reference stays the one-set image of the full
+scan, which is what the first set's image estimates. ``--scans`` / ``--coils``: only these.
 
 Networks run on the CPU in ``--precision`` (default ``auto``, as ``npgd-recon`` runs them:
 bf16 where the CPU computes it natively, fp32 elsewhere; the JSON records the precision that
@@ -74,11 +77,13 @@ def scans(colin_slices: int) -> dict[str, np.ndarray]:
     return {k: (v / np.abs(v).max()).astype(np.complex64) for k, v in out.items()}
 
 
-def problem(images: np.ndarray, coils: int, noise: float, accel: float, folder: Path):
+def problem(images: np.ndarray, coils: int, noise: float, accel: float, folder: Path,
+            sets: int = 1):
     """The undersampled scan ``(kspace, mask, maps)`` and its reference image ``[n, y, x]``.
 
     The noisy scan is read with its noise readouts (prewhitened); the reference is the
-    noiseless scan, whitened by the same matrix and reconstructed fully sampled.
+    noiseless scan, whitened by the same matrix and reconstructed fully sampled with one set of
+    ESPIRiT maps (the first-set image that soft SENSE, ``sets = 2``, also reports).
     """
     studies = []
     for level, readouts in ((noise, 32), (0.0, 0)):
@@ -92,7 +97,8 @@ def problem(images: np.ndarray, coils: int, noise: float, accel: float, folder: 
     reference = make_reconstructor("zerofill")(whitened, np.ascontiguousarray(clean.mask),
                                                espirit_coil_maps(whitened)).images
     kspace, mask = undersample(noisy, accel, seed=0)
-    return kspace, np.ascontiguousarray(mask), espirit_coil_maps(kspace), reference
+    return (kspace, np.ascontiguousarray(mask), espirit_coil_maps(kspace, sets=sets),
+            reference)
 
 
 ROUTED = "default"  # --npgd name of the product's default for each scan's matrix
@@ -111,13 +117,13 @@ def methods(networks: list[str], resnet: str, precision: str) -> dict[str, objec
     return recons
 
 
-def routed(plane: tuple[int, int], precision: str, built: dict) -> object:
+def routed(plane: tuple[int, int], coils: int, precision: str, built: dict) -> object:
     """The default NPGD reconstructor ``npgd-recon`` builds on the CPU for ``plane``-pixel
-    problems, one per model (``built`` caches them by name)."""
-    name = default_weights("npgd", "cpu", plane)
+    problems of ``coils`` coils, one per model (``built`` caches them by name)."""
+    name = default_weights("npgd", "cpu", plane, coils)
     if name not in built:
         built[name] = make_reconstructor("npgd", ReconOptions(device="cpu", precision=precision,
-                                                              plane=plane))
+                                                              plane=plane, coils=coils))
     return built[name]
 
 
@@ -188,6 +194,10 @@ def main() -> None:
     parser.add_argument("--accel", type=float, default=5.0)
     parser.add_argument("--colin-slices", type=int, default=12)
     parser.add_argument("--scans", nargs="+", help="only these scans (default all)")
+    parser.add_argument("--coils", nargs="+", type=int,
+                        help="only these coil counts (default each scan's)")
+    parser.add_argument("--map-sets", type=int, default=1, choices=(1, 2),
+                        help="sets of ESPIRiT maps every method gets (2: soft SENSE)")
     parser.add_argument("--precision", default="auto", choices=PRECISIONS,
                         help="the networks' precision (default auto, as npgd-recon)")
     parser.add_argument("--repeat", type=int, default=3,
@@ -204,12 +214,13 @@ def main() -> None:
     recons = methods(args.npgd, args.resnet, args.precision)
     built: dict[str, object] = {}
     cases = [(name, images, coils) for name, images in scans(args.colin_slices).items()
-             if not args.scans or name in args.scans for coils in COILS.get(name, (1, 8))]
+             if not args.scans or name in args.scans for coils in COILS.get(name, (1, 8))
+             if not args.coils or coils in args.coils]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, images, coils in tqdm(cases, desc="scans", unit="scan"):
             kspace, mask, maps, reference = problem(images, coils, args.noise, args.accel,
-                                                    Path(tmp))
+                                                    Path(tmp), args.map_sets)
             row = {"scan": name, "coils": coils, "slices": len(images),
                    "shape": list(images.shape[1:]), **earlier.get((name, coils), {})}
             outputs = {}
@@ -217,7 +228,7 @@ def main() -> None:
                                                                       reference)
             case = dict(recons)
             if ROUTED in args.npgd:
-                case[f"npgd:{ROUTED}"] = routed(images.shape[1:], args.precision, built)
+                case[f"npgd:{ROUTED}"] = routed(images.shape[1:], coils, args.precision, built)
             for label, recon in {**case, **{k: r for k, (_, r) in tuned.items()}}.items():
                 if label in row:
                     continue
@@ -249,7 +260,8 @@ def main() -> None:
     (args.out / "model_card.md").write_text(report + "\n")
     (args.out / "model_card.json").write_text(json.dumps(
         {"noise": args.noise, "accel": args.accel, "models": args.npgd, "resnet": args.resnet,
-         "precision": args.precision, "repeat": args.repeat, "rows": rows}, indent=1) + "\n")
+         "precision": args.precision, "repeat": args.repeat, "map_sets": args.map_sets,
+         "rows": rows}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

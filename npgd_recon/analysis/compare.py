@@ -163,7 +163,7 @@ def compare_file(path: Path, out: Path,
             weights = {"npgd": options.npgd_weights, "resnet": options.resnet_weights}.get(method)
             recons.append(make_reconstructor(method, ReconOptions(
                 weights=weights, device=options.device, lam=lam, precision=options.precision,
-                plane=kspace.shape[-2:])))
+                plane=kspace.shape[-2:], coils=kspace.shape[1])))
         case.records, outputs = evaluate(reference, kspace, mask, maps, recons, name,
                                          options.progress)
         for record in case.records:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from npgd_recon.cli._common import Parser, add_mask_options, add_model_options, run
 from npgd_recon.core.choices import DEFAULT_DEBIAS_ITERATIONS as DEFAULT_ITERATIONS
-from npgd_recon.core.choices import VIRTUAL_COILS
+from npgd_recon.core.choices import MAP_SETS, VIRTUAL_COILS
 from npgd_recon.core.errors import NpgdError
 from npgd_recon.recon.methods import METHODS
 
@@ -45,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--virtual-coils", type=int, default=VIRTUAL_COILS, metavar="N",
                         help=f"compress more than N coils to N virtual coils before the coil "
                              f"maps (default {VIRTUAL_COILS}; 0 keeps every coil)")
+    parser.add_argument("--map-sets", type=int, choices=(1, 2), default=MAP_SETS,
+                        help=f"sets of ESPIRiT coil maps per 2-D slice (default {MAP_SETS}); 2 is "
+                             "soft SENSE, for objects that fill or overfill the field of view: "
+                             "every method solves for an image per set and writes the first")
     parser.add_argument("--force", action="store_true", help="replace existing outputs")
     parser.add_argument("--png", action="store_true", help="also write a preview picture OUT.png")
     parser.add_argument("--also-ismrmrd", type=Path, metavar="OUT.h5",
@@ -106,13 +110,16 @@ def _recon(args: argparse.Namespace) -> int:
         with timed(stages, "read"):
             study = read_raw(args.input, args.group)
         plane = study.volumes[0].kspace.shape[-2:]  # the default model may depend on it
+        if args.map_sets > 1 and study.is_3d and study.n_coils > 1 and not args.quiet:
+            print(f"{PROG}: 3-D data: one set of coil maps per volume (--map-sets applies to "
+                  f"2-D slices)", file=sys.stderr, flush=True)
 
         def build() -> Reconstructor:  # in the background: imports torch, loads the model
             from npgd_recon.recon.base import ReconOptions
             return make_reconstructor(args.method, ReconOptions(
                 weights=args.weights, device=args.device, batch=args.batch, lam=args.cs_lambda,
                 precision=args.precision, debias=args.debias_iterations if args.debias else 0,
-                plane=plane))
+                plane=plane, coils=study.n_coils))
 
         def announce(recon: Reconstructor) -> None:
             if recon.model_name and not args.quiet:
@@ -126,7 +133,8 @@ def _recon(args: argparse.Namespace) -> int:
             result = reconstruct_study(study, pending, accel=args.undersample,
                                        mask_kind=args.mask, seed=args.seed,
                                        progress=not args.quiet,
-                                       virtual_coils=args.virtual_coils)
+                                       virtual_coils=args.virtual_coils,
+                                       map_sets=args.map_sets)
         except UndersamplingError as error:
             message = str(error).replace("accel", "R").replace("lower R or shrink calib",
                                                                 "choose a lower R")

@@ -8,7 +8,7 @@ start in a fraction of a second.
 from __future__ import annotations
 
 __all__ = ["CPU_CALL_BYTES", "DEFAULT_BATCH", "DEFAULT_DEBIAS_ITERATIONS", "DEVICES",
-           "MAX_COIL_PLANES", "PRECISIONS", "VIRTUAL_COILS"]
+           "MAP_SETS", "MAX_COIL_PLANES", "PRECISIONS", "VIRTUAL_COILS"]
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -19,4 +19,5 @@ MAX_COIL_PLANES = 128  # and at most this many coil images per call: 4 planes of
 # benchmarks/RESULTS.md, issue 28), so large planes go 1 or 2 per call whatever --batch allows.
 CPU_CALL_BYTES = 4 * 2**20
 VIRTUAL_COILS = 8  # more coils are compressed to this many virtual coils (npgd_recon.recon.coils)
+MAP_SETS = 1  # sets of ESPIRiT maps per 2-D plane; 2 is soft SENSE (MODEL_CARD.md, "Soft SENSE")
 DEFAULT_DEBIAS_ITERATIONS = 5  # paper Remark 1; docs/analysis.md for why 5

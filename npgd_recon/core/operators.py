@@ -7,6 +7,12 @@ images ``[batch, y, x]``. Cartesian k-space is centred and uses :mod:`npgd_recon
   unsampled. ``||Phi|| <= 1``.
 - :class:`SenseOp`: multi-coil, ``Phi = M F S``; k-space ``[batch, coil, y, x]``. With maps
   normalised so that ``sum_c |S_c|^2 <= 1`` per pixel (ESPIRiT's are), ``||Phi|| <= 1``.
+- :class:`SoftSenseOp`: SENSE with several sets of maps (ESPIRiT's soft SENSE, Uecker et al.
+  2014), ``Phi x = M F sum_m S_m x_m``: one image per set ``[batch, set, y, x]`` -> k-space
+  ``[batch, coil, y, x]``. ESPIRiT's sets are orthonormal per pixel (``||Phi|| <= 1``): the
+  first holds what one-set SENSE images, the others take up what one set of smooth maps cannot
+  explain (an object across the field of view's edges, folded-in signal); a reconstruction
+  reports the first set's image (:meth:`Operator.output_image`).
 - :class:`BlockAverageOp`: super resolution, mean over non-overlapping 2x2 blocks;
   ``[batch, y, x] -> [batch, y/2, x/2]``, ``||Phi|| = 1/2``.
 
@@ -39,7 +45,8 @@ import torch
 from npgd_recon.core.errors import NpgdError
 from npgd_recon.core.fft import centring, fft2c, ifft2c
 
-__all__ = ["BlockAverageOp", "CartesianOp", "Operator", "SenseOp", "Shape", "operator_for"]
+__all__ = ["BlockAverageOp", "CartesianOp", "Operator", "SenseOp", "Shape", "SoftSenseOp",
+           "operator_for"]
 
 Shape = tuple[int | None, ...]
 """A tensor shape with ``None`` where any size fits; the first axis is the batch."""
@@ -113,6 +120,11 @@ class Operator(ABC):
     def device(self) -> torch.device:
         """Where the operator's data live (the CPU for an operator without data)."""
         return torch.device("cpu")
+
+    def output_image(self, x: torch.Tensor) -> torch.Tensor:
+        """The image a reconstruction reports for ``x`` in the operator's input space: ``x``
+        itself (the first set's image for :class:`SoftSenseOp`)."""
+        return x
 
     @property
     def support(self) -> torch.Tensor | None:
@@ -256,6 +268,49 @@ class SenseOp(Operator):
         return (conj * torch.fft.ifft2(k, norm="ortho")).sum(dim=-3)
 
 
+class SoftSenseOp(Operator):
+    """SENSE with several sets of maps: ``[batch, set, y, x] -> [batch, coil, y, x]``.
+
+    Args:
+        mask: ``[y, x]`` or ``[batch, y, x]``, shared by all coils.
+        maps: ``[batch, set, coil, y, x]`` (complex; ESPIRiT's sets, the first the strongest).
+    """
+
+    def __init__(self, mask, maps) -> None:
+        mask = _as_tensor(mask, torch.float32)
+        self.maps = _as_tensor(maps, torch.complex64)
+        _check_ndim("SoftSenseOp", "the mask", mask, (2, 3), "[y, x] or [batch, y, x]")
+        _check_ndim("SoftSenseOp", "the maps", self.maps, (5, 5), "[batch, set, coil, y, x]")
+        batch = self.maps.shape[0]
+        if mask.shape[-2:] != self.maps.shape[-2:] or (mask.ndim == 3
+                                                        and mask.shape[0] not in (1, batch)):
+            raise NpgdError(f"SoftSenseOp: the mask {_show(tuple(mask.shape))} does not fit "
+                            f"the maps {_show(tuple(self.maps.shape))}")
+        self.mask = mask.unsqueeze(-3)
+        self.ishape = (batch, self.maps.shape[1], *self.maps.shape[-2:])
+        self.oshape = (batch, *self.maps.shape[-3:])
+
+    @property
+    def device(self) -> torch.device:
+        return self.maps.device
+
+    @property
+    def support(self) -> torch.Tensor | None:
+        """Where some coil sees each set's image (``sum_c |S_mc|^2 > 0``), or None everywhere."""
+        seen = (self.maps.real.square() + self.maps.imag.square()).sum(dim=-3) > 0
+        return None if bool(seen.all()) else seen
+
+    def output_image(self, x: torch.Tensor) -> torch.Tensor:
+        """The first set's image ``[batch, y, x]``, what one-set SENSE estimates."""
+        return x[:, 0]
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        return fft2c((self.maps * x.unsqueeze(-3)).sum(dim=-4)) * self.mask
+
+    def _adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        return (self.maps.conj() * ifft2c(y * self.mask).unsqueeze(-4)).sum(dim=-3)
+
+
 class BlockAverageOp(Operator):
     """Super-resolution forward model: the mean of each non-overlapping 2x2 block,
     ``[batch, y, x] -> [batch, y/2, x/2]``.
@@ -294,5 +349,9 @@ class BlockAverageOp(Operator):
 
 
 def operator_for(mask, maps=None) -> Operator:
-    """The MRI operator for a problem: :class:`CartesianOp` without maps, :class:`SenseOp` with."""
-    return CartesianOp(mask) if maps is None else SenseOp(mask, maps)
+    """The MRI operator for a problem: :class:`CartesianOp` without maps, :class:`SenseOp` with
+    one set ``[coil, y, x]`` / ``[batch, coil, y, x]``, :class:`SoftSenseOp` with several
+    ``[batch, set, coil, y, x]``."""
+    if maps is None:
+        return CartesianOp(mask)
+    return SoftSenseOp(mask, maps) if maps.ndim == 5 else SenseOp(mask, maps)

@@ -26,17 +26,18 @@ def normalise(y: torch.Tensor, op, rule: dict = NORMALISATION,
               ) -> tuple[torch.Tensor, torch.Tensor]:
     """The measurement ``y`` of a batch scaled by ``rule``, and the per-problem scale.
 
-    The scale is the ``rule['percentile']`` of ``|op.adjoint(y)|`` per problem (its maximum
-    when that percentile is zero: coil maps that are zero on over 99 % of the plane), returned as
-    ``[batch, 1, 1]`` so that images ``[batch, y, x]`` divide (targets) or multiply (network
-    outputs) by it directly. A problem whose zero-filled image is zero everywhere has nothing in
-    the operator's range (e.g. a plane without signal, where ESPIRiT gives zero coil maps while
-    the k-space still holds noise): its normalised measurement is zero and its scale the
-    smallest float32, so that every reconstruction of it is zero rather than ``y / 0``.
+    The scale is the ``rule['percentile']`` of ``|op.adjoint(y)|`` per problem (of its first
+    set's image for soft SENSE: :meth:`~npgd_recon.core.operators.Operator.output_image`; its
+    maximum when that percentile is zero: coil maps that are zero on over 99 % of the plane),
+    returned as ``[batch, 1, 1]`` so that images ``[batch, y, x]`` divide (targets) or multiply
+    (network outputs) by it directly. A problem whose zero-filled image is zero everywhere has
+    nothing in the operator's range (e.g. a plane without signal, where ESPIRiT gives zero coil
+    maps while the k-space still holds noise): its normalised measurement is zero and its scale
+    the smallest float32, so that every reconstruction of it is zero rather than ``y / 0``.
     """
     if rule.get("rule") != NORMALISATION["rule"]:
         raise ValueError(f"unknown normalisation rule {rule!r}")
-    magnitude = op.adjoint(y).abs().flatten(1)
+    magnitude = op.output_image(op.adjoint(y)).abs().flatten(1)
     peak = magnitude.amax(dim=1)
     scale = torch.quantile(magnitude, rule["percentile"] / 100.0, dim=1)
     scale = torch.where(scale > 0, scale, peak) / rule["target"]

@@ -62,7 +62,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from npgd_recon.core.operators import Operator
+from npgd_recon.core.operators import Operator, SoftSenseOp
 from npgd_recon.core.transforms import channels_to_complex, complex_to_channels
 
 
@@ -251,11 +251,14 @@ DATA_CONSISTENCY = ("gradient", "hard", "cg")
 
 
 def conjugate_gradient(apply: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor,
-                       x0: torch.Tensor, iterations: int) -> torch.Tensor:
+                       x0: torch.Tensor, iterations: int, image_dims: int = 2) -> torch.Tensor:
     """``iterations`` CG steps for ``apply(x) = b`` (Hermitian positive definite), batched:
-    every ``[y, x]`` image of ``b`` ``[batch, y, x]`` is its own system."""
+    every image of ``b`` (its last ``image_dims`` axes: ``[y, x]``, or ``[set, y, x]`` for
+    soft SENSE) is its own system."""
+    dims = tuple(range(-image_dims, 0))
+
     def dot(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        return (u.conj() * v).real.sum(dim=(-2, -1), keepdim=True)
+        return (u.conj() * v).real.sum(dim=dims, keepdim=True)
 
     x = x0
     r = b - apply(x)
@@ -369,7 +372,7 @@ class NeuralPGD(nn.Module):
         """
         alpha = self.alpha
         step = alpha * op.adjoint(y)
-        prox = proximal or (lambda s: self.proximal(s, noise))
+        prox = first_set(proximal or (lambda s: self.proximal(s, noise)), op)
         x = x0
         for _ in range(self.iterations if iterations is None else iterations):
             if self.data_consistency == "cg":
@@ -386,7 +389,7 @@ class NeuralPGD(nn.Module):
         alpha = self.alpha if alpha is None else alpha
         start = torch.zeros_like(step) if x is None else x
         return conjugate_gradient(lambda v: v + alpha * op.normal(v), start + step, start,
-                                  self.cg_iterations)
+                                  self.cg_iterations, len(op.ishape) - 1)
 
     def forward(self, y: torch.Tensor, op: Operator, return_iterates: bool = False,
                 noise: torch.Tensor | None = None):
@@ -426,9 +429,23 @@ class NeuralPGD(nn.Module):
         removes it)."""
         if self.final_dc:
             alpha = self.final_alpha(noise)
+            if alpha.ndim and x.ndim == 4:  # soft SENSE: [batch, set, y, x]
+                alpha = alpha.unsqueeze(1)
             x = self.implicit_step(x, alpha * op.adjoint(y), op, alpha)
         support = op.support
         return x if support is None else x * support
+
+
+def first_set(prox: Callable[[torch.Tensor], torch.Tensor], op: Operator,
+              ) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``prox`` for ``op``'s images: itself, or for soft SENSE (:class:`~npgd_recon.core.
+    operators.SoftSenseOp`, images ``[batch, set, y, x]``) applied to the first set only. The
+    other sets take the data steps alone: they hold what the first set's maps cannot explain
+    (e.g. an object across the field of view's edge), which no proximal was trained on; the
+    output is the first set's image (measured in the model card, "Soft SENSE")."""
+    if not isinstance(op, SoftSenseOp):
+        return prox
+    return lambda s: torch.cat([prox(s[:, 0]).unsqueeze(1), s[:, 1:]], dim=1)
 
 
 def architecture(model: NeuralPGD) -> dict:

@@ -9,9 +9,10 @@ from npgd_recon.core.errors import NpgdError
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 GPU_DEFAULT = "npgd-t10k1"
-CPU_DEFAULT = "npgd-t20k1-f32-ni"  # single- and multi-coil data (MODEL_CARD.md)
+CPU_DEFAULT = "npgd-t20k1-f32-ni"  # the CPU default; its arms below serve parts (MODEL_CARD.md)
 SMALL_DEFAULT = "npgd-t25k1-f32-small"  # the CPU default's arm for small matrices
 SMALL_MATRIX = 64  # SMALL_DEFAULT serves planes whose larger side is at most this
+MULTI_DEFAULT = "npgd-t20k1-f32-multi"  # the CPU default's arm for multi-coil larger planes
 RESNET_DEFAULT = "resnet-k10"
 RESNET_CPU = "resnet-k10-f32"
 SR_DEFAULT = "npgd-sr-faces"
@@ -33,14 +34,16 @@ def resolve_weights(spec: str) -> Path:
     raise NpgdError(f"unknown model {spec!r}: not a file and not a shipped model ({names})")
 
 
-def default_weights(method: str, device_type: str, plane: tuple[int, int] | None = None) -> str:
+def default_weights(method: str, device_type: str, plane: tuple[int, int] | None = None,
+                    coils: int | None = None) -> str:
     """The shipped model a network method uses when no model is named.
 
-    ``npgd`` runs the paper-size model on CUDA when it is shipped, the CPU-fast one otherwise
-    (one model for single- and multi-coil data); for problems of ``plane`` pixels (when known)
-    whose larger side is at most :data:`SMALL_MATRIX` the CPU-fast one is its small-matrix arm
-    :data:`SMALL_DEFAULT`, fine-tuned on such matrices with coil maps estimated as at inference
-    (MODEL_CARD.md). ``resnet`` likewise prefers the paper-size deep ResNet on CUDA.
+    ``npgd`` runs the paper-size model on CUDA when it is shipped, the CPU-fast one otherwise;
+    for problems of ``plane`` pixels (when known) whose larger side is at most
+    :data:`SMALL_MATRIX` the CPU-fast one is its small-matrix arm :data:`SMALL_DEFAULT`,
+    fine-tuned on such matrices with coil maps estimated as at inference; for larger ones with
+    ``coils > 1`` (when known) its multi-coil arm :data:`MULTI_DEFAULT`, fine-tuned on 2-16 coil
+    problems (MODEL_CARD.md). ``resnet`` likewise prefers the paper-size deep ResNet on CUDA.
     """
     names = shipped_models()
     full, fast = (GPU_DEFAULT, CPU_DEFAULT) if method == "npgd" else (RESNET_DEFAULT, RESNET_CPU)
@@ -49,6 +52,8 @@ def default_weights(method: str, device_type: str, plane: tuple[int, int] | None
     if (method == "npgd" and plane is not None and max(plane) <= SMALL_MATRIX
             and SMALL_DEFAULT in names):
         return SMALL_DEFAULT
+    if method == "npgd" and coils is not None and coils > 1 and MULTI_DEFAULT in names:
+        return MULTI_DEFAULT
     if fast in names:
         return fast
     if full in names:

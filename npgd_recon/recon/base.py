@@ -2,7 +2,8 @@
 
 A batch of 2-D problems is ``kspace [n, coil, y, x]`` (centred, zeros where unsampled),
 ``mask [n, y, x]`` and optional coil maps ``maps [n, coil, y, x]`` (``None``: single coil, then
-``coil == 1``). Every reconstructor returns complex64 images ``[n, y, x]`` in the scale and
+``coil == 1``; ``[n, set, coil, y, x]``: several sets, soft SENSE, and the first set's image is
+returned). Every reconstructor returns complex64 images ``[n, y, x]`` in the scale and
 orientation of the zero-filled adjoint ``Phi^H y``, in a :class:`ReconResult` that also holds
 the call's compute time.
 
@@ -51,6 +52,8 @@ class ReconOptions:
         plane: the matrix ``(y, x)`` of the 2-D problems when it is known before they come (a
             read file, a stream's header): without ``weights`` the default model may depend on
             it (:func:`~npgd_recon.models.registry.default_weights`).
+        coils: the problems' coil count when it is known before they come; the default model
+            may depend on it too.
     """
 
     weights: str | None = None
@@ -61,6 +64,7 @@ class ReconOptions:
     debias: int = 0
     compile: bool = False
     plane: tuple[int, int] | None = None
+    coils: int | None = None
 
 
 @dataclass(frozen=True)

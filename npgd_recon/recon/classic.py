@@ -34,7 +34,7 @@ class ZeroFilled(Reconstructor):
 
     def reconstruct(self, kspace, mask, maps, noise_std=None) -> np.ndarray:
         op = operator_for(torch.from_numpy(mask), None if maps is None else torch.from_numpy(maps))
-        return op.adjoint(torch.from_numpy(measurement(kspace, maps))).numpy()
+        return op.output_image(op.adjoint(torch.from_numpy(measurement(kspace, maps)))).numpy()
 
 
 class CompressedSensing(Reconstructor):

@@ -22,7 +22,7 @@ import torch
 
 from npgd_recon.core.choices import DEFAULT_DEBIAS_ITERATIONS as DEFAULT_ITERATIONS
 from npgd_recon.core.errors import NpgdError
-from npgd_recon.core.operators import Operator
+from npgd_recon.core.operators import Operator, SoftSenseOp
 from npgd_recon.models.linearise import LinearisedProximal
 from npgd_recon.models.npgd import NeuralPGD
 
@@ -45,14 +45,15 @@ def debiased(model: NeuralPGD, y: torch.Tensor, op: Operator,
             proximal (``NeuralPGD.forward``).
 
     Returns:
-        complex ``[batch, y, x]``.
+        complex ``[batch, y, x]`` (``[batch, set, y, x]`` for soft SENSE).
     """
     if iterations < 0:
         raise NpgdError(f"de-biasing iterations must be >= 0, got {iterations}")
     *_, (s_last, x) = model.iterate(y, op, noise=noise)
     if iterations == 0:
         return model.finish(x, y, op, noise)
-    linear = LinearisedProximal(model, s_last, noise).linear
+    first = s_last[:, 0] if isinstance(op, SoftSenseOp) else s_last  # what the proximal saw
+    linear = LinearisedProximal(model, first, noise).linear
     for _, x_next in model.iterate(y, op, x0=x, iterations=iterations, proximal=linear):
         change = (x_next - x).flatten(1).norm(dim=1) / x_next.flatten(1).norm(dim=1)
         x = x_next

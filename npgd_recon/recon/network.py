@@ -58,7 +58,8 @@ class NetworkReconstructor(Reconstructor):
         if options.compile and options.debias:
             raise NpgdError("compiling the network and de-biasing cannot be combined")
         device = pick_device(options.device)
-        name = options.weights or default_weights(cls.method, device.type, options.plane)
+        name = options.weights or default_weights(cls.method, device.type, options.plane,
+                                                  options.coils)
         model, meta = load_checkpoint(resolve_weights(name), device)
         if meta.get("operator") == "block-average-2x2":
             raise NpgdError(f"model {name} is a super-resolution model; MRI needs an MRI model")
@@ -104,8 +105,8 @@ class NetworkReconstructor(Reconstructor):
         y, scale = normalise(y, op, self.meta["normalisation"])
         noise = None if noise_std is None else normalised_noise(noise_std, scale)
         out = (debiased(self.model, y, op, self.debias, noise=noise) if self.debias
-               else self.model(y, op, noise=noise)) * scale
-        return out.cpu().numpy()
+               else self.model(y, op, noise=noise))
+        return (op.output_image(out) * scale).cpu().numpy()
 
 
 @register

@@ -153,14 +153,18 @@ def undersample(volume: RawVolume, accel: float, kind: str = "vdrad",
     return volume.kspace * mask[:, None], mask
 
 
-def espirit_coil_maps(kspace: np.ndarray | HybridStack,
-                      volumetric: bool = False) -> np.ndarray | VolumeMaps | None:
+def espirit_coil_maps(kspace: np.ndarray | HybridStack, volumetric: bool = False,
+                      sets: int = 1) -> np.ndarray | VolumeMaps | None:
     """ESPIRiT maps ``[n, coil, y, x]`` for multi-coil k-space, None for a single coil.
 
     ``volumetric``: the stack is one 3-D volume's readout positions (hybrid space, one mask),
     calibrated by one ``bart ecalib`` (:func:`bart_baselines.espirit.calibrate_volume`); the
     maps are then a :class:`~bart_baselines.espirit.VolumeMaps`, interpolated from their coarse
     grid for the planes indexed. Otherwise one ``ecalib`` per plane, and an array.
+
+    ``sets``: soft SENSE with ``sets > 1``: ``[n, set, coil, y, x]``, every method then solves
+    for one image per set and reports the first (:class:`~npgd_recon.core.operators.
+    SoftSenseOp`). 2-D planes only: a 3-D volume keeps its one set of volumetric maps.
     """
     if kspace.shape[1] == 1:
         return None
@@ -171,7 +175,7 @@ def espirit_coil_maps(kspace: np.ndarray | HybridStack,
             raise NpgdError(str(error)) from None
         found = maps.supported()
     else:
-        maps = espirit_maps(np.asarray(kspace), stack=True)
+        maps = espirit_maps(np.asarray(kspace), stack=True, sets=sets)
         found = bool(np.any(np.abs(maps) > 0))
     if not found:  # planes without signal may have none; all is an error
         raise NpgdError("ESPIRiT found no coil sensitivities: the fully sampled calibration "
@@ -182,12 +186,14 @@ def espirit_coil_maps(kspace: np.ndarray | HybridStack,
 def reconstruct_study(study: RawStudy, recon: Reconstructor | PendingReconstructor, *,
                       accel: float | None = None, mask_kind: str = "vdrad", seed: int = 0,
                       progress: bool = True, virtual_coils: int = VIRTUAL_COILS,
+                      map_sets: int = 1,
                       before_call: Callable[[], None] | None = None) -> Reconstruction:
     """Reconstruct every volume of a study with ``recon`` (a :class:`PendingReconstructor` is
     waited for after the first volume's coil maps).
 
     A volume of more than ``virtual_coils`` coils (0: no limit) is compressed to that many
     virtual coils before its coil maps (:mod:`npgd_recon.recon.coils`; stage ``coil_maps``).
+    ``map_sets``: sets of ESPIRiT maps per plane (2: soft SENSE, :func:`espirit_coil_maps`).
 
     ``before_call`` runs before every call of ``recon``; whatever it raises ends the study.
     ``progress``: report progress on stderr (module docstring).
@@ -214,7 +220,7 @@ def reconstruct_study(study: RawStudy, recon: Reconstructor | PendingReconstruct
                     compression = coil_compression(kspace, virtual_coils)
                     kspace = compress(kspace, compression)
                     compressed.append(compression.describe())
-                maps = espirit_coil_maps(kspace, volumetric=study.is_3d)
+                maps = espirit_coil_maps(kspace, volumetric=study.is_3d, sets=map_sets)
             if isinstance(recon, PendingReconstructor):
                 with timed(stages, "setup"):
                     recon = recon.result()

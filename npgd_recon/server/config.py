@@ -23,7 +23,8 @@ off), ``mask`` (``vdrad``, ``poisson``, ``lines``), ``seed`` (an integer from 0)
 for a Gadgetron XML config); ``cs_lambda`` (a positive CS weight for ``cswv`` / ``cstv``, as
 ``npgd-recon --cs-lambda``; default: chosen from the data's noise level); ``virtual_coils``
 (more coils are compressed to this many, as ``npgd-recon --virtual-coils``; 0: every coil kept;
-default 8).
+default 8); ``map_sets`` (1 or 2 sets of ESPIRiT maps per 2-D slice, as ``npgd-recon
+--map-sets``; 2 is soft SENSE; default 1).
 
 Every string is cut at its first NUL byte first: MRD clients end (and pad) their strings so.
 """
@@ -37,7 +38,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 from xml.etree import ElementTree
 
-from npgd_recon.core.choices import VIRTUAL_COILS
+from npgd_recon.core.choices import MAP_SETS, VIRTUAL_COILS
 from npgd_recon.core.errors import NpgdError
 from npgd_recon.recon.methods import METHODS
 from sampling import GENERATORS
@@ -45,7 +46,7 @@ from sampling import GENERATORS
 ALIASES = {"simplefft": "zerofill", "fft": "zerofill"}
 DTYPES = ("float32", "uint16", "int16")
 KEYS = ("method", "weights", "dtype", "series_index", "undersample", "mask", "seed",
-        "log_text", "cs_lambda", "virtual_coils")
+        "log_text", "cs_lambda", "virtual_coils", "map_sets")
 _SUFFIXES = (".xml", ".json", ".toml")
 _LINE = re.compile(r"^\s*([A-Za-z_]+)\s*=\s*(.*?)\s*$")
 _OFF = ("", "0", "none", "off", "false", "no")
@@ -73,6 +74,7 @@ class SessionConfig:
             client; off by default for Gadgetron XML configs (Gadgetron refuses ``TEXT``).
         virtual_coils: more coils are compressed to this many virtual coils (0: no limit;
             :mod:`npgd_recon.recon.coils`).
+        map_sets: sets of ESPIRiT maps per 2-D slice (2: soft SENSE).
     """
 
     method: str = "npgd"
@@ -85,6 +87,7 @@ class SessionConfig:
     seed: int = 0
     log_text: bool = True
     virtual_coils: int = VIRTUAL_COILS
+    map_sets: int = MAP_SETS
 
 
 @dataclass(frozen=True)
@@ -202,6 +205,11 @@ def apply_values(values: dict, base: SessionConfig, default: SessionConfig) -> S
     if "virtual_coils" in values:
         config = replace(config, virtual_coils=_integer("virtual_coils",
                                                         values["virtual_coils"], 1024))
+    if "map_sets" in values:
+        sets = values["map_sets"]
+        if isinstance(sets, bool | float) or str(sets).strip() not in ("1", "2"):
+            raise ConfigError(f"map_sets must be 1 or 2, got {sets!r}")
+        config = replace(config, map_sets=int(str(sets)))
     if "cs_lambda" in values:
         try:
             lam = float(values["cs_lambda"])

@@ -107,11 +107,13 @@ class ReconstructorPool:
         self._slots: dict[str, threading.BoundedSemaphore] = {}
         self.get(self.default)
 
-    def get(self, config: SessionConfig, plane: tuple[int, int] | None = None) -> Reconstructor:
+    def get(self, config: SessionConfig, plane: tuple[int, int] | None = None,
+            coils: int | None = None) -> Reconstructor:
         """The reconstructor for a config; a client may name only the server's ``--weights``
         or a shipped model (never an arbitrary file on the server). Without either, a network
-        method takes the default model for the device and, once a header says it, the
-        problems' matrix ``plane`` (:func:`~npgd_recon.models.registry.default_weights`)."""
+        method takes the default model for the device and, once a header says them, the
+        problems' matrix ``plane`` and coil count ``coils``
+        (:func:`~npgd_recon.models.registry.default_weights`)."""
         weights = None
         network = reconstructor_class(config.method).uses_weights
         if network:
@@ -121,7 +123,7 @@ class ReconstructorPool:
                 raise ConfigError(f"weights {config.weights!r} are not offered by this server "
                                   f"({names})")
             weights = config.weights or self.default.weights or default_weights(
-                config.method, pick_device(self._options.device).type, plane)
+                config.method, pick_device(self._options.device).type, plane, coils)
         lam = config.cs_lambda if not network else None
         key = (config.method, weights, lam)
         with self._cache_lock:
@@ -190,6 +192,7 @@ class Session:
         self.recon = pool.get(self.config)
         self.header: ismrmrdHeader | None = None
         self._plane: tuple[int, int] | None = None  # the header's problem matrix
+        self._coils: int | None = None  # the header's receiver channels
         self.images_sent = 0
         self.slices_done = 0
         self._dump_dir = dump_dir
@@ -248,7 +251,7 @@ class Session:
     def _choose(self, choice: Choice) -> list:
         """Apply a config message; its warnings wait until the config is fixed (the first
         acquisition), so that a later message naming a method replaces them."""
-        recon = self.pool.get(choice.config, self._plane)
+        recon = self.pool.get(choice.config, self._plane, self._coils)
         self.config, self.recon = choice.config, recon
         if choice.named:
             self._warnings = list(choice.warnings)
@@ -290,7 +293,9 @@ class Session:
         except (ValueError, TypeError, AttributeError) as error:
             raise StreamError(f"XML header: {error}") from None
         self.header, self._plane = header, encoding.plane
-        self.recon = self.pool.get(self.config, self._plane)
+        system = header.acquisitionSystemInformation
+        self._coils = getattr(system, "receiverChannels", None) if system else None
+        self.recon = self.pool.get(self.config, self._plane, self._coils)
         if self._dump_dir is not None:
             self._dump = StreamDump(self._dump_dir, header.toXML())
             log.info("%s: dumping the stream to %s", self.peer, self._dump.path)
@@ -344,6 +349,7 @@ class Session:
             result = reconstruct_study(study, self.recon, accel=config.undersample,
                                        mask_kind=config.mask, seed=config.seed, progress=False,
                                        virtual_coils=config.virtual_coils,
+                                       map_sets=config.map_sets,
                                        before_call=self._stop_if_cancelled)
             bad = int(np.count_nonzero(~np.isfinite(result.images)))
             images = [] if bad else self._to_images(study, result, index)

@@ -7,7 +7,13 @@ import torch
 
 from npgd_recon.core.errors import NpgdError
 from npgd_recon.core.fft import fft1c, fft2c, ifft1c, ifft2c
-from npgd_recon.core.operators import BlockAverageOp, CartesianOp, SenseOp
+from npgd_recon.core.operators import (
+    BlockAverageOp,
+    CartesianOp,
+    SenseOp,
+    SoftSenseOp,
+    operator_for,
+)
 from sampling import vdrad
 from tests.conftest import randc
 
@@ -32,6 +38,8 @@ def operators(batch=3, ny=40, nx=24, coils=4):
         "cartesian-batched-mask": (CartesianOp(masks), (batch, ny, nx)),
         "sense": (SenseOp(mask, random_maps(coils, ny, nx)), (batch, ny, nx)),
         "sense-batched": (SenseOp(masks, random_maps(batch, coils, ny, nx)), (batch, ny, nx)),
+        "soft-sense": (SoftSenseOp(masks, random_maps(batch, 2, coils, ny, nx) / 2 ** 0.5),
+                       (batch, 2, ny, nx)),
         "block-average": (BlockAverageOp((ny, nx)), (batch, ny, nx)),
     }
 
@@ -66,6 +74,7 @@ def test_adjointness_error_catches_a_wrong_adjoint():
     ("cartesian-batched-mask", (3, 40, 24), (3, 40, 24)),
     ("sense", (None, 40, 24), (None, 4, 40, 24)),
     ("sense-batched", (3, 40, 24), (3, 4, 40, 24)),
+    ("soft-sense", (3, 2, 40, 24), (3, 4, 40, 24)),
     ("block-average", (None, 40, 24), (None, 20, 12)),
 ])
 def test_every_operator_knows_its_shapes_and_produces_them(name, ishape, oshape):
@@ -95,6 +104,8 @@ def test_shared_data_leave_the_batch_free_even_absent():
     ("sense", "adjoint", (3, 3, 40, 24)),              # wrong coil count
     ("sense", "forward", (3, 4, 40, 24)),              # k-space given where an image goes
     ("sense-batched", "adjoint", (2, 4, 40, 24)),
+    ("soft-sense", "forward", (3, 40, 24)),            # one image where each set needs one
+    ("soft-sense", "normal", (3, 3, 40, 24)),          # wrong set count
     ("block-average", "forward", (3, 20, 12)),
     ("block-average", "adjoint", (3, 40, 24)),
 ])
@@ -118,6 +129,10 @@ def test_operators_refuse_data_that_do_not_fit_together():
         SenseOp(torch.ones(16, 12), random_maps(2, 16, 10))
     with pytest.raises(NpgdError, match="different batch sizes"):
         SenseOp(torch.ones(2, 16, 12), random_maps(3, 2, 16, 12))
+    with pytest.raises(NpgdError, match=r"SoftSenseOp: the maps must be \[batch, set, coil"):
+        SoftSenseOp(torch.ones(16, 12), random_maps(2, 16, 12))
+    with pytest.raises(NpgdError, match="does not fit"):
+        SoftSenseOp(torch.ones(3, 16, 12), random_maps(2, 2, 4, 16, 12))
     with pytest.raises(NpgdError, match="even"):
         BlockAverageOp((15, 12))
     with pytest.raises(NpgdError, match="image shape"):
@@ -149,7 +164,7 @@ def test_fast_normal_is_adjoint_of_forward_on_odd_sizes_and_weighted_masks(ny, n
     assert maps.grad is not None and bool(maps.grad.abs().sum() > 0)
 
 
-@pytest.mark.parametrize("name", ["cartesian", "sense", "block-average"])
+@pytest.mark.parametrize("name", ["cartesian", "sense", "soft-sense", "block-average"])
 def test_operator_norm_bounded(name):
     """Power iteration on Phi^H Phi: largest eigenvalue <= 1 (1/4 for block averaging)."""
     op, shape = operators()[name]
@@ -160,7 +175,7 @@ def test_operator_norm_bounded(name):
     eig = inner(x, op.normal(x)).real.item()
     bound = 0.25 if name == "block-average" else 1.0
     assert eig <= bound * (1 + 1e-5)
-    if name != "sense":  # M F is a projection and 2x2 averaging is tight: the bound is reached
+    if "sense" not in name:  # M F is a projection and 2x2 averaging is tight: the bound is reached
         assert eig > 0.99 * bound
 
 
@@ -230,3 +245,27 @@ def test_support_is_where_some_coil_sees_the_image():
     torch.testing.assert_close(op(x), op(x * expected))
     assert SenseOp(mask, randc(3, 24, 16)).support is None
     assert CartesianOp(mask).support is None and BlockAverageOp().support is None
+
+
+def test_soft_sense_is_sense_per_set_and_reports_the_first_set():
+    """Several sets of maps: the measurement is the sum of each set's SENSE measurement, the
+    adjoint each set's SENSE adjoint; with a second set of zeros it is plain SENSE, and the
+    reported image (``output_image``) is the first set's; ``operator_for`` picks it for 5-D
+    maps, and its support is per set."""
+    mask = torch.from_numpy(vdrad((24, 16), 4.0).mask)
+    maps = random_maps(2, 2, 3, 24, 16) / 2 ** 0.5
+    maps[:, 1, :, 4:-4] = 0  # the second set only near the top and bottom edges
+    op = operator_for(mask, maps)
+    assert type(op) is SoftSenseOp
+    x = randc(2, 2, 24, 16)
+    sets = [SenseOp(mask, maps[:, m]) for m in range(2)]
+    torch.testing.assert_close(op(x), sets[0](x[:, 0]) + sets[1](x[:, 1]))
+    y = op(x)
+    torch.testing.assert_close(op.adjoint(y), torch.stack([s.adjoint(y) for s in sets], 1))
+    torch.testing.assert_close(op.output_image(x), x[:, 0])
+    assert op.support.shape == (2, 2, 24, 16)
+    assert bool(op.support[:, 0].all()) and not bool(op.support[:, 1, 4:-4].any())
+    one = maps.clone()
+    one[:, 1] = 0
+    x[:, 1] = 0
+    torch.testing.assert_close(operator_for(mask, one)(x), SenseOp(mask, one[:, 0])(x[:, 0]))

@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from npgd_recon.core.operators import BlockAverageOp, CartesianOp, SenseOp
+from npgd_recon.core.operators import BlockAverageOp, CartesianOp, SenseOp, SoftSenseOp
 from npgd_recon.models.checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -529,3 +529,39 @@ def test_fine_tuning_to_more_iterations_starts_from_the_same_shared_weights(tmp_
     for ours, theirs in zip(model.state_dict().values(), start.state_dict().values()):
         torch.testing.assert_close(ours, theirs)
     assert model.iterations == 5
+
+
+@pytest.mark.parametrize("dc", ["gradient", "cg"])
+def test_soft_sense_with_an_empty_second_set_is_sense(dc):
+    """With soft SENSE the proximal sees the first set's image only and CG solves the joint
+    system of all sets: a second set of zero maps changes nothing (the output's first set is
+    the one-set output, its second set zero), for both data-consistency steps, the final
+    noise-following step and a noise-input proximal."""
+    model = small(data_consistency=dc, final_dc=True, final_noise=True, noise_input=True).eval()
+    maps = randc(2, 3, 24, 16) / 2
+    one = SenseOp(MASK, maps)
+    soft = SoftSenseOp(MASK, torch.stack([maps, torch.zeros_like(maps)], dim=1))
+    y = one.forward(randc(2, 24, 16))
+    noise = torch.tensor([0.01, 0.02])
+    with torch.no_grad():
+        expected, out = model(y, one, noise=noise), model(y, soft, noise=noise)
+    assert out.shape == (2, 2, 24, 16) and not bool(out[:, 1].any())
+    torch.testing.assert_close(soft.output_image(out), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_soft_sense_second_set_takes_what_the_first_cannot_explain():
+    """Data made with two sets of maps: the network with both sets fits them (its output's
+    measurement residual) better than with the first set alone, and its second set is not
+    empty."""
+    model = small(data_consistency="cg", cg_iterations=20, alpha_init=20.0).eval()
+    maps = randc(1, 2, 4, 24, 16)
+    maps = maps / maps.abs().square().sum(dim=(1, 2), keepdim=True).sqrt()
+    soft = SoftSenseOp(MASK, maps)
+    y = soft.forward(randc(1, 2, 24, 16))
+    with torch.no_grad():
+        both = model(y, soft)
+        first = model(y, SenseOp(MASK, maps[:, 0]))
+    residual = [float((op.forward(x) - y).norm() / y.norm())
+                for op, x in ((soft, both), (SenseOp(MASK, maps[:, 0]), first))]
+    assert residual[0] < 0.5 * residual[1], residual
+    assert bool(both[:, 1].abs().sum() > 0)

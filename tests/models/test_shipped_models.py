@@ -10,6 +10,7 @@ from npgd_recon.analysis.evaluation import evaluate, retrospective, volume_test_
 from npgd_recon.models.checkpoint import load_checkpoint, read_metadata
 from npgd_recon.models.registry import (
     CPU_DEFAULT,
+    MULTI_DEFAULT,
     RESNET_CPU,
     SMALL_DEFAULT,
     SMALL_MATRIX,
@@ -48,10 +49,28 @@ def test_small_planes_get_the_small_matrix_arm_and_only_npgd_does():
     for plane in [(SMALL_MATRIX, SMALL_MATRIX + 2), (SMALL_MATRIX + 2, 8), (192, 160)]:
         assert default_weights("npgd", "cpu", plane) == CPU_DEFAULT
     assert default_weights("resnet", "cpu", (48, 40)) == RESNET_CPU
+    assert default_weights("npgd", "cpu", (48, 40), coils=8) == SMALL_DEFAULT
     # the arm is the default's architecture unrolled longer, trained on the same data
     small, default = (read_metadata(resolve_weights(n)) for n in (SMALL_DEFAULT, CPU_DEFAULT))
     assert small["architecture"] == {**default["architecture"], "iterations": 25}
     assert small["data"]["train"] == default["data"]["train"]
+
+
+def test_multi_coil_planes_above_the_small_matrix_get_the_multi_coil_arm():
+    """Larger multi-coil planes get the default's multi-coil arm: the same architecture and
+    data, fine-tuned on 2-16 coils only; one coil, an unknown count or an unknown plane with
+    one coil keep the default."""
+    assert MULTI_DEFAULT in shipped_models()
+    for coils in (2, 8, 16):
+        assert default_weights("npgd", "cpu", (192, 160), coils) == MULTI_DEFAULT
+        assert default_weights("npgd", "cpu", None, coils) == MULTI_DEFAULT
+    for coils in (1, None):
+        assert default_weights("npgd", "cpu", (192, 160), coils) == CPU_DEFAULT
+    assert default_weights("resnet", "cpu", (192, 160), 8) == RESNET_CPU
+    multi, default = (read_metadata(resolve_weights(n)) for n in (MULTI_DEFAULT, CPU_DEFAULT))
+    assert multi["architecture"] == default["architecture"]
+    assert multi["data"]["train"] == default["data"]["train"]
+    assert multi["config"]["data"]["coils"] == [2, 16]
 
 
 @pytest.mark.skipif(not COLIN27.exists(), reason="mricron-data not installed")

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from npgd_recon.core.errors import NpgdError
-from npgd_recon.core.operators import CartesianOp
+from npgd_recon.core.operators import CartesianOp, SenseOp, SoftSenseOp
 from npgd_recon.core.transforms import NORMALISATION
 from npgd_recon.models.checkpoint import save_checkpoint
 from npgd_recon.models.npgd import NeuralPGD
@@ -77,3 +77,16 @@ def test_debiasing_is_chosen_when_the_reconstructor_is_built(tmp_path):
         make_reconstructor("zerofill", ReconOptions(debias=2))
     with pytest.raises(NpgdError, match="must be >= 0"):
         built(-1)
+
+
+def test_soft_sense_debiasing_with_an_empty_second_set_is_the_one_set_debiasing():
+    """Soft SENSE: the proximal is linearised where it acted (the first set's image), so a
+    second set of zero maps de-biases exactly as one set does."""
+    model = perturbed(NeuralPGD(iterations=3, blocks=1, features=6, final_dc=True))
+    maps = torch.randn(2, 3, 16, 12, dtype=torch.complex64) / 3
+    one = SenseOp(MASK, maps)
+    soft = SoftSenseOp(MASK, torch.stack([maps, torch.zeros_like(maps)], dim=1))
+    y = one.forward(torch.randn(2, 16, 12, dtype=torch.complex64))
+    expected, out = debiased(model, y, one, iterations=3), debiased(model, y, soft, iterations=3)
+    assert out.shape == (2, 2, 16, 12)
+    torch.testing.assert_close(soft.output_image(out), expected, rtol=1e-4, atol=1e-5)

@@ -98,8 +98,12 @@ def test_the_result_holds_seconds_per_stage_within_the_study_time(study):
 
 @needs_bart
 @pytest.mark.parametrize("volumetric", [True, False])
+@pytest.mark.parametrize("sets", [1, 2])
 def test_coil_maps_one_calibration_per_3d_volume_one_per_2d_slice(tmp_path, monkeypatch,
-                                                                   volumetric):
+                                                                   volumetric, sets):
+    """One ESPIRiT calibration per 3-D volume, one per 2-D slice; with ``map_sets = 2`` (soft
+    SENSE) 2-D slices get two sets of maps each, 3-D volumes keep their one set of volumetric
+    maps; either way one image per plane."""
     shape = (16, 32, 24) if volumetric else (2, 32, 24)  # 3-D: 24 planes of 32x16
     write_scan(tmp_path / "scan.h5", shepp_logan(shape), volumetric=volumetric,
                settings=ScanSettings(coils=4, noise=0.002))
@@ -114,11 +118,21 @@ def test_coil_maps_one_calibration_per_3d_volume_one_per_2d_slice(tmp_path, monk
 
     monkeypatch.setattr(pipeline, "calibrate_volume", spy(pipeline.calibrate_volume))
     monkeypatch.setattr(pipeline, "espirit_maps", spy(pipeline.espirit_maps))
-    result = reconstruct_study(study, Counting(), progress=False)
+    seen = []
+
+    class Recording(Counting):
+        def reconstruct(self, kspace, mask, maps, noise_std=None):
+            seen.append(maps.shape)
+            return super().reconstruct(kspace, mask, maps, noise_std)
+
+    result = reconstruct_study(study, Recording(), progress=False, map_sets=sets)
     problems = len(study.volumes[0].kspace)
     name = "calibrate_volume" if volumetric else "espirit_maps"
     assert calls == [(name, problems)]
     assert np.isfinite(result.images).all() and np.abs(result.images).max() > 0
+    assert result.images.shape == (problems, *study.volumes[0].kspace.shape[-2:])
+    with_sets = (2,) if sets == 2 and not volumetric else ()
+    assert set(seen) == {(1, *with_sets, 4, *study.volumes[0].kspace.shape[-2:])}
 
 
 def test_preview_titles_name_the_slice_and_the_counters_that_vary():

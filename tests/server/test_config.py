@@ -66,6 +66,7 @@ def test_unknown_names_fall_back_to_the_default_with_a_warning(parse):
     ("cs_lambda = 0.01", SessionConfig("cswv", "server.safetensors", cs_lambda=0.01)),
     ("virtual_coils = 12", SessionConfig("cswv", "server.safetensors", virtual_coils=12)),
     ('{"virtual_coils": 0}', SessionConfig("cswv", "server.safetensors", virtual_coils=0)),
+    ("map_sets = 2", SessionConfig("cswv", "server.safetensors", map_sets=2)),
     ('undersample = "none"', DEFAULT),
 ])
 def test_config_texts(text, expected):
@@ -89,6 +90,9 @@ def test_config_texts(text, expected):
     ("cs_lambda = lots", "cs_lambda must be a positive number"),
     ("virtual_coils = -1", "virtual_coils must be an integer 0-1024"),
     ("virtual_coils = 2.5", "virtual_coils must be an integer 0-1024"),
+    ("map_sets = 3", "map_sets must be 1 or 2"),
+    ('{"map_sets": 2.0}', "map_sets must be 1 or 2"),
+    ("map_sets = 0", "map_sets must be 1 or 2"),
     ("{not json", "not valid JSON"),
     ("[1, 2]", "neither a name, TOML, JSON nor XML"),
     ("<configuration>", "not valid XML"),
