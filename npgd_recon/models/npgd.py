@@ -429,7 +429,7 @@ class NeuralPGD(nn.Module):
         removes it)."""
         if self.final_dc:
             alpha = self.final_alpha(noise)
-            if alpha.ndim and x.ndim == 4:  # soft SENSE: [batch, set, y, x]
+            if alpha.ndim and isinstance(op, SoftSenseOp):  # images [batch, set, y, x]
                 alpha = alpha.unsqueeze(1)
             x = self.implicit_step(x, alpha * op.adjoint(y), op, alpha)
         support = op.support
