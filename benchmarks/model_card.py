@@ -117,13 +117,15 @@ def methods(networks: list[str], resnet: str, precision: str) -> dict[str, objec
     return recons
 
 
-def routed(plane: tuple[int, int], coils: int, precision: str, built: dict) -> object:
+def routed(plane: tuple[int, int], coils: int, precision: str, built: dict,
+           map_sets: int = 1) -> object:
     """The default NPGD reconstructor ``npgd-recon`` builds on the CPU for ``plane``-pixel
-    problems of ``coils`` coils, one per model (``built`` caches them by name)."""
-    name = default_weights("npgd", "cpu", plane, coils)
+    problems of ``coils`` coils and ``map_sets`` sets of maps, one per model (``built`` caches
+    them by name)."""
+    name = default_weights("npgd", "cpu", plane, coils, map_sets)
     if name not in built:
-        built[name] = make_reconstructor("npgd", ReconOptions(device="cpu", precision=precision,
-                                                              plane=plane, coils=coils))
+        built[name] = make_reconstructor("npgd", ReconOptions(
+            device="cpu", precision=precision, plane=plane, coils=coils, map_sets=map_sets))
     return built[name]
 
 
@@ -228,7 +230,8 @@ def main() -> None:
                                                                       reference)
             case = dict(recons)
             if ROUTED in args.npgd:
-                case[f"npgd:{ROUTED}"] = routed(images.shape[1:], coils, args.precision, built)
+                case[f"npgd:{ROUTED}"] = routed(images.shape[1:], coils, args.precision, built,
+                                                args.map_sets)
             for label, recon in {**case, **{k: r for k, (_, r) in tuned.items()}}.items():
                 if label in row:
                     continue

@@ -119,7 +119,8 @@ def _recon(args: argparse.Namespace) -> int:
             return make_reconstructor(args.method, ReconOptions(
                 weights=args.weights, device=args.device, batch=args.batch, lam=args.cs_lambda,
                 precision=args.precision, debias=args.debias_iterations if args.debias else 0,
-                plane=plane, coils=study.n_coils))
+                plane=plane, coils=study.n_coils,
+                map_sets=1 if study.is_3d else args.map_sets))
 
         def announce(recon: Reconstructor) -> None:
             if recon.model_name and not args.quiet:

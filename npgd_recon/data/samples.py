@@ -27,7 +27,7 @@ from typing import NamedTuple, Self, TypeVar
 import torch
 from torch.utils.data import default_collate
 
-from npgd_recon.core.operators import BlockAverageOp, CartesianOp, Operator, SenseOp
+from npgd_recon.core.operators import BlockAverageOp, CartesianOp, Operator, operator_for
 from npgd_recon.core.transforms import normalise, normalised_noise
 
 __all__ = ["CartesianSample", "Problem", "Sample", "SenseSample", "SuperResSample", "collate"]
@@ -112,12 +112,13 @@ class CartesianSample(Sample):
 
 @dataclass(frozen=True, eq=False)
 class SenseSample(CartesianSample):
-    """Multi-coil Cartesian k-space through coil maps: ``y = M F S x* + noise``."""
+    """Multi-coil Cartesian k-space through coil maps: ``y = M F S x* + noise``; a batch's
+    ``maps`` are ``[batch, coil, y, x]``, or ``[batch, set, coil, y, x]`` for soft SENSE."""
 
     maps: torch.Tensor
 
     def operator(self) -> Operator:
-        return SenseOp(self.mask, self.maps)
+        return operator_for(self.mask, self.maps)
 
 
 @dataclass(frozen=True, eq=False)

@@ -152,15 +152,25 @@ def coil_range(coils: int | tuple[int, int] | list[int]) -> tuple[int, int]:
 MAPS = ("exact", "espirit")
 
 
-def _through_estimated_maps(image: np.ndarray, maps: np.ndarray,
-                            kspace: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(sum_c conj(S'_c) S_c x, S')`` for ESPIRiT's maps ``S'`` of ``kspace``, or
+def _through_estimated_maps(image: np.ndarray, maps: np.ndarray, kspace: np.ndarray,
+                            sets: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """``(sum_c conj(S'_c) S_c x, S')`` for ESPIRiT's maps ``S'`` of ``kspace`` (with ``sets``
+    > 1 ``S'`` is ``[set, coil, y, x]`` and the image is seen through the first set), or
     ``(image, maps)`` unchanged when ESPIRiT finds no support."""
-    estimate = espirit_maps(kspace, threads=1)
+    estimate = espirit_maps(kspace, threads=1, sets=sets)
     if not np.any(estimate):
         return image, maps
-    seen = np.sum(estimate.conj() * maps, axis=0) * image
+    if sets > 1:
+        estimate = estimate[0]  # [set, coil, y, x] of the one plane
+    first = estimate[0] if sets > 1 else estimate
+    seen = np.sum(first.conj() * maps, axis=0) * image
     return seen.astype(np.complex64), estimate
+
+
+def _with_sets(maps: np.ndarray, sets: int) -> np.ndarray:
+    """One set of maps ``[coil, y, x]`` as ``[sets, coil, y, x]``, the other sets zero (the
+    one-set problem, :class:`~npgd_recon.core.operators.SoftSenseOp` solves it exactly)."""
+    return np.concatenate([maps[None], np.zeros((sets - 1, *maps.shape), maps.dtype)])
 
 
 class UndersampledSet(torch.utils.data.Dataset):
@@ -199,13 +209,18 @@ class UndersampledSet(torch.utils.data.Dataset):
     ``maps_up_to`` (> 0) limits the estimate to items whose larger side is at most that many
     pixels (the small matrices, whose few calibration lines make ESPIRiT's error large); larger
     items keep exact maps.
+
+    ``map_sets = 2`` (soft SENSE, with ``maps = "espirit"`` and coils): every item's ``maps``
+    are ``[set, coil, y, x]``: ESPIRiT's two sets where estimated (the target seen through the
+    first), else its one set of maps and a zero second set.
     """
 
     def __init__(self, sources: list, length: int, *, mask: str = "vdrad", accel: float = 5.0,
                  noise: tuple[float, float] = (0.0, 0.02),
                  augment: Augment | tuple[Augment, ...] | None = None, seed: int = 0,
                  coils: int | tuple[int, int] = 1, coil_group: int = 1, phase: bool = False,
-                 noise_scale: str = "linear", maps: str = "exact", maps_up_to: int = 0) -> None:
+                 noise_scale: str = "linear", maps: str = "exact", maps_up_to: int = 0,
+                 map_sets: int = 1) -> None:
         if not sources or not sum(len(s) for s in sources):
             raise NpgdError("no training images: every data source is empty")
         if coil_group < 1:
@@ -215,9 +230,14 @@ class UndersampledSet(torch.utils.data.Dataset):
         if noise_scale not in ("linear", "log") or noise_scale == "log" and noise[0] <= 0:
             raise NpgdError(f"noise_scale must be 'linear', or 'log' with a noise range above 0, "
                              f"got {noise_scale!r} for {list(noise)}")
+        if map_sets not in (1, 2) or map_sets == 2 and (maps != "espirit"
+                                                        or coil_range(coils) == (1, 1)):
+            raise NpgdError(f"map_sets must be 1, or 2 with ESPIRiT maps and coils, got "
+                            f"{map_sets} with {maps!r} maps")
         augments = (augment,) if isinstance(augment, Augment) else tuple(augment or ())
         self.sources, self.length, self.augments, self.seed = sources, length, augments, seed
         self.noise_scale, self.maps, self.maps_up_to = noise_scale, maps, maps_up_to
+        self.map_sets = map_sets
         self.mask, self.accel, self.noise, self.phase = mask, accel, noise, phase
         self.coil_range, self.coil_group = coil_range(coils), coil_group
         self.offsets = np.cumsum([0] + [len(s) for s in sources])
@@ -271,7 +291,9 @@ class UndersampledSet(torch.utils.data.Dataset):
         sigma = level * np.abs(image).max()
         kspace = (fft2c(coils) + complex_noise(rng, coils.shape, sigma)) * mask
         if estimated:
-            image, maps = _through_estimated_maps(image, maps, kspace)
+            image, maps = _through_estimated_maps(image, maps, kspace, self.map_sets)
+        if maps is not None and self.map_sets > 1 and maps.ndim == 3:
+            maps = _with_sets(maps, self.map_sets)
         fields = {
             "target": torch.from_numpy(np.ascontiguousarray(image, dtype=np.complex64)),
             "kspace": torch.from_numpy(kspace[0] if maps is None else kspace).to(torch.complex64),

@@ -13,6 +13,7 @@ CPU_DEFAULT = "npgd-t20k1-f32-ni"  # the CPU default; its arms below serve parts
 SMALL_DEFAULT = "npgd-t25k1-f32-small"  # the CPU default's arm for small matrices
 SMALL_MATRIX = 64  # SMALL_DEFAULT serves planes whose larger side is at most this
 MULTI_DEFAULT = "npgd-t20k1-f32-multi"  # the CPU default's arm for multi-coil larger planes
+SOFT_SMALL = "npgd-t25k1-f32-soft"  # the small-matrix arm for soft SENSE (two sets of maps)
 RESNET_DEFAULT = "resnet-k10"
 RESNET_CPU = "resnet-k10-f32"
 SR_DEFAULT = "npgd-sr-faces"
@@ -35,22 +36,26 @@ def resolve_weights(spec: str) -> Path:
 
 
 def default_weights(method: str, device_type: str, plane: tuple[int, int] | None = None,
-                    coils: int | None = None) -> str:
+                    coils: int | None = None, map_sets: int = 1) -> str:
     """The shipped model a network method uses when no model is named.
 
     ``npgd`` runs the paper-size model on CUDA when it is shipped, the CPU-fast one otherwise;
     for problems of ``plane`` pixels (when known) whose larger side is at most
     :data:`SMALL_MATRIX` the CPU-fast one is its small-matrix arm :data:`SMALL_DEFAULT`,
-    fine-tuned on such matrices with coil maps estimated as at inference; for larger ones with
-    ``coils > 1`` (when known) its multi-coil arm :data:`MULTI_DEFAULT`, fine-tuned on 2-16 coil
-    problems (MODEL_CARD.md). ``resnet`` likewise prefers the paper-size deep ResNet on CUDA.
+    fine-tuned on such matrices with coil maps estimated as at inference, or with
+    ``map_sets = 2`` and ``coils > 1`` its soft-SENSE arm :data:`SOFT_SMALL`, fine-tuned on
+    such problems with two sets of maps; for larger ones with ``coils > 1`` (when known) its
+    multi-coil arm :data:`MULTI_DEFAULT`, fine-tuned on 2-16 coil problems (MODEL_CARD.md).
+    ``resnet`` likewise prefers the paper-size deep ResNet on CUDA.
     """
     names = shipped_models()
     full, fast = (GPU_DEFAULT, CPU_DEFAULT) if method == "npgd" else (RESNET_DEFAULT, RESNET_CPU)
     if device_type == "cuda" and full in names:
         return full
-    if (method == "npgd" and plane is not None and max(plane) <= SMALL_MATRIX
-            and SMALL_DEFAULT in names):
+    small = method == "npgd" and plane is not None and max(plane) <= SMALL_MATRIX
+    if small and map_sets > 1 and coils is not None and coils > 1 and SOFT_SMALL in names:
+        return SOFT_SMALL
+    if small and SMALL_DEFAULT in names:
         return SMALL_DEFAULT
     if method == "npgd" and coils is not None and coils > 1 and MULTI_DEFAULT in names:
         return MULTI_DEFAULT

@@ -54,6 +54,8 @@ class ReconOptions:
             it (:func:`~npgd_recon.models.registry.default_weights`).
         coils: the problems' coil count when it is known before they come; the default model
             may depend on it too.
+        map_sets: the sets of coil maps the problems will have (2: soft SENSE); the default
+            model may depend on it too.
     """
 
     weights: str | None = None
@@ -65,6 +67,7 @@ class ReconOptions:
     compile: bool = False
     plane: tuple[int, int] | None = None
     coils: int | None = None
+    map_sets: int = 1
 
 
 @dataclass(frozen=True)

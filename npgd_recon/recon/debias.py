@@ -24,7 +24,7 @@ from npgd_recon.core.choices import DEFAULT_DEBIAS_ITERATIONS as DEFAULT_ITERATI
 from npgd_recon.core.errors import NpgdError
 from npgd_recon.core.operators import Operator, SoftSenseOp
 from npgd_recon.models.linearise import LinearisedProximal
-from npgd_recon.models.npgd import NeuralPGD
+from npgd_recon.models.npgd import NeuralPGD, set_levels
 
 DEFAULT_TOL = 1e-4
 
@@ -52,8 +52,11 @@ def debiased(model: NeuralPGD, y: torch.Tensor, op: Operator,
     *_, (s_last, x) = model.iterate(y, op, noise=noise)
     if iterations == 0:
         return model.finish(x, y, op, noise)
-    first = s_last[:, 0] if isinstance(op, SoftSenseOp) else s_last  # what the proximal saw
-    linear = LinearisedProximal(model, first, noise).linear
+    seen, level = s_last, noise  # what the proximal saw: the first set's image, or each set's
+    if isinstance(op, SoftSenseOp):
+        seen, level = ((s_last.flatten(0, 1), set_levels(noise, op)) if model.every_set
+                       else (s_last[:, 0], noise))
+    linear = LinearisedProximal(model, seen, level).linear
     for _, x_next in model.iterate(y, op, x0=x, iterations=iterations, proximal=linear):
         change = (x_next - x).flatten(1).norm(dim=1) / x_next.flatten(1).norm(dim=1)
         x = x_next

@@ -59,7 +59,7 @@ class NetworkReconstructor(Reconstructor):
             raise NpgdError("compiling the network and de-biasing cannot be combined")
         device = pick_device(options.device)
         name = options.weights or default_weights(cls.method, device.type, options.plane,
-                                                  options.coils)
+                                                  options.coils, options.map_sets)
         model, meta = load_checkpoint(resolve_weights(name), device)
         if meta.get("operator") == "block-average-2x2":
             raise NpgdError(f"model {name} is a super-resolution model; MRI needs an MRI model")

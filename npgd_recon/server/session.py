@@ -112,7 +112,7 @@ class ReconstructorPool:
         """The reconstructor for a config; a client may name only the server's ``--weights``
         or a shipped model (never an arbitrary file on the server). Without either, a network
         method takes the default model for the device and, once a header says them, the
-        problems' matrix ``plane`` and coil count ``coils``
+        problems' matrix ``plane`` and coil count ``coils``, and the config's ``map_sets``
         (:func:`~npgd_recon.models.registry.default_weights`)."""
         weights = None
         network = reconstructor_class(config.method).uses_weights
@@ -123,7 +123,8 @@ class ReconstructorPool:
                 raise ConfigError(f"weights {config.weights!r} are not offered by this server "
                                   f"({names})")
             weights = config.weights or self.default.weights or default_weights(
-                config.method, pick_device(self._options.device).type, plane, coils)
+                config.method, pick_device(self._options.device).type, plane, coils,
+                config.map_sets)
         lam = config.cs_lambda if not network else None
         key = (config.method, weights, lam)
         with self._cache_lock:

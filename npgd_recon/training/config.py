@@ -137,6 +137,7 @@ class ModelConfig(_Section):
     sigma_init: float = 0.01  # its initial sigma_0 (normalised noise std per k-space sample)
     unshuffle: int = 1  # the resnet proximal on r x r pixel blocks (r > 1), at 1/r resolution
     noise_input: bool = False  # the resnet proximal also sees the noise level (a third channel)
+    every_set: bool = False  # soft SENSE: the proximal on every set's image, not the first's
 
     def _check(self) -> None:
         for key, low in (("iterations", 1), ("blocks", 0), ("features", 1), ("layers", 1),
@@ -176,6 +177,7 @@ class DataConfig(_Section):
     noise_scale: str = "linear"  # or "log": noise levels log-uniform in data.noise
     maps: str = "exact"  # or "espirit": multi-coil maps estimated as at inference (UndersampledSet)
     maps_up_to: int = 0  # > 0: "espirit" only for items whose larger side is at most this
+    map_sets: int = 1  # 2: soft SENSE, two sets of ESPIRiT maps (maps = "espirit")
     validation_noise: float = 0.01
     validation_phase: bool = False  # real validation images get a fixed smooth phase
     validation_coils: tuple[int, ...] = ()  # every validation problem at each of these counts
@@ -209,6 +211,9 @@ class DataConfig(_Section):
                       "'linear' when data.noise starts at 0 (a log scale needs low > 0)")
         self._require(self.maps in MAPS, "maps", f"one of {', '.join(MAPS)}")
         self._require(self.maps_up_to >= 0, "maps_up_to", ">= 0 (0: every size)")
+        self._require(self.map_sets == 1 or self.map_sets == 2 and self.maps == "espirit"
+                      and self.coil_range[1] > 1, "map_sets",
+                      '1, or 2 with maps = "espirit" and multi-coil problems')
         self._require(self.validation_noise >= 0, "validation_noise", ">= 0")
         self._require(all(c >= 1 for c in self.validation_coils), "validation_coils",
                       "a list of coil counts >= 1 (empty: drawn from data.coils)")

@@ -58,8 +58,9 @@ __all__ = ["datasets", "make_loader", "p2_loss", "train", "train_mode", "validat
 
 def p2_loss(iterates: list[torch.Tensor], target: torch.Tensor, y: torch.Tensor, op,
             beta: float) -> torch.Tensor:
-    """The paper's training loss (P2) on normalised data."""
-    image_term = (iterates[-1] - target).abs().pow(2).mean()
+    """The paper's training loss (P2) on normalised data (the image term on the operator's
+    output image: the first set's for soft SENSE)."""
+    image_term = (op.output_image(iterates[-1]) - target).abs().pow(2).mean()
     data_term = sum((op.forward(x) - y).abs().pow(2).mean() for x in iterates)
     return beta * image_term + (1 - beta) * data_term
 
@@ -80,12 +81,12 @@ def datasets(data: DataConfig, length: int, seed: int, batch_size: int = 1,
                                 accel=data.accel, noise=data.noise, augment=data.augment(),
                                 seed=seed, coils=data.coil_range, coil_group=batch_size,
                                 noise_scale=data.noise_scale, maps=data.maps,
-                                maps_up_to=data.maps_up_to)
+                                maps_up_to=data.maps_up_to, map_sets=data.map_sets)
     sources = [build_source(s) for s in data.validation]
     val_sets = [UndersampledSet(sources, data.validation_slices, mask=data.mask, accel=data.accel,
                                 noise=(data.validation_noise,) * 2, seed=99, coils=coils,
                                 phase=data.validation_phase, maps=data.maps,
-                                maps_up_to=data.maps_up_to)
+                                maps_up_to=data.maps_up_to, map_sets=data.map_sets)
                 for coils in data.validation_coils or (data.coil_range,)]
     return train_set, torch.utils.data.ConcatDataset(val_sets)
 
@@ -137,10 +138,10 @@ def validate(model: NeuralPGD, dataset: torch.utils.data.Dataset, device,
     snr, ssim, zf = [], [], []
     for i in range(len(dataset)):
         op, y, target, noise = collate([dataset[i]]).to(device).normalised()
-        out = model(y, op, noise=noise)
+        out = op.output_image(model(y, op, noise=noise))
         snr.append(snr_db_magnitude(target[0].cpu(), out[0].cpu()))
         ssim.append(ssim_magnitude(target[0].cpu(), out[0].cpu()))
-        zf.append(snr_db_magnitude(target[0].cpu(), op.adjoint(y)[0].cpu()))
+        zf.append(snr_db_magnitude(target[0].cpu(), op.output_image(op.adjoint(y))[0].cpu()))
     train_mode(model, freeze_norm)
     return {"snr_db": float(np.mean(snr)), "ssim": float(np.mean(ssim)),
             "zerofill_snr_db": float(np.mean(zf))}

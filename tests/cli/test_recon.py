@@ -19,7 +19,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from npgd_recon.models.registry import CPU_DEFAULT, MULTI_DEFAULT, SMALL_DEFAULT
+from npgd_recon.models.registry import CPU_DEFAULT, MULTI_DEFAULT, SMALL_DEFAULT, SOFT_SMALL
 from npgd_recon.sim.phantoms import shepp_logan
 from npgd_recon.sim.scan_writer import ScanSettings, write_scan
 from sampling import vdrad
@@ -361,7 +361,8 @@ def test_soft_sense_follows_an_object_that_fills_the_field_of_view(tmp_path):
     """``--map-sets 2`` (soft SENSE) on an 8-coil scan of an object that fills the field of view
     (its coil images jump across the periodic edges, which one set of smooth maps cannot
     follow): NPGD and CS-WV come closer to the fully sampled image (zero filling of the full
-    data, one set) with two sets than with one, and the series stay dciodvfy-clean."""
+    data, one set) with two sets than with one, and the series stay dciodvfy-clean. NPGD's
+    64x64 planes take the small-matrix arm with one set, its soft-SENSE arm with two."""
     y, x = np.mgrid[0:64, 0:64] / 64
     plane = (1 + 0.4 * np.cos(2 * np.pi * (1.5 * y + x)) + 0.3 * (x > 0.5)) * np.exp(1j * y)
     write_scan(tmp_path / "scan.h5", np.stack([plane, plane[::-1]]),
@@ -370,6 +371,9 @@ def test_soft_sense_follows_an_object_that_fills_the_field_of_view(tmp_path):
     def series(name, *options):
         result = recon(str(tmp_path / "scan.h5"), "--out", str(tmp_path / name), *options)
         assert result.returncode == 0, result.stderr
+        if name.startswith("npgd"):
+            arm = SOFT_SMALL if name.endswith("2") else SMALL_DEFAULT
+            assert f"model {arm} (" in result.stdout, result.stdout
         paths = sorted((tmp_path / name).iterdir())
         assert dciodvfy_findings(paths[0]) == []
         return np.stack([pydicom.dcmread(p).pixel_array.astype(float) for p in paths])

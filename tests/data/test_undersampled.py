@@ -8,6 +8,7 @@ import torch
 from npgd_recon.core.errors import NpgdError
 from npgd_recon.core.fft import fft2c
 from npgd_recon.core.metrics import snr_db_magnitude
+from npgd_recon.data.samples import collate
 from npgd_recon.data.sources import (
     DicomImages,
     FastMRISource,
@@ -295,3 +296,30 @@ def test_espirit_maps_items_are_calibrated_as_at_inference():
     assert torch.equal(large.maps, exact.maps) and torch.equal(large.mask, exact.mask)
     with pytest.raises(NpgdError, match="maps"):
         UndersampledSet([PhantomSource(2)], 1, maps="sense")
+
+
+@needs_bart
+def test_two_map_sets_items_are_soft_sense_problems():
+    """``map_sets=2``: an ESPIRiT item's maps are ESPIRiT's two sets (``[set, coil, y, x]``),
+    its target the one-set item's (seen through the first set, which is ESPIRiT's one set);
+    an item too large for ``maps_up_to`` keeps its exact maps with a zero second set; a batch
+    of them is a soft-SENSE problem. Two sets need ESPIRiT maps and coils."""
+    from bart_baselines import espirit_maps
+    from npgd_recon.core.operators import SoftSenseOp
+
+    kwargs = dict(noise=(0.001, 0.001), augment=Augment((48, 48)), coils=4, maps="espirit")
+    one = UndersampledSet([PhantomSource(4, size=64)], 2, **kwargs)[1]
+    two = UndersampledSet([PhantomSource(4, size=64)], 2, map_sets=2, **kwargs)[1]
+    assert two.maps.shape == (2, 4, 48, 48)
+    np.testing.assert_allclose(two.maps.numpy(), espirit_maps(two.kspace.numpy(), sets=2)[0],
+                               atol=1e-6)
+    np.testing.assert_allclose(two.maps[0].numpy(), one.maps.numpy(), atol=1e-5)
+    np.testing.assert_allclose(two.target.numpy(), one.target.numpy(), atol=1e-5)
+    exact = UndersampledSet([PhantomSource(4, size=64)], 2, map_sets=2, maps_up_to=47,
+                            **kwargs)[1]
+    assert exact.maps.shape == (2, 4, 48, 48) and not bool(exact.maps[1].any())
+    batch = collate([two, exact])
+    assert isinstance(batch.operator(), SoftSenseOp)
+    for bad in ({"maps": "exact", "coils": 4}, {"maps": "espirit", "coils": 1}):
+        with pytest.raises(NpgdError, match="map_sets"):
+            UndersampledSet([PhantomSource(2)], 1, map_sets=2, **bad)

@@ -531,13 +531,16 @@ def test_fine_tuning_to_more_iterations_starts_from_the_same_shared_weights(tmp_
     assert model.iterations == 5
 
 
+@pytest.mark.parametrize("every_set", [False, True])
 @pytest.mark.parametrize("dc", ["gradient", "cg"])
-def test_soft_sense_with_an_empty_second_set_is_sense(dc):
-    """With soft SENSE the proximal sees the first set's image only and CG solves the joint
-    system of all sets: a second set of zero maps changes nothing (the output's first set is
-    the one-set output, its second set zero), for both data-consistency steps, the final
-    noise-following step and a noise-input proximal."""
-    model = small(data_consistency=dc, final_dc=True, final_noise=True, noise_input=True).eval()
+def test_soft_sense_with_an_empty_second_set_is_sense(dc, every_set):
+    """With soft SENSE the proximal sees the first set's image (or each set's, ``every_set``:
+    each problem's noise level goes with each of its sets) and CG solves the joint system of
+    all sets: a second set of zero maps changes nothing (the output's first set is the one-set
+    output, its second set zero), for both data-consistency steps, the final noise-following
+    step and a noise-input proximal."""
+    model = small(data_consistency=dc, final_dc=True, final_noise=True, noise_input=True,
+                  every_set=every_set).eval()
     maps = randc(2, 3, 24, 16) / 2
     one = SenseOp(MASK, maps)
     soft = SoftSenseOp(MASK, torch.stack([maps, torch.zeros_like(maps)], dim=1))
@@ -565,3 +568,25 @@ def test_soft_sense_second_set_takes_what_the_first_cannot_explain():
                 for op, x in ((soft, both), (SenseOp(MASK, maps[:, 0]), first))]
     assert residual[0] < 0.5 * residual[1], residual
     assert bool(both[:, 1].abs().sum() > 0)
+
+
+def test_every_set_proximal_acts_on_the_second_set_and_is_stored():
+    """``every_set``: with two sets of maps the second set's image goes through the proximal
+    too (the outputs differ from the first-set-only network's with the same weights), and the
+    option is part of the architecture a checkpoint rebuilds."""
+    first = small(noise_input=True).eval()
+    with torch.no_grad():  # away from the initial proximal, the identity
+        for p in first.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    every = small(noise_input=True, every_set=True).eval()
+    every.load_state_dict(first.state_dict())
+    maps = randc(2, 2, 4, 24, 16)
+    maps = maps / maps.abs().square().sum(dim=(1, 2), keepdim=True).sqrt()
+    soft = SoftSenseOp(MASK, maps)
+    y = soft.forward(randc(2, 2, 24, 16))
+    with torch.no_grad():
+        a = first(y, soft, noise=torch.tensor([0.01, 0.02]))
+        b = every(y, soft, noise=torch.tensor([0.01, 0.02]))
+    assert float((a[:, 1] - b[:, 1]).abs().max()) > 1e-3
+    assert architecture(every)["every_set"] is True and "every_set" not in architecture(first)
+    assert NeuralPGD(**architecture(every)).every_set

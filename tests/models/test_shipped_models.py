@@ -14,6 +14,7 @@ from npgd_recon.models.registry import (
     RESNET_CPU,
     SMALL_DEFAULT,
     SMALL_MATRIX,
+    SOFT_SMALL,
     default_weights,
     resolve_weights,
     shipped_models,
@@ -71,6 +72,23 @@ def test_multi_coil_planes_above_the_small_matrix_get_the_multi_coil_arm():
     assert multi["architecture"] == default["architecture"]
     assert multi["data"]["train"] == default["data"]["train"]
     assert multi["config"]["data"]["coils"] == [2, 16]
+
+
+def test_two_map_sets_on_small_multi_coil_planes_get_the_soft_sense_arm():
+    """Soft SENSE (two sets of maps) on multi-coil planes up to the small matrix gets the small
+    arm fine-tuned on two-set problems, its proximal on every set; one set, one coil or a
+    larger plane keep their models."""
+    assert SOFT_SMALL in shipped_models()
+    for plane in [(SMALL_MATRIX, SMALL_MATRIX), (48, 40)]:
+        assert default_weights("npgd", "cpu", plane, 8, map_sets=2) == SOFT_SMALL
+        assert default_weights("npgd", "cpu", plane, 8) == SMALL_DEFAULT
+        assert default_weights("npgd", "cpu", plane, 1, map_sets=2) == SMALL_DEFAULT
+    assert default_weights("npgd", "cpu", (192, 160), 8, map_sets=2) == MULTI_DEFAULT
+    assert default_weights("resnet", "cpu", (48, 40), 8, map_sets=2) == RESNET_CPU
+    soft, small = (read_metadata(resolve_weights(n)) for n in (SOFT_SMALL, SMALL_DEFAULT))
+    assert soft["architecture"] == {**small["architecture"], "every_set": True}
+    assert soft["config"]["data"]["map_sets"] == 2
+    assert load_checkpoint(resolve_weights(SOFT_SMALL))[0].every_set
 
 
 @pytest.mark.skipif(not COLIN27.exists(), reason="mricron-data not installed")
