@@ -61,7 +61,8 @@ class CompareOptions:
 
     ``cs_lambda`` fixes CS weights (normalised units): one value for every CS method, or a
     value per method; the other CS methods are tuned against the reference (``tune_cs``) or
-    take the data-driven lambda.
+    take the data-driven lambda. ``map_sets = 2``: every method gets two sets of ESPIRiT maps
+    (soft SENSE) and reports the first set's image; the reference keeps one set.
 
     Raises:
         NpgdError: a lambda that is not positive, or one for a method that is not a CS method
@@ -80,6 +81,7 @@ class CompareOptions:
     progress: bool = True
     cs_lambda: float | dict[str, float] | None = None
     tune_cs: bool = True
+    map_sets: int = 1
 
     def __post_init__(self) -> None:
         stray = sorted(set(self.fixed_lambdas) - set(self.cs_methods))
@@ -144,9 +146,10 @@ def compare_file(path: Path, out: Path,
         kspace = np.asarray(kspace)  # a 3-D HybridStack made dense: compare holds whole volumes
         if kspace.shape[1] > 1:
             say(f"{name}: ESPIRiT coil maps (bart ecalib, {len(kspace)} planes)")
-        maps = espirit_coil_maps(kspace)
-        full = make_reconstructor("zerofill")
-        reference = full(volume.kspace, np.ascontiguousarray(volume.mask), maps).images
+        maps = espirit_coil_maps(kspace, sets=options.map_sets)
+        full = make_reconstructor("zerofill")  # the reference: one set (the first, ESPIRiT's)
+        reference = full(volume.kspace, np.ascontiguousarray(volume.mask),
+                         maps if maps is None or maps.ndim == 4 else maps[:, 0]).images
         kept = measured_planes(reference)
         if not kept.any():
             raise NpgdError(f"{name}: the fully sampled reference is empty (all zero)")
@@ -163,7 +166,7 @@ def compare_file(path: Path, out: Path,
             weights = {"npgd": options.npgd_weights, "resnet": options.resnet_weights}.get(method)
             recons.append(make_reconstructor(method, ReconOptions(
                 weights=weights, device=options.device, lam=lam, precision=options.precision,
-                plane=kspace.shape[-2:], coils=kspace.shape[1])))
+                plane=kspace.shape[-2:], coils=kspace.shape[1], map_sets=options.map_sets)))
         case.records, outputs = evaluate(reference, kspace, mask, maps, recons, name,
                                          options.progress)
         for record in case.records:
@@ -263,6 +266,10 @@ def _img(path: Path) -> str:
     return f'<img src="data:image/png;base64,{data}" alt="{html.escape(path.stem)}">'
 
 
+_MAP_SETS = {1: "one set of ESPIRiT maps",
+             2: "two sets of ESPIRiT maps for every method (soft SENSE, each reports the first "
+                "set's image; the reference keeps one set)"}
+
 METRIC_PROSE = (
     "All metrics compare magnitude images with the fully sampled reference x* (the zero-filled "
     "reconstruction of all of k-space, coil-combined with the same ESPIRiT maps). "
@@ -309,6 +316,7 @@ def write_report(cases: list[Case], out: Path, options: CompareOptions, shape,
              "img{max-width:100%}</style>", "<h1>npgd-compare</h1>",
              f"<p>Hardware: {html.escape(machine)}; BART threads: {default_threads()}. "
              f"Undersampling: {options.mask}, R = {options.accel:g}, seed {options.seed}. "
+             f"Coil maps: {_MAP_SETS[options.map_sets]}. "
              "Seconds are reconstruction time per slice (no start-up, no I/O).</p>"]
     for case in cases:
         rows = summarise(case.records)

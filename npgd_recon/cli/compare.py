@@ -13,6 +13,7 @@ from pathlib import Path
 from bart_baselines.runner import available_cores
 from bart_baselines.tuning import MAX_EXTENSIONS, expected_runs
 from npgd_recon.cli._common import Parser, add_mask_options, add_model_options, run
+from npgd_recon.core.choices import MAP_SETS
 from npgd_recon.recon.methods import METHODS
 
 PROG = "npgd-compare"
@@ -83,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
                              "128x128, 2 shared cores: 98 s for CS-WV, 62 s for CS-TV; over 20 "
                              "minutes on larger files under load). auto: the data-driven lambda "
                              "of npgd-recon, no extra BART runs")
+    parser.add_argument("--map-sets", type=int, choices=(1, 2), default=MAP_SETS,
+                        help=f"sets of ESPIRiT coil maps every method gets (default {MAP_SETS}); "
+                             "2 is soft SENSE, as npgd-recon --map-sets 2 (the reference keeps "
+                             "one set)")
     parser.add_argument("--threads", type=_threads, metavar="N",
                         help="OpenMP threads of every BART call (coil maps, CS, tuning; "
                              "default: $NPGD_THREADS, else the cores this process may use, "
@@ -102,7 +107,8 @@ def _compare(args: argparse.Namespace) -> int:
     options = CompareOptions(args.undersample, args.mask, args.seed, args.methods, args.device,
                              precision=args.precision, npgd_weights=args.npgd_weights,
                              resnet_weights=args.resnet_weights, progress=not args.quiet,
-                             cs_lambda=args.cs_lambda, tune_cs=args.cs_tuning == "truth")
+                             cs_lambda=args.cs_lambda, tune_cs=args.cs_tuning == "truth",
+                             map_sets=args.map_sets)
     with atomic_output_dir(args.out, args.force) as staging:
         cases, planes = [], []
         for path in args.inputs:
