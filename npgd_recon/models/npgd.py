@@ -97,8 +97,7 @@ class ProximalResNet(nn.Module):
     """
 
     def __init__(self, blocks: int = 1, features: int = 128, global_skip: bool = True,
-                 unshuffle: int = 1, noise_input: bool = False, every_set: bool = False,
-                 ) -> None:
+                 unshuffle: int = 1, noise_input: bool = False) -> None:
         super().__init__()
         if unshuffle < 1:
             raise ValueError(f"unshuffle must be at least 1, got {unshuffle}")
