@@ -292,8 +292,6 @@ class NeuralPGD(nn.Module):
         sigma_init: initial ``sigma_0`` (normalised units).
         unshuffle: the ResNet proximal on ``r x r`` pixel blocks (:class:`ProximalResNet`).
         noise_input: the ResNet proximal also sees the noise level (see the module docstring).
-        every_set: soft SENSE (:class:`~npgd_recon.core.operators.SoftSenseOp`): the proximal
-            acts on every set's image, not on the first set's only (:func:`set_proximal`).
     """
 
     def __init__(self, iterations: int = 10, blocks: int = 1, features: int = 128,
@@ -301,8 +299,7 @@ class NeuralPGD(nn.Module):
                  alpha_init: float = 1.0, proximal: str = "resnet", layers: int = 5,
                  kernel: int = 8, cg_iterations: int = 8, final_dc: bool = False,
                  final_noise: bool = False, sigma_init: float = 0.01,
-                 unshuffle: int = 1, noise_input: bool = False, every_set: bool = False,
-                 ) -> None:
+                 unshuffle: int = 1, noise_input: bool = False) -> None:
         super().__init__()
         if data_consistency not in DATA_CONSISTENCY:
             raise ValueError(f"data_consistency must be one of {', '.join(DATA_CONSISTENCY)}, "
@@ -328,7 +325,6 @@ class NeuralPGD(nn.Module):
         if self.final_dc:  # the final step's own alpha, also through a softplus
             self.final_alpha_raw = nn.Parameter(torch.tensor(float(alpha_init)).expm1().log())
         self.final_noise = bool(final_noise)
-        self.every_set = bool(every_set)
         if self.final_noise:  # log sigma_0: the scale of a noise level spans decades
             self.final_log_sigma = nn.Parameter(torch.tensor(float(sigma_init)).log())
         # softplus(raw) = alpha keeps the step positive
@@ -376,11 +372,10 @@ class NeuralPGD(nn.Module):
         """
         alpha = self.alpha
         step = alpha * op.adjoint(y)
-        every = self.every_set and isinstance(op, SoftSenseOp)
         if proximal is None:
-            level = set_levels(noise, op) if every else noise
+            level = set_levels(noise, op) if isinstance(op, SoftSenseOp) else noise
             proximal = lambda s: self.proximal(s, level)  # noqa: E731
-        prox = set_proximal(proximal, op, every)
+        prox = set_proximal(proximal, op)
         x = x0
         for _ in range(self.iterations if iterations is None else iterations):
             if self.data_consistency == "cg":
@@ -445,24 +440,22 @@ class NeuralPGD(nn.Module):
 
 
 def set_proximal(prox: Callable[[torch.Tensor], torch.Tensor], op: Operator,
-                 every_set: bool = False) -> Callable[[torch.Tensor], torch.Tensor]:
+                 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """``prox`` for ``op``'s images: itself, or for soft SENSE (:class:`~npgd_recon.core.
-    operators.SoftSenseOp`, images ``[batch, set, y, x]``) applied to the first set only, or
-    with ``every_set`` to each set as its own image (``prox`` then sees ``[batch * set, y, x]``).
-    With the first set only the other sets take the data steps alone: they hold what the first
-    set's maps cannot explain (e.g. an object across the field of view's edge), which no
-    proximal was trained on; the output is the first set's image (measured in the model card,
-    "Soft SENSE")."""
+    operators.SoftSenseOp`, images ``[batch, set, y, x]``) applied to each set's image as an
+    image of its own (``prox`` sees ``[batch * set, y, x]``). The second set holds what the
+    first set's maps cannot explain (e.g. an object across the field of view's edge); a
+    proximal on the first set only, leaving the others to the data steps, scored 0.13-0.38 dB
+    lower on the selection set (MODEL_CARD.md, "Soft SENSE on the selection set"). The output
+    is the first set's image."""
     if not isinstance(op, SoftSenseOp):
         return prox
-    if every_set:
-        return lambda s: prox(s.flatten(0, 1)).unflatten(0, s.shape[:2])
-    return lambda s: torch.cat([prox(s[:, 0]).unsqueeze(1), s[:, 1:]], dim=1)
+    return lambda s: prox(s.flatten(0, 1)).unflatten(0, s.shape[:2])
 
 
 def set_levels(noise: torch.Tensor | None, op: SoftSenseOp) -> torch.Tensor | None:
-    """Each problem's noise level once per set, ``[batch * set]``: the levels of the images a
-    proximal on every set sees (:func:`set_proximal`)."""
+    """Each problem's noise level once per set, ``[batch * set]``: the levels of the images
+    the proximal sees (:func:`set_proximal`)."""
     if noise is None:
         return None
     return torch.as_tensor(noise).reshape(-1).repeat_interleave(op.ishape[1])
@@ -472,8 +465,8 @@ def architecture(model: NeuralPGD) -> dict:
     """The constructor arguments that rebuild ``model`` (stored in checkpoints).
 
     A ResNet proximal writes no ``proximal`` key (files from before it existed mean ResNet);
-    ``cg_iterations`` is written only when a step uses it, ``final_dc``, ``final_noise``,
-    ``every_set`` and ``noise_input`` only when on, ``unshuffle`` only when above 1.
+    ``cg_iterations`` is written only when a step uses it, ``final_dc``, ``final_noise`` and
+    ``noise_input`` only when on, ``unshuffle`` only when above 1.
     """
     extra = {"cg_iterations": model.cg_iterations} if (
         model.data_consistency == "cg" or model.final_dc) else {}
@@ -481,8 +474,6 @@ def architecture(model: NeuralPGD) -> dict:
         extra["final_dc"] = True
     if model.final_noise:
         extra["final_noise"] = True
-    if model.every_set:
-        extra["every_set"] = True
     if isinstance(model.prox, ProximalResNet):
         if model.prox.unshuffle > 1:
             extra["unshuffle"] = model.prox.unshuffle

@@ -52,10 +52,9 @@ def debiased(model: NeuralPGD, y: torch.Tensor, op: Operator,
     *_, (s_last, x) = model.iterate(y, op, noise=noise)
     if iterations == 0:
         return model.finish(x, y, op, noise)
-    seen, level = s_last, noise  # what the proximal saw: the first set's image, or each set's
+    seen, level = s_last, noise  # what the proximal saw: for soft SENSE each set's image
     if isinstance(op, SoftSenseOp):
-        seen, level = ((s_last.flatten(0, 1), set_levels(noise, op)) if model.every_set
-                       else (s_last[:, 0], noise))
+        seen, level = s_last.flatten(0, 1), set_levels(noise, op)
     linear = LinearisedProximal(model, seen, level).linear
     for _, x_next in model.iterate(y, op, x0=x, iterations=iterations, proximal=linear):
         change = (x_next - x).flatten(1).norm(dim=1) / x_next.flatten(1).norm(dim=1)

@@ -137,7 +137,6 @@ class ModelConfig(_Section):
     sigma_init: float = 0.01  # its initial sigma_0 (normalised noise std per k-space sample)
     unshuffle: int = 1  # the resnet proximal on r x r pixel blocks (r > 1), at 1/r resolution
     noise_input: bool = False  # the resnet proximal also sees the noise level (a third channel)
-    every_set: bool = False  # soft SENSE: the proximal on every set's image, not the first's
 
     def _check(self) -> None:
         for key, low in (("iterations", 1), ("blocks", 0), ("features", 1), ("layers", 1),

@@ -175,11 +175,10 @@ def _metadata(config: Config, step: int, seconds: float, metrics: dict,
 
 
 def _network(arch: dict) -> dict:
-    """An architecture without its iteration count, data-consistency keys and ``every_set``:
-    what the weights depend on."""
+    """An architecture without its iteration count and data-consistency keys: what the weights
+    depend on."""
     return {k: v for k, v in arch.items() if k not in (
-        "iterations", "data_consistency", "cg_iterations", "final_dc", "final_noise",
-        "every_set")}
+        "iterations", "data_consistency", "cg_iterations", "final_dc", "final_noise")}
 
 
 def _operator_name(coils: tuple[int, int]) -> str:

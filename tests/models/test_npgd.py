@@ -531,16 +531,13 @@ def test_fine_tuning_to_more_iterations_starts_from_the_same_shared_weights(tmp_
     assert model.iterations == 5
 
 
-@pytest.mark.parametrize("every_set", [False, True])
 @pytest.mark.parametrize("dc", ["gradient", "cg"])
-def test_soft_sense_with_an_empty_second_set_is_sense(dc, every_set):
-    """With soft SENSE the proximal sees the first set's image (or each set's, ``every_set``:
-    each problem's noise level goes with each of its sets) and CG solves the joint system of
-    all sets: a second set of zero maps changes nothing (the output's first set is the one-set
-    output, its second set zero), for both data-consistency steps, the final noise-following
-    step and a noise-input proximal."""
-    model = small(data_consistency=dc, final_dc=True, final_noise=True, noise_input=True,
-                  every_set=every_set).eval()
+def test_soft_sense_with_an_empty_second_set_is_sense(dc):
+    """With soft SENSE the proximal sees each set's image (with its problem's noise level) and
+    CG solves the joint system of all sets: a second set of zero maps changes nothing (the
+    output's first set is the one-set output, its second set zero), for both data-consistency
+    steps, the final noise-following step and a noise-input proximal."""
+    model = small(data_consistency=dc, final_dc=True, final_noise=True, noise_input=True).eval()
     maps = randc(2, 3, 24, 16) / 2
     one = SenseOp(MASK, maps)
     soft = SoftSenseOp(MASK, torch.stack([maps, torch.zeros_like(maps)], dim=1))
@@ -550,6 +547,24 @@ def test_soft_sense_with_an_empty_second_set_is_sense(dc, every_set):
         expected, out = model(y, one, noise=noise), model(y, soft, noise=noise)
     assert out.shape == (2, 2, 24, 16) and not bool(out[:, 1].any())
     torch.testing.assert_close(soft.output_image(out), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_the_proximal_sees_each_set_as_an_image_with_its_problem_s_noise_level():
+    """Soft SENSE: the proximal gets ``[batch * set, y, x]`` (each problem's sets in a row),
+    its result goes back to each set, and each image's noise level is its problem's."""
+    from npgd_recon.models.npgd import set_levels, set_proximal
+
+    soft = SoftSenseOp(MASK, randc(2, 3, 4, 24, 16))
+    seen = []
+    prox = set_proximal(lambda s: seen.append(s) or s * torch.arange(1, 7).reshape(6, 1, 1), soft)
+    x = randc(2, 3, 24, 16)
+    out = prox(x)
+    assert seen[0].shape == (6, 24, 16) and torch.equal(seen[0][4], x[1, 1])
+    torch.testing.assert_close(out[1, 2], 6 * x[1, 2])
+    assert torch.equal(set_levels(torch.tensor([0.1, 0.2]), soft),
+                       torch.tensor([0.1, 0.1, 0.1, 0.2, 0.2, 0.2]))
+    assert set_levels(None, soft) is None
+    assert set_proximal(torch.neg, SenseOp(MASK, randc(2, 4, 24, 16))) is torch.neg
 
 
 def test_soft_sense_second_set_takes_what_the_first_cannot_explain():
@@ -568,25 +583,3 @@ def test_soft_sense_second_set_takes_what_the_first_cannot_explain():
                 for op, x in ((soft, both), (SenseOp(MASK, maps[:, 0]), first))]
     assert residual[0] < 0.5 * residual[1], residual
     assert bool(both[:, 1].abs().sum() > 0)
-
-
-def test_every_set_proximal_acts_on_the_second_set_and_is_stored():
-    """``every_set``: with two sets of maps the second set's image goes through the proximal
-    too (the outputs differ from the first-set-only network's with the same weights), and the
-    option is part of the architecture a checkpoint rebuilds."""
-    first = small(noise_input=True).eval()
-    with torch.no_grad():  # away from the initial proximal, the identity
-        for p in first.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    every = small(noise_input=True, every_set=True).eval()
-    every.load_state_dict(first.state_dict())
-    maps = randc(2, 2, 4, 24, 16)
-    maps = maps / maps.abs().square().sum(dim=(1, 2), keepdim=True).sqrt()
-    soft = SoftSenseOp(MASK, maps)
-    y = soft.forward(randc(2, 2, 24, 16))
-    with torch.no_grad():
-        a = first(y, soft, noise=torch.tensor([0.01, 0.02]))
-        b = every(y, soft, noise=torch.tensor([0.01, 0.02]))
-    assert float((a[:, 1] - b[:, 1]).abs().max()) > 1e-3
-    assert architecture(every)["every_set"] is True and "every_set" not in architecture(first)
-    assert NeuralPGD(**architecture(every)).every_set

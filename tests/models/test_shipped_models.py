@@ -76,8 +76,8 @@ def test_multi_coil_planes_above_the_small_matrix_get_the_multi_coil_arm():
 
 def test_two_map_sets_on_small_multi_coil_planes_get_the_soft_sense_arm():
     """Soft SENSE (two sets of maps) on multi-coil planes up to the small matrix gets the small
-    arm fine-tuned on two-set problems, its proximal on every set; one set, one coil or a
-    larger plane keep their models."""
+    arm fine-tuned on two-set problems; one set, one coil or a larger plane keep their
+    models."""
     assert SOFT_SMALL in shipped_models()
     for plane in [(SMALL_MATRIX, SMALL_MATRIX), (48, 40)]:
         assert default_weights("npgd", "cpu", plane, 8, map_sets=2) == SOFT_SMALL
@@ -86,9 +86,8 @@ def test_two_map_sets_on_small_multi_coil_planes_get_the_soft_sense_arm():
     assert default_weights("npgd", "cpu", (192, 160), 8, map_sets=2) == MULTI_DEFAULT
     assert default_weights("resnet", "cpu", (48, 40), 8, map_sets=2) == RESNET_CPU
     soft, small = (read_metadata(resolve_weights(n)) for n in (SOFT_SMALL, SMALL_DEFAULT))
-    assert soft["architecture"] == {**small["architecture"], "every_set": True}
+    assert soft["architecture"] == small["architecture"]
     assert soft["config"]["data"]["map_sets"] == 2
-    assert load_checkpoint(resolve_weights(SOFT_SMALL))[0].every_set
 
 
 @pytest.mark.skipif(not COLIN27.exists(), reason="mricron-data not installed")
