@@ -194,6 +194,7 @@ class Session:
         self.header: ismrmrdHeader | None = None
         self._plane: tuple[int, int] | None = None  # the header's problem matrix
         self._coils: int | None = None  # the header's receiver channels
+        self._is_3d = False  # the header's encoding is 3-D (one set of maps per volume)
         self.images_sent = 0
         self.slices_done = 0
         self._dump_dir = dump_dir
@@ -249,10 +250,16 @@ class Session:
             self._dump.close()
         self._noise, self._slices = [], {}
 
+    def _reconstructor(self, config: SessionConfig) -> Reconstructor:
+        """The pool's reconstructor for ``config`` on this stream's problems: a 3-D volume keeps
+        one set of maps whatever ``map_sets`` says, so its model is chosen for one set."""
+        chosen = replace(config, map_sets=1) if self._is_3d else config
+        return self.pool.get(chosen, self._plane, self._coils)
+
     def _choose(self, choice: Choice) -> list:
         """Apply a config message; its warnings wait until the config is fixed (the first
         acquisition), so that a later message naming a method replaces them."""
-        recon = self.pool.get(choice.config, self._plane, self._coils)
+        recon = self._reconstructor(choice.config)
         self.config, self.recon = choice.config, recon
         if choice.named:
             self._warnings = list(choice.warnings)
@@ -293,10 +300,10 @@ class Session:
             self._slice_range = encoding.counter_range("slice")
         except (ValueError, TypeError, AttributeError) as error:
             raise StreamError(f"XML header: {error}") from None
-        self.header, self._plane = header, encoding.plane
+        self.header, self._plane, self._is_3d = header, encoding.plane, encoding.is_3d
         system = header.acquisitionSystemInformation
         self._coils = getattr(system, "receiverChannels", None) if system else None
-        self.recon = self.pool.get(self.config, self._plane, self._coils)
+        self.recon = self._reconstructor(self.config)
         if self._dump_dir is not None:
             self._dump = StreamDump(self._dump_dir, header.toXML())
             log.info("%s: dumping the stream to %s", self.peer, self._dump.path)

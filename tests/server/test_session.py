@@ -257,3 +257,9 @@ def test_issue_26_phantom_streams_finite_images(start_server, tmp_path):
     assert reply.closed and reply.errors == [] and len(reply.images) == 64
     assert all(np.isfinite(pixels(image)).all() for image in reply.images)
     assert max(pixels(image).max() for image in reply.images) > 0
+    # map_sets = 2 asks for soft SENSE, but a 3-D volume keeps one set of volumetric maps: the
+    # model is the one-set choice for its ky-kz planes (npgd-recon chooses the same way)
+    sets = stream_file(server.address, path, 'method = "npgd"\nmap_sets = 2', text=True)
+    assert sets.closed and sets.errors == [] and len(sets.images) == 64
+    assert sets.infos[0].startswith(f"npgd-serve: method npgd, model {SMALL_DEFAULT} ("), \
+        sets.infos[0]
