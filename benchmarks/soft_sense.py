@@ -11,17 +11,17 @@ central square shrunk to at most 64 (a small matrix, as the card's 64x64 scans).
 acquired as the model card acquires its scans (:func:`model_card.problem`: ISMRMRD through the
 simulator and reader, ``--coils`` birdcage coils, 0.3 % noise, 5x VDRad, ESPIRiT maps of the
 undersampled scan) with one and with two sets of maps, and reconstructed by the routed default
-(or ``--npgd``) and by CS-WV / CS-TV with lambda tuned on the truth, each with one and with two
-sets (the routing here is the one-set default's for both). Also recorded: the second set's
-share of the maps' energy (``sum |S_2|^2 / sum |S_1|^2``).
+as ``npgd-recon`` routes it for that many sets (or ``--npgd``) and by CS-WV / CS-TV with lambda
+tuned on the truth, each with one and with two sets. Also recorded: the second set's share of
+the maps' energy (``sum |S_2|^2 / sum |S_1|^2``).
 
 Writes ``OUT/selection.json`` (every problem's scores) and prints, per form and overall, the
 mean SNR of each column and the mean of NPGD minus the better tuned CS for each choice of sets
 (one set; two sets; two sets where the share passes each threshold). Not a test: about 20
 minutes on 2 idle cores. The files in ``docs/model_card/soft-sense/selection-*.json`` were
-written when the network's proximal could also act on the first set only: their
-``npgd/2-every`` is today's ``npgd/2``, ``npgd/2-first`` the variant given up (commit
-2225879 has that version of this script).
+written when the network's proximal could also act on the first set only and one model served
+both set counts (``model``): their ``npgd/2-every`` is today's ``npgd/2`` for that model,
+``npgd/2-first`` the variant given up (commit 2225879 has that version of this script).
 """
 
 from __future__ import annotations
@@ -103,9 +103,9 @@ def main() -> None:
             old = earlier.get((name, form), {})
             row = {"plane": name, "form": form, "shape": list(images.shape[1:]),
                    **{k: v for k, v in old.items() if k == "share" or k.startswith("cs")}}
-            recon = given or routed(images.shape[1:], args.coils, "fp32", built)
-            row["model"] = recon.model_name
             for sets in (1, 2):
+                recon = given or routed(images.shape[1:], args.coils, "fp32", built, sets)
+                row[f"model/{sets}"] = recon.model_name
                 kspace, mask, maps, reference = problem(images, args.coils, 0.003, 5.0,
                                                         Path(tmp), sets)
                 if sets == 2:
