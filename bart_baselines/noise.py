@@ -36,7 +36,7 @@ def _outer_noise_std(kspace: np.ndarray, mask: np.ndarray) -> float:
     return float(np.median(values) / np.sqrt(np.log(2.0))) if values.size else np.inf
 
 
-def _centre_box(mask: np.ndarray) -> tuple[int, int]:
+def centre_box(mask: np.ndarray) -> tuple[int, int]:
     """Half sizes ``(hy, hx)`` of the largest fully sampled box centred on k-space's centre in
     a ``[y, x]`` mask (each at most ``CALIB_MAX_HALF``)."""
     ny, nx = mask.shape
@@ -142,7 +142,7 @@ def _calibration_noise_std(kspace: np.ndarray, mask: np.ndarray) -> float:
     chosen = np.unique(np.linspace(0, len(kspace) - 1, min(len(kspace), CALIB_MAX_SLICES))
                        .round().astype(int))
     for k, m in zip(kspace[chosen], mask[chosen]):
-        hy, hx = _centre_box(m > 0)
+        hy, hx = centre_box(m > 0)
         ny, nx = m.shape
         box = k[:, ny // 2 - hy:ny // 2 + hy, nx // 2 - hx:nx // 2 + hx]
         kernel = _kernel_size(box.shape)

@@ -42,6 +42,7 @@ from npgd_recon.analysis.evaluation import (
     tuning_planes,
 )
 from npgd_recon.analysis.figures import save_comparison, save_mask
+from npgd_recon.core.choices import MAP_ERROR_WEIGHT
 from npgd_recon.core.device import describe_hardware, pick_device
 from npgd_recon.core.errors import NpgdError
 from npgd_recon.io.ismrmrd_file import read_raw
@@ -82,6 +83,7 @@ class CompareOptions:
     cs_lambda: float | dict[str, float] | None = None
     tune_cs: bool = True
     map_sets: int = 1
+    map_error: float = MAP_ERROR_WEIGHT
 
     def __post_init__(self) -> None:
         stray = sorted(set(self.fixed_lambdas) - set(self.cs_methods))
@@ -166,7 +168,8 @@ def compare_file(path: Path, out: Path,
             weights = {"npgd": options.npgd_weights, "resnet": options.resnet_weights}.get(method)
             recons.append(make_reconstructor(method, ReconOptions(
                 weights=weights, device=options.device, lam=lam, precision=options.precision,
-                plane=kspace.shape[-2:], coils=kspace.shape[1], map_sets=options.map_sets)))
+                plane=kspace.shape[-2:], coils=kspace.shape[1], map_sets=options.map_sets,
+                map_error=options.map_error)))
         case.records, outputs = evaluate(reference, kspace, mask, maps, recons, name,
                                          options.progress)
         for record in case.records:

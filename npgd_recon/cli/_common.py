@@ -1,8 +1,8 @@
 """What every command shares: the parser, the model and mask options, and error handling.
 
 - :class:`Parser`: argparse with usage errors as one line and exit status 2.
-- :func:`add_model_options`: ``--weights``, ``--device``, ``--precision``, ``--batch``, the same
-  names, choices and defaults in every command that runs a model.
+- :func:`add_model_options`: ``--weights``, ``--device``, ``--precision``, ``--batch``,
+  ``--map-error``, the same names, choices and defaults in every command that runs a model.
 - :func:`add_mask_options`: ``--mask`` (choices: :data:`sampling.GENERATORS`) and ``--seed``.
 - :func:`run`: calls a command body. User errors (:data:`USER_ERRORS`: the project's
   :class:`~npgd_recon.core.errors.NpgdError`, BART failures and inputs BART cannot use, masks
@@ -27,6 +27,7 @@ from npgd_recon.core.choices import (
     CPU_CALL_BYTES,
     DEFAULT_BATCH,
     DEVICES,
+    MAP_ERROR_WEIGHT,
     MAX_COIL_PLANES,
     PRECISIONS,
 )
@@ -53,7 +54,7 @@ class Parser(argparse.ArgumentParser):
 
 def add_model_options(parser: argparse.ArgumentParser, *, weights: bool = True,
                       batch: bool = True) -> None:
-    """``--weights``, ``--device``, ``--precision`` and ``--batch``."""
+    """``--weights``, ``--device``, ``--precision``, ``--batch`` and ``--map-error``."""
     if weights:
         parser.add_argument("--weights", help="shipped model name or .safetensors file "
                                               "(default: the method's shipped model for the "
@@ -68,6 +69,10 @@ def add_model_options(parser: argparse.ArgumentParser, *, weights: bool = True,
                                  f"{DEFAULT_BATCH}; fewer for many coils: at most "
                                  f"{MAX_COIL_PLANES} coil images; on the CPU fewer for large "
                                  f"planes, {CPU_CALL_BYTES // 2**20} MiB per tensor)")
+    parser.add_argument("--map-error", type=float, default=MAP_ERROR_WEIGHT, metavar="W",
+                        help=f"how much of the coil maps' model error (calibration data one "
+                             f"set of maps cannot hold) a network is told as noise (default "
+                             f"{MAP_ERROR_WEIGHT:g}; 0: the thermal noise alone)")
 
 
 def add_mask_options(parser: argparse.ArgumentParser) -> None:

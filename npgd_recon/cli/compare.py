@@ -108,7 +108,7 @@ def _compare(args: argparse.Namespace) -> int:
                              precision=args.precision, npgd_weights=args.npgd_weights,
                              resnet_weights=args.resnet_weights, progress=not args.quiet,
                              cs_lambda=args.cs_lambda, tune_cs=args.cs_tuning == "truth",
-                             map_sets=args.map_sets)
+                             map_sets=args.map_sets, map_error=args.map_error)
     with atomic_output_dir(args.out, args.force) as staging:
         cases, planes = [], []
         for path in args.inputs:

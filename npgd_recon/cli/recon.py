@@ -120,7 +120,7 @@ def _recon(args: argparse.Namespace) -> int:
                 weights=args.weights, device=args.device, batch=args.batch, lam=args.cs_lambda,
                 precision=args.precision, debias=args.debias_iterations if args.debias else 0,
                 plane=plane, coils=study.n_coils,
-                map_sets=1 if study.is_3d else args.map_sets))
+                map_sets=1 if study.is_3d else args.map_sets, map_error=args.map_error))
 
         def announce(recon: Reconstructor) -> None:
             if recon.model_name and not args.quiet:

@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.dump is not None:
             args.dump.mkdir(parents=True, exist_ok=True)
         options = ReconOptions(weights=args.weights, device=args.device, batch=args.batch,
-                               precision=args.precision, compile=args.compile)
+                               precision=args.precision, compile=args.compile,
+                               map_error=args.map_error)
         pool = ReconstructorPool(args.method, options, args.workers, args.threads)
         apply_thread_budget(pool.budget.threads)
         limits = Limits(args.max_message_mb * MIB, args.max_buffer_mb * MIB, args.timeout)

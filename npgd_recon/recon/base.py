@@ -28,7 +28,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from npgd_recon.core.choices import DEFAULT_BATCH, MAX_COIL_PLANES
+from npgd_recon.core.choices import DEFAULT_BATCH, MAP_ERROR_WEIGHT, MAX_COIL_PLANES
 from npgd_recon.core.errors import NpgdError
 
 __all__ = ["Reconstructor", "ReconOptions", "ReconResult", "RECONSTRUCTORS", "register"]
@@ -56,6 +56,8 @@ class ReconOptions:
             may depend on it too.
         map_sets: the sets of coil maps the problems will have (2: soft SENSE); the default
             model may depend on it too.
+        map_error: how much of the coil maps' model error the network is told as noise
+            (:mod:`npgd_recon.recon.map_error`; 0: the thermal noise alone).
     """
 
     weights: str | None = None
@@ -68,6 +70,7 @@ class ReconOptions:
     plane: tuple[int, int] | None = None
     coils: int | None = None
     map_sets: int = 1
+    map_error: float = MAP_ERROR_WEIGHT
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,9 @@ weights and the output scaled back; problems are batched on the device: ``batch`
 a GPU, and on the CPU at most as many as keep a call's largest tensor within
 :data:`~npgd_recon.core.choices.CPU_CALL_BYTES` (:meth:`NetworkReconstructor.network_batch`).
 De-biasing is chosen when the reconstructor is built (``ReconOptions.debias``); to compare
-several iteration counts, build one reconstructor per count.
+several iteration counts, build one reconstructor per count. With coil maps the noise level the
+network is told counts the maps' model error too (``ReconOptions.map_error``;
+:mod:`npgd_recon.recon.map_error`), per slice.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from npgd_recon.core.choices import CPU_CALL_BYTES, DEFAULT_BATCH
+from npgd_recon.core.choices import CPU_CALL_BYTES, DEFAULT_BATCH, MAP_ERROR_WEIGHT
 from npgd_recon.core.device import pick_device
 from npgd_recon.core.errors import NpgdError
 from npgd_recon.core.operators import operator_for
@@ -28,6 +30,7 @@ from npgd_recon.models.inference import prepare_for_inference, resolve_precision
 from npgd_recon.models.registry import default_weights, network_method, resolve_weights
 from npgd_recon.recon.base import ReconOptions, Reconstructor, measurement, register
 from npgd_recon.recon.debias import debiased
+from npgd_recon.recon.map_error import effective_noise_std
 
 __all__ = ["NetworkReconstructor", "NPGDReconstructor", "ResNetReconstructor", "weights_method"]
 
@@ -46,12 +49,15 @@ class NetworkReconstructor(Reconstructor):
 
     def __init__(self, device: torch.device, model: torch.nn.Module, meta: dict,
                  model_name: str = "", batch: int = DEFAULT_BATCH, precision: str = "fp32",
-                 debias: int = 0) -> None:
+                 debias: int = 0, map_error: float = MAP_ERROR_WEIGHT) -> None:
         super().__init__(device, batch)
         if debias < 0:
             raise NpgdError(f"de-biasing iterations must be >= 0, got {debias}")
+        if not map_error >= 0:
+            raise NpgdError(f"the maps' error weight must be >= 0, got {map_error}")
         self.model, self.meta = model, meta
         self.model_name, self.precision, self.debias = model_name, precision, debias
+        self.map_error = map_error
 
     @classmethod
     def build(cls, options: ReconOptions) -> NetworkReconstructor:
@@ -73,16 +79,20 @@ class NetworkReconstructor(Reconstructor):
         except ValueError as error:  # a name or device the user chose
             raise NpgdError(str(error)) from None
         return cls(device, prepare_for_inference(model, precision, options.compile), meta, name,
-                   options.batch, precision, options.debias)
+                   options.batch, precision, options.debias, options.map_error)
 
     def reconstruct(self, kspace, mask, maps, noise_std=None) -> np.ndarray:
-        if noise_std is None and (self.model.final_noise or self.model.noise_input):
-            from bart_baselines.noise import estimate_noise_std
-            noise_std = estimate_noise_std(kspace, mask)
+        levels = None
+        if self.model.final_noise or self.model.noise_input:
+            if noise_std is None:
+                from bart_baselines.noise import estimate_noise_std
+                noise_std = estimate_noise_std(kspace, mask)
+            levels = effective_noise_std(kspace, mask, maps, noise_std, self.map_error)
         step = self.network_batch(kspace.shape[-2:], kspace.shape[1])
         return np.concatenate([
             self._batch(kspace[i:i + step], mask[i:i + step],
-                        None if maps is None else maps[i:i + step], noise_std)
+                        None if maps is None else maps[i:i + step],
+                        None if levels is None else levels[i:i + step])
             for i in range(0, len(kspace), step)])
 
     def network_batch(self, plane: tuple[int, int], coils: int = 1) -> int:
@@ -103,7 +113,8 @@ class NetworkReconstructor(Reconstructor):
         op = operator_for(torch.from_numpy(mask).to(self.device),
                           None if maps is None else torch.from_numpy(maps).to(self.device))
         y, scale = normalise(y, op, self.meta["normalisation"])
-        noise = None if noise_std is None else normalised_noise(noise_std, scale)
+        noise = None if noise_std is None else normalised_noise(
+            torch.from_numpy(noise_std).to(scale), scale)
         out = (debiased(self.model, y, op, self.debias, noise=noise) if self.debias
                else self.model(y, op, noise=noise))
         return (op.output_image(out) * scale).cpu().numpy()
