@@ -1,7 +1,7 @@
 """Choose how much of the coil maps' model error the network is told as noise
 (``ReconOptions.map_error``, :mod:`npgd_recon.recon.map_error`) on the selection volumes.
 
-    python benchmarks/map_error.py [--planes 4] [--exclude 0] [--coils 4 8]
+    python benchmarks/map_error.py [--planes 4] [--exclude 0] [--coils 4 8] [--model NAME]
         [--weights 0 0.02 0.05 0.1 0.2] [--out docs/model_card/map-error/selection.json]
 
 The problems are those of ``benchmarks/soft_sense.py`` (planes of the calf MESE / Dixon and
@@ -10,7 +10,8 @@ fills the field of view, and as a central 64x64 square; acquired as the card acq
 ISMRMRD, birdcage coils, 0.3 % noise, 5x VDRad, one set of ESPIRiT maps of the undersampled
 scan), at each of ``--coils``. ``--exclude M`` leaves out the planes ``--planes M`` would pose
 (fresh problems: ``--planes 9 --exclude 4``). Each problem is reconstructed by the routed
-default (the model ``npgd-recon`` picks for its matrix and coils) once per weight and, with
+default (the model ``npgd-recon`` picks for its matrix and coils; ``--model``: that shipped name
+or ``.safetensors`` file for every problem, e.g. a candidate) once per weight and, with
 ``--cs``, by CS with lambda tuned on the truth (CS-WV, CS-TV: the margin; 30 s a problem);
 ``rho`` (the maps' error fraction) is recorded. Also the real 2-coil Siemens ``gre.dat`` at 5x
 VDRad (its zero-filled full scan as the reference, as ``tests/recon/test_twix_recon.py``), if
@@ -42,16 +43,18 @@ NOISE = 0.003
 ACCEL = 5.0
 
 
-def reconstructor(plane: tuple[int, int], coils: int, weight: float, built: dict):
-    """The routed default NPGD with ``weight``, cached by model and weight."""
-    name = default_weights("npgd", "cpu", plane, coils, 1)
+def reconstructor(plane: tuple[int, int], coils: int, weight: float, built: dict,
+                  model: str | None = None):
+    """NPGD with ``weight``: ``model``, or the routed default; cached by model and weight."""
+    name = model or default_weights("npgd", "cpu", plane, coils, 1)
     if (name, weight) not in built:
         built[name, weight] = make_reconstructor("npgd", ReconOptions(
-            device="cpu", precision="fp32", plane=plane, coils=coils, map_error=weight))
+            weights=model, device="cpu", precision="fp32", plane=plane, coils=coils,
+            map_error=weight))
     return built[name, weight]
 
 
-def gre_row(weights: list[float], built: dict) -> dict | None:
+def gre_row(weights: list[float], built: dict, model: str | None = None) -> dict | None:
     """NPGD on twixtools' ``gre.dat`` per weight (None without the data cache's copy)."""
     from npgd_recon.data.fetch import FetchError, find_entry
     from npgd_recon.io.ismrmrd_file import read_raw
@@ -66,7 +69,8 @@ def gre_row(weights: list[float], built: dict) -> dict | None:
                                          progress=False).images[0])
     row = {"plane": "twixtools-gre", "form": "real", "coils": study.n_coils}
     for weight in weights:
-        recon = reconstructor(study.volumes[0].kspace.shape[-2:], study.n_coils, weight, built)
+        recon = reconstructor(study.volumes[0].kspace.shape[-2:], study.n_coils, weight, built,
+                              model)
         image = np.abs(reconstruct_study(study, recon, accel=ACCEL, progress=False).images[0])
         scale = (reference * image).sum() / (image * image).sum()
         row[f"npgd@{weight:g}"] = float(snr_db_magnitude(reference[None], scale * image[None])[0])
@@ -81,6 +85,7 @@ def main() -> None:
     parser.add_argument("--coils", type=int, nargs="+", default=[4, 8])
     parser.add_argument("--forms", nargs="+", default=list(FORMS), choices=FORMS)
     parser.add_argument("--weights", type=float, nargs="+", default=[0, 0.02, 0.05, 0.1, 0.2])
+    parser.add_argument("--model", help="weights for every problem (default: the routed default)")
     parser.add_argument("--cs", action="store_true", help="also CS tuned on the truth")
     parser.add_argument("--out", type=Path,
                         default=Path("docs/model_card/map-error/selection.json"))
@@ -98,7 +103,7 @@ def main() -> None:
             row = {"plane": name, "form": form, "coils": coils, "shape": list(images.shape[1:]),
                    "rho": float(map_error_fraction(kspace, mask, maps, 1.0)[0])}
             for weight in args.weights:
-                recon = reconstructor(images.shape[1:], coils, weight, built)
+                recon = reconstructor(images.shape[1:], coils, weight, built, args.model)
                 row["model"] = recon.model_name
                 row[f"npgd@{weight:g}"] = score(reference, recon(kspace, mask, maps,
                                                                  noise_std=1.0))
@@ -107,7 +112,7 @@ def main() -> None:
                 row[label] = score(reference, cs(kspace, mask, maps, noise_std=1.0))
             rows.append(row)
             tqdm.write(json.dumps(row))
-    real = gre_row(args.weights, built)
+    real = gre_row(args.weights, built, args.model)
     args.out.write_text(json.dumps({"planes": args.planes, "exclude": args.exclude,
                                     "weights": args.weights, "rows": rows, "real": real},
                                    indent=1) + "\n")

@@ -21,6 +21,7 @@ from bart_baselines import espirit_maps
 from npgd_recon.core.errors import NpgdError
 from npgd_recon.core.fft import fft2c
 from npgd_recon.data.samples import CartesianSample, SenseSample
+from npgd_recon.recon.map_error import effective_noise_std
 from npgd_recon.sim.coils import synthetic_coil_maps
 from npgd_recon.sim.noise import complex_noise
 from npgd_recon.sim.phase import smooth_phase
@@ -213,6 +214,10 @@ class UndersampledSet(torch.utils.data.Dataset):
     ``map_sets = 2`` (soft SENSE, with ``maps = "espirit"`` and coils): every item's ``maps``
     are ``[set, coil, y, x]``: ESPIRiT's two sets where estimated (the target seen through the
     first), else its one set of maps and a zero second set.
+
+    ``map_error`` (> 0, with ``maps = "espirit"``): an item with estimated maps carries as its
+    ``noise`` the level ``npgd-recon`` tells the network, the thermal noise and this weight of
+    the maps' model error (:func:`~npgd_recon.recon.map_error.effective_noise_std`).
     """
 
     def __init__(self, sources: list, length: int, *, mask: str = "vdrad", accel: float = 5.0,
@@ -220,7 +225,7 @@ class UndersampledSet(torch.utils.data.Dataset):
                  augment: Augment | tuple[Augment, ...] | None = None, seed: int = 0,
                  coils: int | tuple[int, int] = 1, coil_group: int = 1, phase: bool = False,
                  noise_scale: str = "linear", maps: str = "exact", maps_up_to: int = 0,
-                 map_sets: int = 1) -> None:
+                 map_sets: int = 1, map_error: float = 0.0) -> None:
         if not sources or not sum(len(s) for s in sources):
             raise NpgdError("no training images: every data source is empty")
         if coil_group < 1:
@@ -234,10 +239,13 @@ class UndersampledSet(torch.utils.data.Dataset):
                                                         or coil_range(coils) == (1, 1)):
             raise NpgdError(f"map_sets must be 1, or 2 with ESPIRiT maps and coils, got "
                             f"{map_sets} with {maps!r} maps")
+        if not map_error >= 0 or map_error > 0 and maps != "espirit":
+            raise NpgdError(f"map_error must be 0, or > 0 with ESPIRiT maps, got {map_error} "
+                            f"with {maps!r} maps")
         augments = (augment,) if isinstance(augment, Augment) else tuple(augment or ())
         self.sources, self.length, self.augments, self.seed = sources, length, augments, seed
         self.noise_scale, self.maps, self.maps_up_to = noise_scale, maps, maps_up_to
-        self.map_sets = map_sets
+        self.map_sets, self.map_error = map_sets, map_error
         self.mask, self.accel, self.noise, self.phase = mask, accel, noise, phase
         self.coil_range, self.coil_group = coil_range(coils), coil_group
         self.offsets = np.cumsum([0] + [len(s) for s in sources])
@@ -292,6 +300,9 @@ class UndersampledSet(torch.utils.data.Dataset):
         kspace = (fft2c(coils) + complex_noise(rng, coils.shape, sigma)) * mask
         if estimated:
             image, maps = _through_estimated_maps(image, maps, kspace, self.map_sets)
+            if self.map_error > 0:
+                sigma = float(effective_noise_std(kspace[None], mask[None], maps[None], sigma,
+                                                  self.map_error)[0])
         if maps is not None and self.map_sets > 1 and maps.ndim == 3:
             maps = _with_sets(maps, self.map_sets)
         fields = {

@@ -14,6 +14,7 @@ SMALL_DEFAULT = "npgd-t25k1-f32-small"  # the CPU default's arm for small matric
 SMALL_MATRIX = 64  # SMALL_DEFAULT serves planes whose larger side is at most this
 MULTI_DEFAULT = "npgd-t20k1-f32-multi"  # the CPU default's arm for multi-coil larger planes
 SOFT_SMALL = "npgd-t25k1-f32-soft"  # the small-matrix arm for soft SENSE (two sets of maps)
+SMALL_MULTI = "npgd-t25k1-f32-small-multi"  # the small-matrix arm for multi-coil, one set
 RESNET_DEFAULT = "resnet-k10"
 RESNET_CPU = "resnet-k10-f32"
 SR_DEFAULT = "npgd-sr-faces"
@@ -42,10 +43,12 @@ def default_weights(method: str, device_type: str, plane: tuple[int, int] | None
     ``npgd`` runs the paper-size model on CUDA when it is shipped, the CPU-fast one otherwise;
     for problems of ``plane`` pixels (when known) whose larger side is at most
     :data:`SMALL_MATRIX` the CPU-fast one is its small-matrix arm :data:`SMALL_DEFAULT`,
-    fine-tuned on such matrices with coil maps estimated as at inference, or with
-    ``map_sets = 2`` and ``coils > 1`` its soft-SENSE arm :data:`SOFT_SMALL`, fine-tuned on
-    such problems with two sets of maps; for larger ones with ``coils > 1`` (when known) its
-    multi-coil arm :data:`MULTI_DEFAULT`, fine-tuned on 2-16 coil problems (MODEL_CARD.md).
+    fine-tuned on such matrices with coil maps estimated as at inference; with ``coils > 1``
+    its multi-coil small arm :data:`SMALL_MULTI`, fine-tuned on such problems told the maps'
+    error as noise as ``npgd-recon`` tells it, or with ``map_sets = 2`` its soft-SENSE arm
+    :data:`SOFT_SMALL`, fine-tuned on such problems with two sets of maps; for larger ones
+    with ``coils > 1`` (when known) its multi-coil arm :data:`MULTI_DEFAULT`, fine-tuned on
+    2-16 coil problems (MODEL_CARD.md).
     ``resnet`` likewise prefers the paper-size deep ResNet on CUDA.
     """
     names = shipped_models()
@@ -55,6 +58,8 @@ def default_weights(method: str, device_type: str, plane: tuple[int, int] | None
     small = method == "npgd" and plane is not None and max(plane) <= SMALL_MATRIX
     if small and map_sets > 1 and coils is not None and coils > 1 and SOFT_SMALL in names:
         return SOFT_SMALL
+    if small and map_sets == 1 and coils is not None and coils > 1 and SMALL_MULTI in names:
+        return SMALL_MULTI
     if small and SMALL_DEFAULT in names:
         return SMALL_DEFAULT
     if method == "npgd" and coils is not None and coils > 1 and MULTI_DEFAULT in names:

@@ -177,6 +177,7 @@ class DataConfig(_Section):
     maps: str = "exact"  # or "espirit": multi-coil maps estimated as at inference (UndersampledSet)
     maps_up_to: int = 0  # > 0: "espirit" only for items whose larger side is at most this
     map_sets: int = 1  # 2: soft SENSE, two sets of ESPIRiT maps (maps = "espirit")
+    map_error: float = 0.0  # > 0: the noise level told counts the maps' error (maps = "espirit")
     validation_noise: float = 0.01
     validation_phase: bool = False  # real validation images get a fixed smooth phase
     validation_coils: tuple[int, ...] = ()  # every validation problem at each of these counts
@@ -213,6 +214,8 @@ class DataConfig(_Section):
         self._require(self.map_sets == 1 or self.map_sets == 2 and self.maps == "espirit"
                       and self.coil_range[1] > 1, "map_sets",
                       '1, or 2 with maps = "espirit" and multi-coil problems')
+        self._require(self.map_error == 0 or self.map_error > 0 and self.maps == "espirit",
+                      "map_error", '0, or > 0 with maps = "espirit"')
         self._require(self.validation_noise >= 0, "validation_noise", ">= 0")
         self._require(all(c >= 1 for c in self.validation_coils), "validation_coils",
                       "a list of coil counts >= 1 (empty: drawn from data.coils)")

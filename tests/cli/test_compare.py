@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from npgd_recon.models.registry import SMALL_DEFAULT, SOFT_SMALL
+from npgd_recon.models.registry import SMALL_MULTI, SOFT_SMALL
 from npgd_recon.sim.phantoms import shepp_logan
 from npgd_recon.sim.scan_writer import ScanSettings, write_scan
 from tests.conftest import needs_bart, save_tiny_model
@@ -180,7 +180,7 @@ def test_two_map_sets_for_every_method_on_an_object_that_fills_the_field_of_view
         assert result.returncode == 0, result.stderr
         records = json.loads((out / "metrics.json").read_text())["records"]
         models = {r["model"] for r in records if r["method"] == "npgd"}
-        assert models == {SOFT_SMALL if sets == 2 else SMALL_DEFAULT}
+        assert models == {SOFT_SMALL if sets == 2 else SMALL_MULTI}
         snr[sets] = {m: np.mean([r["snr_db"] for r in records if r["method"] == m])
                      for m in ("cswv", "npgd")}
         assert ("two sets of ESPIRiT maps" in (out / "report.html").read_text()) == (sets == 2)

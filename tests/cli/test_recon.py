@@ -19,7 +19,13 @@ import numpy as np
 import pydicom
 import pytest
 
-from npgd_recon.models.registry import CPU_DEFAULT, MULTI_DEFAULT, SMALL_DEFAULT, SOFT_SMALL
+from npgd_recon.models.registry import (
+    CPU_DEFAULT,
+    MULTI_DEFAULT,
+    SMALL_DEFAULT,
+    SMALL_MULTI,
+    SOFT_SMALL,
+)
 from npgd_recon.sim.phantoms import shepp_logan
 from npgd_recon.sim.scan_writer import ScanSettings, write_scan
 from sampling import vdrad
@@ -62,13 +68,15 @@ def test_2d_multicoil_retrospective_series_is_dciodvfy_clean(files, tmp_path, me
         assert f["dataset/image_0/data"].shape[0] == 2
 
 
-@pytest.mark.parametrize("matrix, coils, model", [((48, 40), 2, SMALL_DEFAULT),
+@pytest.mark.parametrize("matrix, coils, model", [((48, 40), 2, SMALL_MULTI),
+                                                  ((48, 40), 1, SMALL_DEFAULT),
                                                   ((96, 80), 2, MULTI_DEFAULT),
                                                   ((96, 80), 1, CPU_DEFAULT)])
 def test_the_default_model_follows_the_plane_matrix_and_says_so(tmp_path, matrix, coils, model):
     """Without --weights, planes of at most 64 pixels a side (oversampling removed) get the
-    CPU default's small-matrix arm, larger multi-coil ones its multi-coil arm, larger
-    single-coil ones the default; stderr says which and why."""
+    CPU default's small-matrix arm (multi-coil ones its multi-coil small arm), larger
+    multi-coil ones its multi-coil arm, larger single-coil ones the default; stderr says which
+    and why."""
     write_scan(tmp_path / "scan.h5", shepp_logan((1, *matrix)),
                settings=ScanSettings(coils=coils, oversampling=2, noise=0.002))
     command = ["--out", str(tmp_path / "s"), "--undersample", "3", "--device", "cpu"]
@@ -374,7 +382,7 @@ def test_soft_sense_follows_an_object_that_fills_the_field_of_view(tmp_path):
         result = recon(str(tmp_path / "scan.h5"), "--out", str(tmp_path / name), *options)
         assert result.returncode == 0, result.stderr
         if name.startswith("npgd"):
-            arm = SOFT_SMALL if name.endswith("2") else SMALL_DEFAULT
+            arm = SOFT_SMALL if name.endswith("2") else SMALL_MULTI
             assert f"model {arm} (" in result.stdout, result.stdout
         paths = sorted((tmp_path / name).iterdir())
         assert dciodvfy_findings(paths[0]) == []

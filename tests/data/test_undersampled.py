@@ -323,3 +323,26 @@ def test_two_map_sets_items_are_soft_sense_problems():
     for bad in ({"maps": "exact", "coils": 4}, {"maps": "espirit", "coils": 1}):
         with pytest.raises(NpgdError, match="map_sets"):
             UndersampledSet([PhantomSource(2)], 1, map_sets=2, **bad)
+
+
+@needs_bart
+def test_map_error_items_carry_the_level_npgd_recon_tells_the_network():
+    """``map_error``: an ESPIRiT item's ``noise`` is the effective level of
+    :func:`~npgd_recon.recon.map_error.effective_noise_std` for its own k-space, mask and maps
+    (above the thermal level where the maps miss some of the coil images), everything else the
+    item without it; the weight needs ESPIRiT maps and may not be negative."""
+    from npgd_recon.recon.map_error import effective_noise_std
+
+    kwargs = dict(noise=(0.002, 0.002), augment=Augment((48, 48), zoom=(1.2, 1.4)), coils=8,
+                  maps="espirit")
+    plain = UndersampledSet([PhantomSource(4, size=64)], 2, **kwargs)[1]
+    told = UndersampledSet([PhantomSource(4, size=64)], 2, map_error=0.1, **kwargs)[1]
+    expected = effective_noise_std(told.kspace.numpy()[None], told.mask.numpy()[None],
+                                   told.maps.numpy()[None], float(plain.noise), 0.1)[0]
+    assert float(told.noise) == pytest.approx(expected, rel=1e-5)
+    assert float(told.noise) > 1.05 * float(plain.noise)
+    for field in ("kspace", "maps", "target", "mask"):
+        np.testing.assert_array_equal(getattr(told, field).numpy(), getattr(plain, field).numpy())
+    for bad in ({"maps": "exact", "map_error": 0.1}, {"maps": "espirit", "map_error": -1.0}):
+        with pytest.raises(NpgdError, match="map_error"):
+            UndersampledSet([PhantomSource(2)], 1, coils=4, **bad)

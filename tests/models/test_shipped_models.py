@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from npgd_recon.analysis.evaluation import evaluate, retrospective, volume_test_slices
+from npgd_recon.core.choices import MAP_ERROR_WEIGHT
 from npgd_recon.models.checkpoint import load_checkpoint, read_metadata
 from npgd_recon.models.registry import (
     CPU_DEFAULT,
@@ -14,6 +15,7 @@ from npgd_recon.models.registry import (
     RESNET_CPU,
     SMALL_DEFAULT,
     SMALL_MATRIX,
+    SMALL_MULTI,
     SOFT_SMALL,
     default_weights,
     resolve_weights,
@@ -50,7 +52,7 @@ def test_small_planes_get_the_small_matrix_arm_and_only_npgd_does():
     for plane in [(SMALL_MATRIX, SMALL_MATRIX + 2), (SMALL_MATRIX + 2, 8), (192, 160)]:
         assert default_weights("npgd", "cpu", plane) == CPU_DEFAULT
     assert default_weights("resnet", "cpu", (48, 40)) == RESNET_CPU
-    assert default_weights("npgd", "cpu", (48, 40), coils=8) == SMALL_DEFAULT
+    assert default_weights("npgd", "cpu", (48, 40), coils=8) == SMALL_MULTI
     # the arm is the default's architecture unrolled longer, trained on the same data
     small, default = (read_metadata(resolve_weights(n)) for n in (SMALL_DEFAULT, CPU_DEFAULT))
     assert small["architecture"] == {**default["architecture"], "iterations": 25}
@@ -81,13 +83,32 @@ def test_two_map_sets_on_small_multi_coil_planes_get_the_soft_sense_arm():
     assert SOFT_SMALL in shipped_models()
     for plane in [(SMALL_MATRIX, SMALL_MATRIX), (48, 40)]:
         assert default_weights("npgd", "cpu", plane, 8, map_sets=2) == SOFT_SMALL
-        assert default_weights("npgd", "cpu", plane, 8) == SMALL_DEFAULT
+        assert default_weights("npgd", "cpu", plane, 8) == SMALL_MULTI
         assert default_weights("npgd", "cpu", plane, 1, map_sets=2) == SMALL_DEFAULT
     assert default_weights("npgd", "cpu", (192, 160), 8, map_sets=2) == MULTI_DEFAULT
     assert default_weights("resnet", "cpu", (48, 40), 8, map_sets=2) == RESNET_CPU
     soft, small = (read_metadata(resolve_weights(n)) for n in (SOFT_SMALL, SMALL_DEFAULT))
     assert soft["architecture"] == small["architecture"]
     assert soft["config"]["data"]["map_sets"] == 2
+
+
+def test_small_multi_coil_planes_get_the_arm_trained_on_the_maps_error():
+    """Multi-coil planes up to the small matrix with one set of maps get the small arm
+    fine-tuned on 2-16 coil problems whose noise input counts the maps' error as
+    ``npgd-recon`` does (``data.map_error`` = :data:`MAP_ERROR_WEIGHT`); one coil or an unknown
+    count keep the small arm, larger planes the multi-coil arm."""
+    assert SMALL_MULTI in shipped_models()
+    for plane in [(SMALL_MATRIX, SMALL_MATRIX), (48, 40)]:
+        for coils in (2, 8, 16):
+            assert default_weights("npgd", "cpu", plane, coils) == SMALL_MULTI
+        for coils in (1, None):
+            assert default_weights("npgd", "cpu", plane, coils) == SMALL_DEFAULT
+    assert default_weights("npgd", "cpu", (192, 160), 8) == MULTI_DEFAULT
+    arm, small = (read_metadata(resolve_weights(n)) for n in (SMALL_MULTI, SMALL_DEFAULT))
+    assert arm["architecture"] == small["architecture"]
+    data = arm["config"]["data"]
+    assert data["map_error"] == MAP_ERROR_WEIGHT and data["maps"] == "espirit"
+    assert data["coils"] == [2, 16]
 
 
 @pytest.mark.skipif(not COLIN27.exists(), reason="mricron-data not installed")

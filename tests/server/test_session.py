@@ -14,7 +14,13 @@ import pytest
 import torch
 
 from npgd_recon.io.ismrmrd_file import read_raw
-from npgd_recon.models.registry import CPU_DEFAULT, MULTI_DEFAULT, SMALL_DEFAULT, SOFT_SMALL
+from npgd_recon.models.registry import (
+    CPU_DEFAULT,
+    MULTI_DEFAULT,
+    SMALL_DEFAULT,
+    SMALL_MULTI,
+    SOFT_SMALL,
+)
 from npgd_recon.recon.base import ReconOptions
 from npgd_recon.recon.classic import ZeroFilled
 from npgd_recon.recon.methods import make_reconstructor
@@ -175,22 +181,22 @@ def test_pool_gives_streams_the_default_model_and_cs_its_lambda():
 
 def test_a_stream_of_small_planes_gets_the_small_arm_of_the_default(start_server, raw):
     """The header fixes the problems' matrix and coil count before the first acquisition:
-    48x40 slices get the CPU default's small-matrix arm, said in the first log text; larger
-    planes share the one default reconstructor (loaded once), or its multi-coil arm when the
-    header says more than one receiver channel; with two sets of maps small multi-coil planes
-    get its soft-SENSE arm."""
+    48x40 slices get the CPU default's small-matrix arm (its multi-coil small arm when the
+    header says more than one receiver channel), said in the first log text; larger planes
+    share the one default reconstructor (loaded once), or its multi-coil arm with more than one
+    receiver channel; with two sets of maps small multi-coil planes get its soft-SENSE arm."""
     pool = ReconstructorPool("npgd", ReconOptions(device="cpu"))
     assert pool.get(pool.default, (48, 40)).model_name == SMALL_DEFAULT
     assert pool.get(pool.default, (65, 40)) is pool.get(pool.default)
     assert pool.get(pool.default, (65, 40), 8).model_name == MULTI_DEFAULT
-    assert pool.get(pool.default, (48, 40), 8).model_name == SMALL_DEFAULT
+    assert pool.get(pool.default, (48, 40), 8).model_name == SMALL_MULTI
     soft = replace(pool.default, map_sets=2)  # a client's map_sets = 2: soft SENSE
     assert pool.get(soft, (48, 40), 8).model_name == SOFT_SMALL
     assert pool.get(soft, (65, 40), 8).model_name == MULTI_DEFAULT
     server = start_server("zerofill")
     reply = stream_file(server.address, raw / "multislice.h5", "npgd")
     assert reply.closed and reply.errors == [] and len(reply.images) == 3
-    assert reply.infos[0].startswith(f"npgd-serve: method npgd, model {SMALL_DEFAULT} (")
+    assert reply.infos[0].startswith(f"npgd-serve: method npgd, model {SMALL_MULTI} (")
 
 
 class NonFinite(ZeroFilled):
@@ -261,5 +267,5 @@ def test_issue_26_phantom_streams_finite_images(start_server, tmp_path):
     # model is the one-set choice for its ky-kz planes (npgd-recon chooses the same way)
     sets = stream_file(server.address, path, 'method = "npgd"\nmap_sets = 2', text=True)
     assert sets.closed and sets.errors == [] and len(sets.images) == 64
-    assert sets.infos[0].startswith(f"npgd-serve: method npgd, model {SMALL_DEFAULT} ("), \
+    assert sets.infos[0].startswith(f"npgd-serve: method npgd, model {SMALL_MULTI} ("), \
         sets.infos[0]
