@@ -6,8 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bart_baselines import espirit_maps
 from npgd_recon.analysis.evaluation import evaluate, retrospective, volume_test_slices
 from npgd_recon.core.choices import MAP_ERROR_WEIGHT
+from npgd_recon.core.fft import fft2c, ifft2c
+from npgd_recon.core.metrics import snr_db_magnitude
 from npgd_recon.models.checkpoint import load_checkpoint, read_metadata
 from npgd_recon.models.registry import (
     CPU_DEFAULT,
@@ -23,6 +26,11 @@ from npgd_recon.models.registry import (
 )
 from npgd_recon.recon.base import ReconOptions
 from npgd_recon.recon.methods import make_reconstructor
+from npgd_recon.sim.coils import synthetic_coil_maps
+from npgd_recon.sim.noise import complex_noise
+from sampling import make_mask
+from sampling.pattern import multicoil_calib
+from tests.conftest import needs_bart
 
 COLIN27 = Path("/usr/share/mricron/templates/ch2.nii.gz")
 
@@ -150,3 +158,35 @@ def test_small_matrix_arm_snr_floor_on_held_out_small_planes():
     assert np.mean([r["ssim"] for r in records if r["method"] == "npgd"]) > (
         np.mean([r["ssim"] for r in records if r["method"] == "zerofill"]) + 0.1)
     assert net.mean() > np.mean([r["snr_db"] for r in default]) - 0.3
+
+
+@needs_bart
+@pytest.mark.skipif(not COLIN27.exists(), reason="mricron-data not installed")
+def test_small_multi_coil_arm_snr_floor_on_held_out_small_planes():
+    """Four Colin27 slices shrunk to 52x64 through 8 birdcage coils, 0.3 % noise, 5x VDRad with
+    the multi-coil calibration centre, ESPIRiT maps of the undersampled k-space (as
+    ``npgd-recon`` poses them), against the full scan seen through those maps: the small
+    multi-coil arm stays far above zero filling and, on this brain inside the field of view
+    (where the maps' error it was fine-tuned on is small), close to the small arm (measured at
+    shipping: 20.52 dB against the small arm's 20.71 and zero filling's 13.16)."""
+    images = volume_test_slices(str(COLIN27), 4, axis=2, seed=3, max_size=SMALL_MATRIX)
+    shape = images.shape[1:]
+    coils = synthetic_coil_maps(8, shape)[None] * images[:, None]
+    sigma = 0.003 * np.abs(images).max()
+    full = fft2c(coils) + complex_noise(np.random.default_rng(0), coils.shape, sigma)
+    masks = np.stack([make_mask("vdrad", shape, 5.0, seed=100 + i,
+                                calib=multicoil_calib(shape)).mask
+                      for i in range(len(images))]).astype(np.float32)
+    kspace = (full * masks[:, None]).astype(np.complex64)
+    maps = espirit_maps(kspace, stack=True)
+    reference = np.abs((maps.conj() * ifft2c(full)).sum(axis=1))
+
+    def snr(recon):
+        return snr_db_magnitude(reference, np.abs(recon(kspace, masks, maps, sigma).images))
+
+    routed = make_reconstructor("npgd", ReconOptions(device="cpu", plane=shape, coils=8))
+    assert routed.model_name == SMALL_MULTI
+    arm, zf = snr(routed), snr(make_reconstructor("zerofill"))
+    small = snr(make_reconstructor("npgd", ReconOptions(device="cpu", weights=SMALL_DEFAULT)))
+    assert arm.mean() > zf.mean() + 6.0 and np.all(arm > zf + 5.0)
+    assert arm.mean() > small.mean() - 0.3
