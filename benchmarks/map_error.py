@@ -1,5 +1,5 @@
 """Choose how much of the coil maps' model error the network is told as noise
-(``ReconOptions.map_error``, :mod:`npgd_recon.recon.map_error`) on the selection volumes.
+(``ReconOptions.map_error``, :mod:`npgd_recon.core.map_error`) on the selection volumes.
 
     python benchmarks/map_error.py [--planes 4] [--exclude 0] [--coils 4 8] [--model NAME]
         [--weights 0 0.02 0.05 0.1 0.2] [--out docs/model_card/map-error/selection.json]
@@ -33,10 +33,10 @@ from model_card import TUNED, problem, tuned_cs
 from soft_sense import FORMS, planes, posed, score
 from tqdm import tqdm
 
+from npgd_recon.core.map_error import map_error_fraction
 from npgd_recon.core.metrics import snr_db_magnitude
 from npgd_recon.models.registry import default_weights
 from npgd_recon.recon.base import ReconOptions
-from npgd_recon.recon.map_error import map_error_fraction
 from npgd_recon.recon.methods import make_reconstructor
 
 NOISE = 0.003

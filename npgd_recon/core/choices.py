@@ -14,7 +14,7 @@ DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEFAULT_BATCH = 8  # 2-D problems per network call
 MAX_COIL_PLANES = 128  # and at most this many coil images per call: 4 planes of 32 coils
-# How much of the coil maps' model error a network is told as noise (npgd_recon.recon.map_error)
+# How much of the coil maps' model error a network is told as noise (npgd_recon.core.map_error)
 MAP_ERROR_WEIGHT = 0.1
 # On the CPU a network call's largest tensor (a proximal activation or the coil images) stays
 # within this: larger temporaries run 1.5-2x slower per plane (page faults, cache misses;

@@ -20,8 +20,8 @@ from scipy import ndimage
 from bart_baselines import espirit_maps
 from npgd_recon.core.errors import NpgdError
 from npgd_recon.core.fft import fft2c
+from npgd_recon.core.map_error import effective_noise_std
 from npgd_recon.data.samples import CartesianSample, SenseSample
-from npgd_recon.recon.map_error import effective_noise_std
 from npgd_recon.sim.coils import synthetic_coil_maps
 from npgd_recon.sim.noise import complex_noise
 from npgd_recon.sim.phase import smooth_phase
@@ -217,7 +217,7 @@ class UndersampledSet(torch.utils.data.Dataset):
 
     ``map_error`` (> 0, with ``maps = "espirit"``): an item with estimated maps carries as its
     ``noise`` the level ``npgd-recon`` tells the network, the thermal noise and this weight of
-    the maps' model error (:func:`~npgd_recon.recon.map_error.effective_noise_std`).
+    the maps' model error (:func:`~npgd_recon.core.map_error.effective_noise_std`).
     """
 
     def __init__(self, sources: list, length: int, *, mask: str = "vdrad", accel: float = 5.0,

@@ -57,7 +57,7 @@ class ReconOptions:
         map_sets: the sets of coil maps the problems will have (2: soft SENSE); the default
             model may depend on it too.
         map_error: how much of the coil maps' model error the network is told as noise
-            (:mod:`npgd_recon.recon.map_error`; 0: the thermal noise alone).
+            (:mod:`npgd_recon.core.map_error`; 0: the thermal noise alone).
     """
 
     weights: str | None = None

@@ -12,7 +12,7 @@ a GPU, and on the CPU at most as many as keep a call's largest tensor within
 De-biasing is chosen when the reconstructor is built (``ReconOptions.debias``); to compare
 several iteration counts, build one reconstructor per count. With coil maps the noise level the
 network is told counts the maps' model error too (``ReconOptions.map_error``;
-:mod:`npgd_recon.recon.map_error`), per slice.
+:mod:`npgd_recon.core.map_error`), per slice.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import torch
 from npgd_recon.core.choices import CPU_CALL_BYTES, DEFAULT_BATCH, MAP_ERROR_WEIGHT
 from npgd_recon.core.device import pick_device
 from npgd_recon.core.errors import NpgdError
+from npgd_recon.core.map_error import effective_noise_std
 from npgd_recon.core.operators import operator_for
 from npgd_recon.core.transforms import normalise, normalised_noise
 from npgd_recon.models.checkpoint import load_checkpoint, read_metadata
@@ -30,7 +31,6 @@ from npgd_recon.models.inference import prepare_for_inference, resolve_precision
 from npgd_recon.models.registry import default_weights, network_method, resolve_weights
 from npgd_recon.recon.base import ReconOptions, Reconstructor, measurement, register
 from npgd_recon.recon.debias import debiased
-from npgd_recon.recon.map_error import effective_noise_std
 
 __all__ = ["NetworkReconstructor", "NPGDReconstructor", "ResNetReconstructor", "weights_method"]
 

@@ -328,10 +328,10 @@ def test_two_map_sets_items_are_soft_sense_problems():
 @needs_bart
 def test_map_error_items_carry_the_level_npgd_recon_tells_the_network():
     """``map_error``: an ESPIRiT item's ``noise`` is the effective level of
-    :func:`~npgd_recon.recon.map_error.effective_noise_std` for its own k-space, mask and maps
+    :func:`~npgd_recon.core.map_error.effective_noise_std` for its own k-space, mask and maps
     (above the thermal level where the maps miss some of the coil images), everything else the
     item without it; the weight needs ESPIRiT maps and may not be negative."""
-    from npgd_recon.recon.map_error import effective_noise_std
+    from npgd_recon.core.map_error import effective_noise_std
 
     kwargs = dict(noise=(0.002, 0.002), augment=Augment((48, 48), zoom=(1.2, 1.4)), coils=8,
                   maps="espirit")

@@ -1,4 +1,4 @@
-"""The coil maps' model error told to the network as noise (npgd_recon.recon.map_error)."""
+"""The coil maps' model error told to the network as noise (npgd_recon.core.map_error)."""
 
 import numpy as np
 import pytest
@@ -6,11 +6,11 @@ import pytest
 from bart_baselines.noise import centre_box
 from npgd_recon.core.errors import NpgdError
 from npgd_recon.core.fft import fft2c
+from npgd_recon.core.map_error import effective_noise_std, map_error_fraction
 from npgd_recon.core.transforms import NORMALISATION
 from npgd_recon.models.checkpoint import save_checkpoint
 from npgd_recon.models.npgd import NeuralPGD
 from npgd_recon.recon.base import ReconOptions
-from npgd_recon.recon.map_error import effective_noise_std, map_error_fraction
 from npgd_recon.recon.methods import make_reconstructor
 from sampling import vdrad
 
