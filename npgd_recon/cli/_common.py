@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 import traceback
 import warnings
 from collections.abc import Callable
@@ -82,9 +84,36 @@ def add_mask_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="mask seed (default 0)")
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGINT: silence ResourceWarning first, then raise KeyboardInterrupt.
+
+    Ctrl-C can land between a call that opens something (a file, the pipes of a bart Popen)
+    and the ``with`` or ``try`` that would close it; the unwinding then frees it unclosed. The
+    process is ending and the OS closes it, so no ResourceWarning may follow the one line, and
+    the filter must be in place before the unwinding starts, not when :func:`run` catches it.
+    """
+    warnings.simplefilter("ignore", ResourceWarning)
+    raise KeyboardInterrupt
+
+
 def run(prog: str, body: Callable[[], int]) -> int:
     """Run a command body: its status; user errors as one line and exit 2, Ctrl-C as exit 130,
-    anything else as one ``internal error`` line and exit 1 (``NPGD_DEBUG=1``: traceback too)."""
+    anything else as one ``internal error`` line and exit 1 (``NPGD_DEBUG=1``: traceback too).
+
+    Python's own Ctrl-C handler is replaced by :func:`_interrupt` while the body runs (a SIGINT
+    ignored or handled by someone else is left as it is)."""
+    replace = (threading.current_thread() is threading.main_thread()
+               and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+    if replace:
+        signal.signal(signal.SIGINT, _interrupt)
+    try:
+        return _run(prog, body)
+    finally:
+        if replace:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _run(prog: str, body: Callable[[], int]) -> int:
     try:
         return body()
     except USER_ERRORS as error:
@@ -93,10 +122,7 @@ def run(prog: str, body: Callable[[], int]) -> int:
             text += " (pass --force to replace it)"
         print(f"{prog}: error: {text}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        # Ctrl-C inside the standard library, e.g. between the pipes and the fork of a bart
-        # Popen, abandons open pipes that the traceback frees: the process is ending and the OS
-        # closes them, so no ResourceWarning follows the one line
+    except KeyboardInterrupt:  # raised by _interrupt, or by the body itself
         warnings.simplefilter("ignore", ResourceWarning)
         print(f"{prog}: interrupted; nothing was written", file=sys.stderr)
         return 130

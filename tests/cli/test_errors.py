@@ -1,6 +1,11 @@
 """What every command does with an exception: user errors are one line and exit 2, anything else
 is a bug, one ``internal error`` line and exit 1, with the traceback only under NPGD_DEBUG=1."""
 
+import signal
+import subprocess
+import sys
+import textwrap
+
 import pytest
 
 from bart_baselines.runner import BartError
@@ -74,3 +79,22 @@ def test_npgd_debug_shows_the_traceback_of_a_bug(scan, tmp_path, capsys, monkeyp
     assert "in broken_study" in err and "IndexError: index 3 is out of bounds" in err
     assert err.splitlines()[-1] == ("npgd-recon: internal error: IndexError: index 3 is out of "
                                     "bounds for axis 0 with size 2")
+
+
+def test_ctrl_c_that_drops_an_open_file_is_still_one_line(tmp_path):
+    """Ctrl-C right after ``open`` returns, before a ``with`` holds the file: the unwinding frees
+    it unclosed, and with ResourceWarning shown (``-W default``) only the one line may follow."""
+    body = textwrap.dedent(f"""
+        import os, signal, sys, time
+        from npgd_recon.cli._common import run
+        def body():
+            # the file sits on the evaluation stack when the signal's handler raises
+            return len([open({str(tmp_path / "f")!r}, "wb"),
+                        os.kill(os.getpid(), signal.SIGINT), time.sleep(30)])
+        sys.exit(run("prog", body))
+    """)
+    done = subprocess.run([sys.executable, "-W", "default::ResourceWarning", "-c", body],
+                          capture_output=True, text=True, timeout=60,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert done.returncode == 130
+    assert done.stderr.splitlines() == ["prog: interrupted; nothing was written"]

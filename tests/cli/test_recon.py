@@ -217,7 +217,9 @@ def test_ctrl_c_exits_130_with_one_line_and_nothing_left(files, tmp_path):
     fake.write_text(f"#!/bin/sh\ntouch {started}\nexec sleep 600\n")
     fake.chmod(0o755)
     process = subprocess.Popen(
-        [sys.executable, "-m", "npgd_recon.cli.recon", str(files / "full2d.h5"), "--out",
+        # ResourceWarning shown, as some environments do: none may come out
+        [sys.executable, "-W", "default::ResourceWarning", "-m", "npgd_recon.cli.recon",
+         str(files / "full2d.h5"), "--out",
          str(tmp_path / "s"), "--method", "cstv", "--png"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "BART_TOOLBOX_PATH": str(fake.parent)},
