@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 from model_card import TUNED, problem, tuned_cs
-from soft_sense import FORMS, planes, posed, score
+from soft_sense import DEFAULT_FORMS, FORMS, planes, posed, score
 from tqdm import tqdm
 
 from npgd_recon.core.map_error import map_error_fraction
@@ -83,7 +83,7 @@ def main() -> None:
     parser.add_argument("--exclude", type=int, default=0,
                         help="leave out the planes that --planes EXCLUDE poses")
     parser.add_argument("--coils", type=int, nargs="+", default=[4, 8])
-    parser.add_argument("--forms", nargs="+", default=list(FORMS), choices=FORMS)
+    parser.add_argument("--forms", nargs="+", default=list(DEFAULT_FORMS), choices=FORMS)
     parser.add_argument("--weights", type=float, nargs="+", default=[0, 0.02, 0.05, 0.1, 0.2])
     parser.add_argument("--model", help="weights for every problem (default: the routed default)")
     parser.add_argument("--cs", action="store_true", help="also CS tuned on the truth")

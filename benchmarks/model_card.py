@@ -29,7 +29,8 @@ Metrics on magnitudes, no rescaling (``npgd_recon.core.metrics``). The last colu
 time per slice (automatic lambda) over the network's, both on this machine's CPU: a same-run
 ratio only when CS-WV was not taken from ``--reuse`` (drop its entries from the reused JSON to
 rerun it; the tuned columns are the slow part). The timed methods (CS-WV and the NPGD models) run
-``--repeat`` times per scan, one after the other; their time is the median call (every call
+``--repeat`` times per scan, in turns (CS-WV, each network, CS-WV, ...: a drift of a shared
+machine's speed slows each alike); their time is the median call (every call
 counts: the first pays a network's per-shape kernel set-up, each BART call its process start),
 the metrics are the first call's (both are deterministic); the other methods run once. One
 call per method made a one-slice scan's ratio swing by 2-3x between runs of the same card.
@@ -232,24 +233,28 @@ def main() -> None:
             if ROUTED in args.npgd:
                 case[f"npgd:{ROUTED}"] = routed(images.shape[1:], coils, args.precision, built,
                                                 args.map_sets)
-            for label, recon in {**case, **{k: r for k, (_, r) in tuned.items()}}.items():
-                if label in row:
-                    continue
-                timed = label == "cswv" or label.startswith("npgd:")
-                calls = [recon(kspace, mask, maps, noise_std=1.0)
-                         for _ in range(args.repeat if timed else 1)]
-                result = calls[0]
-                outputs[label] = result.images
+            todo = {label: recon for label, recon in
+                    {**case, **{k: r for k, (_, r) in tuned.items()}}.items() if label not in row}
+            timed = [label for label in todo if label == "cswv" or label.startswith("npgd:")]
+            calls = {label: [recon(kspace, mask, maps, noise_std=1.0)]
+                     for label, recon in todo.items() if label not in timed}
+            for _ in range(args.repeat):  # in turns: a drift of this machine's speed slows all
+                for label in timed:
+                    calls.setdefault(label, []).append(
+                        todo[label](kspace, mask, maps, noise_std=1.0))
+            for label in todo:  # in the order of the picture's panels
+                made = calls[label]
+                outputs[label] = made[0].images
                 per_slice = [all_metrics(r, o) for r, o in zip(reference, outputs[label])]
                 row[label] = {k: float(np.mean([m[k] for m in per_slice])) for k in per_slice[0]}
                 row[label]["seconds_per_slice"] = float(
-                    np.median([c.seconds for c in calls])) / len(images)
-                if timed:
-                    row[label]["calls_seconds"] = [c.seconds for c in calls]
+                    np.median([c.seconds for c in made])) / len(images)
+                if label in timed:
+                    row[label]["calls_seconds"] = [c.seconds for c in made]
                 if label in tuned:
                     row[label]["lambda"] = tuned[label][0]
                 if label == f"npgd:{ROUTED}":
-                    row[label]["model"] = recon.model_name
+                    row[label]["model"] = todo[label].model_name
             rows.append(row)
             k = len(images) // 2
             if not earlier:

@@ -7,7 +7,8 @@ The problems are planes of the default's selection volumes (``configs/cpu-multi-
 validation set: calf MESE and Dixon, ankle GRE; never the model card's scans), each posed three
 ways: the whole plane (at most 128 pixels a side), its central 60 % (an object that fills the
 field of view edge to edge, as the card's ``MR_small``) at most 128 pixels a side, and its
-central square shrunk to at most 64 (a small matrix, as the card's 64x64 scans). Each is
+central square shrunk to at most 64 (a small matrix, as the card's 64x64 scans); ``--forms
+full`` adds the whole plane at its own matrix. Each is
 acquired as the model card acquires its scans (:func:`model_card.problem`: ISMRMRD through the
 simulator and reader, ``--coils`` birdcage coils, 0.3 % noise, 5x VDRad, ESPIRiT maps of the
 undersampled scan) with one and with two sets of maps, and reconstructed by the routed default
@@ -43,7 +44,8 @@ from npgd_recon.recon.methods import make_reconstructor
 from npgd_recon.training.config import load_config
 
 CONFIG = "configs/cpu-multi-t20.toml"
-FORMS = ("whole", "crop", "64")
+FORMS = ("whole", "crop", "64", "full")
+DEFAULT_FORMS = FORMS[:3]  # "full": only when asked (the matrix sizes of the card's large scans)
 
 
 def planes(count: int) -> list[tuple[str, np.ndarray]]:
@@ -59,7 +61,8 @@ def planes(count: int) -> list[tuple[str, np.ndarray]]:
 
 
 def posed(image: np.ndarray, form: str) -> np.ndarray:
-    """The plane as the problem ``form`` poses it: ``[1, y, x]``, even sizes, peak 1."""
+    """The plane as the problem ``form`` poses it: ``[1, y, x]``, even sizes, peak 1
+    (``"full"``: the whole plane at its own matrix, up to 128x256 here)."""
     if form == "crop":
         ny, nx = (int(round(s * 0.2)) for s in image.shape)
         image = image[ny:image.shape[0] - ny, nx:image.shape[1] - nx]
@@ -67,7 +70,8 @@ def posed(image: np.ndarray, form: str) -> np.ndarray:
         side = min(image.shape)
         y0, x0 = ((s - side) // 2 for s in image.shape)
         image = image[y0:y0 + side, x0:x0 + side]
-    image = shrink(image, 64 if form == "64" else 128)
+    if form != "full":
+        image = shrink(image, 64 if form == "64" else 128)
     ny, nx = (s // 2 * 2 for s in image.shape)
     image = image[:ny, :nx]
     return (image / np.abs(image).max()).astype(np.complex64)[None]
@@ -81,7 +85,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--planes", type=int, default=4, help="planes per selection volume")
     parser.add_argument("--coils", type=int, default=8)
-    parser.add_argument("--forms", nargs="+", default=list(FORMS), choices=FORMS)
+    parser.add_argument("--forms", nargs="+", default=list(DEFAULT_FORMS), choices=FORMS)
     parser.add_argument("--npgd", help="this model (name or .safetensors) instead of the "
                         "routed default")
     parser.add_argument("--reuse", type=Path, help="an earlier selection.json (same planes and "
