@@ -12,7 +12,7 @@ GPU_DEFAULT = "npgd-t10k1"
 CPU_DEFAULT = "npgd-t20k1-f32-ni"  # the CPU default; its arms below serve parts (MODEL_CARD.md)
 SMALL_DEFAULT = "npgd-t25k1-f32-small"  # the CPU default's arm for small matrices
 SMALL_MATRIX = 64  # SMALL_DEFAULT serves planes whose larger side is at most this
-MULTI_DEFAULT = "npgd-t20k1-f32-multi"  # the CPU default's arm for multi-coil larger planes
+MULTI_DEFAULT = "npgd-t20k1-f32-multi-large"  # the CPU default's arm for multi-coil larger planes
 SOFT_SMALL = "npgd-t25k1-f32-soft"  # the small-matrix arm for soft SENSE (two sets of maps)
 SMALL_MULTI = "npgd-t25k1-f32-small-multi"  # the small-matrix arm for multi-coil, one set
 RESNET_DEFAULT = "resnet-k10"
@@ -48,7 +48,7 @@ def default_weights(method: str, device_type: str, plane: tuple[int, int] | None
     error as noise as ``npgd-recon`` tells it, or with ``map_sets = 2`` its soft-SENSE arm
     :data:`SOFT_SMALL`, fine-tuned on such problems with two sets of maps; for larger ones
     with ``coils > 1`` (when known) its multi-coil arm :data:`MULTI_DEFAULT`, fine-tuned on
-    2-16 coil problems (MODEL_CARD.md).
+    2-16 coil problems of larger planes (MODEL_CARD.md).
     ``resnet`` likewise prefers the paper-size deep ResNet on CUDA.
     """
     names = shipped_models()
