@@ -90,6 +90,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path,
                         default=Path("docs/model_card/map-error/selection.json"))
     args = parser.parse_args()
+    if min(args.coils) < 2:
+        parser.error("--coils: the maps' error needs at least 2 coils (one coil has no maps)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     left_out = {name for name, _ in planes(args.exclude)} if args.exclude else set()
     cases = [(name, form, posed(image, form), coils) for name, image in planes(args.planes)
