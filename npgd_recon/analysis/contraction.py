@@ -56,6 +56,9 @@ def contraction_curves(model: NeuralPGD, op: Operator, y: torch.Tensor,
     if model.data_consistency == "cg":
         raise NpgdError("the contraction analysis is defined for the explicit gradient step; "
                          "this model uses data_consistency = 'cg'")
+    if model.untied:
+        raise NpgdError("the contraction analysis is defined for one shared proximal; this "
+                        "model's proximals are untied (one per iteration)")
     alpha = model.alpha
 
     def a(v: torch.Tensor) -> torch.Tensor:

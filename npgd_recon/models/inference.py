@@ -59,9 +59,9 @@ class ReducedPrecision(nn.Module):
         """Whether the wrapped proximal takes the noise level."""
         return getattr(self.net, "noise_input", False)
 
-    def forward(self, x: torch.Tensor, *args) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         with torch.autocast(x.device.type, dtype=self.dtype):
-            return self.net(x, *args).float()
+            return self.net(x, *args, **kwargs).float()
 
 
 def fold_batchnorm(model: NeuralPGD) -> NeuralPGD:

@@ -55,8 +55,10 @@ def _hooked(network: nn.Module, hook):
             relu.inplace = True
 
 
-def record_masks(network: nn.Module, x: torch.Tensor, *args) -> dict[nn.Module, torch.Tensor]:
-    """Run ``network`` on ``x`` (``[batch, 2, y, x]``) and return ``D`` of every activation."""
+def record_masks(network: nn.Module, x: torch.Tensor, *args, **kwargs,
+                 ) -> dict[nn.Module, torch.Tensor]:
+    """Run ``network`` on ``x`` (``[batch, 2, y, x]``; ``args``, ``kwargs``: its other inputs)
+    and return ``D`` of every activation it ran."""
     _check_affine_between_gates(network)
     masks: dict[nn.Module, torch.Tensor] = {}
 
@@ -64,19 +66,19 @@ def record_masks(network: nn.Module, x: torch.Tensor, *args) -> dict[nn.Module, 
         masks[module] = _gate(module, inputs[0]).detach()
 
     with _hooked(network, keep), torch.no_grad():
-        network(x, *args)
+        network(x, *args, **kwargs)
     return masks
 
 
 def run_frozen(network: nn.Module, masks: dict[nn.Module, torch.Tensor],
-               x: torch.Tensor, *args) -> torch.Tensor:
+               x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
     """``network`` on ``x`` with every activation replaced by ``z -> D z``, ``D`` from ``masks``."""
 
     def freeze(module, inputs, output):
         return masks[module] * inputs[0]
 
     with _hooked(network, freeze):
-        return network(x, *args)
+        return network(x, *args, **kwargs)
 
 
 class LinearisedProximal:
@@ -87,21 +89,24 @@ class LinearisedProximal:
         at: complex ``[batch, y, x]``, the proximal's input where the masks are taken.
         noise: the problems' noise levels, for a ``noise_input`` proximal (a constant input:
             part of the affine map's offset ``b``).
+        step: the iteration (0-based) whose proximal an ``untied`` model linearises (default
+            the last); a shared model has one.
 
     ``affine(s)`` is the frozen network (``affine(at) == model.proximal(at)``), ``linear(v)``
     its linear part ``M v``; both on complex ``[batch, y, x]`` of the shape of ``at``.
     """
 
     def __init__(self, model: NeuralPGD, at: torch.Tensor,
-                 noise: torch.Tensor | None = None) -> None:
+                 noise: torch.Tensor | None = None, step: int = -1) -> None:
         self.network = model.prox
         self.args = (noise,) if model.noise_input else ()
+        self.kwargs = {"step": step % model.iterations} if model.untied else {}
         with torch.inference_mode(False):  # usable under inference mode: normal tensors
             self.point = complex_to_channels(at.detach().clone())
-            self.masks = record_masks(self.network, self.point, *self.args)
+            self.masks = record_masks(self.network, self.point, *self.args, **self.kwargs)
 
     def _frozen(self, channels: torch.Tensor) -> torch.Tensor:
-        return run_frozen(self.network, self.masks, channels, *self.args)
+        return run_frozen(self.network, self.masks, channels, *self.args, **self.kwargs)
 
     def affine(self, s: torch.Tensor) -> torch.Tensor:
         """``M s + b``: the network with the masks frozen."""

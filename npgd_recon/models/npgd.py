@@ -48,6 +48,12 @@ noise level as a third input channel, constant over the plane: ``sigma / NOISE_U
 denoising strength per noise level instead of one compromise for all. Its weights on that
 channel start at zero, so a model fine-tuned from one without it starts as that model.
 
+``untied=True`` (ours, issue 24; ``"resnet"`` only) gives every iteration its own copy of the
+proximal (:class:`UntiedProximal`): the same operations per iteration, T times the parameters.
+It departs from the paper's shared ``P`` (whose fixed-point analysis needs one map), so it is an
+option of the CPU arms, not the paper's model; fine-tuned from a shared model, every copy starts
+as that model's proximal, so the untied model starts as the shared one.
+
 With ``global_skip=True`` (our default, a deviation the paper does not mention)
 ``P(s) = s + net(s)``, so an untrained network is plain gradient descent and training converges
 faster. Every nonlinearity is an ``nn.ReLU`` or :class:`Swish` module, so
@@ -250,6 +256,23 @@ STEP_PARAMETERS = ("alpha_raw", "final_alpha_raw", "final_log_sigma")  # the sca
 DATA_CONSISTENCY = ("gradient", "hard", "cg")
 
 
+class UntiedProximal(nn.Module):
+    """One proximal per iteration (``untied``): ``forward(x, *args, step=t)`` runs the copy of
+    iteration ``t`` (0-based) on ``x``."""
+
+    def __init__(self, steps: list[nn.Module]) -> None:
+        super().__init__()
+        self.steps = nn.ModuleList(steps)
+
+    @property
+    def noise_input(self) -> bool:
+        """Whether the proximals take the noise level."""
+        return getattr(self.steps[0], "noise_input", False)
+
+    def forward(self, x: torch.Tensor, *args, step: int = 0) -> torch.Tensor:
+        return self.steps[step](x, *args)
+
+
 def conjugate_gradient(apply: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor,
                        x0: torch.Tensor, iterations: int, image_dims: int = 2) -> torch.Tensor:
     """``iterations`` CG steps for ``apply(x) = b`` (Hermitian positive definite), batched:
@@ -292,6 +315,7 @@ class NeuralPGD(nn.Module):
         sigma_init: initial ``sigma_0`` (normalised units).
         unshuffle: the ResNet proximal on ``r x r`` pixel blocks (:class:`ProximalResNet`).
         noise_input: the ResNet proximal also sees the noise level (see the module docstring).
+        untied: one ResNet proximal per iteration (see the module docstring).
     """
 
     def __init__(self, iterations: int = 10, blocks: int = 1, features: int = 128,
@@ -299,7 +323,7 @@ class NeuralPGD(nn.Module):
                  alpha_init: float = 1.0, proximal: str = "resnet", layers: int = 5,
                  kernel: int = 8, cg_iterations: int = 8, final_dc: bool = False,
                  final_noise: bool = False, sigma_init: float = 0.01,
-                 unshuffle: int = 1, noise_input: bool = False) -> None:
+                 unshuffle: int = 1, noise_input: bool = False, untied: bool = False) -> None:
         super().__init__()
         if data_consistency not in DATA_CONSISTENCY:
             raise ValueError(f"data_consistency must be one of {', '.join(DATA_CONSISTENCY)}, "
@@ -318,7 +342,10 @@ class NeuralPGD(nn.Module):
             raise ValueError("unshuffle is an option of the resnet proximal")
         if noise_input and proximal != "resnet":
             raise ValueError("noise_input is an option of the resnet proximal")
+        if untied and proximal != "resnet":
+            raise ValueError("untied is an option of the resnet proximal")
         self.iterations = iterations
+        self.untied = bool(untied)  # one proximal per iteration
         self.data_consistency = data_consistency
         self.cg_iterations = cg_iterations
         self.final_dc = bool(final_dc)
@@ -329,7 +356,11 @@ class NeuralPGD(nn.Module):
             self.final_log_sigma = nn.Parameter(torch.tensor(float(sigma_init)).log())
         # softplus(raw) = alpha keeps the step positive
         self.alpha_raw = nn.Parameter(torch.tensor(float(alpha_init)).expm1().log())
-        if proximal == "resnet":
+        if proximal == "resnet" and untied:
+            self.prox = UntiedProximal([
+                ProximalResNet(blocks, features, global_skip, unshuffle, noise_input)
+                for _ in range(iterations)])
+        elif proximal == "resnet":
             self.prox = ProximalResNet(blocks, features, global_skip, unshuffle, noise_input)
         elif proximal == "unet":
             self.prox = ProximalUNet(blocks, features, global_skip)
@@ -348,12 +379,15 @@ class NeuralPGD(nn.Module):
         """Whether the proximal takes the noise level (``noise_input``)."""
         return getattr(self.prox, "noise_input", False)
 
-    def proximal(self, s: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+    def proximal(self, s: torch.Tensor, noise: torch.Tensor | None = None,
+                 step: int = 0) -> torch.Tensor:
         """P applied to complex images ``[batch, y, x]`` (``noise``: the problems' noise
-        levels ``[batch]``, seen by a ``noise_input`` proximal only)."""
+        levels ``[batch]``, seen by a ``noise_input`` proximal only; ``step``: the iteration,
+        0-based, whose proximal an ``untied`` model runs)."""
         channels = complex_to_channels(s)
-        return channels_to_complex(self.prox(channels, noise) if self.noise_input
-                                   else self.prox(channels))
+        args = (noise,) if self.noise_input else ()
+        kwargs = {"step": step} if self.untied else {}
+        return channels_to_complex(self.prox(channels, *args, **kwargs))
 
     def iterate(self, y: torch.Tensor, op: Operator, *, x0: torch.Tensor | None = None,
                 iterations: int | None = None,
@@ -366,23 +400,25 @@ class NeuralPGD(nn.Module):
             y: measurement (already normalised).
             op: the forward operator Phi.
             x0: starting image (``None``: ``x_0 = 0``, so ``s_1 = alpha Phi^H y``).
-            iterations: how many (default T).
+            iterations: how many (default T; an ``untied`` model has no more than T).
             proximal: a map on complex images replacing ``P`` (default the network's).
             noise: the problems' noise levels for a ``noise_input`` proximal (``None``: 0).
         """
+        iterations = self.iterations if iterations is None else iterations
+        if self.untied and proximal is None and iterations > self.iterations:
+            raise ValueError(f"an untied model has {self.iterations} proximals, "
+                             f"not {iterations}")
         alpha = self.alpha
         step = alpha * op.adjoint(y)
-        if proximal is None:
-            level = set_levels(noise, op) if isinstance(op, SoftSenseOp) else noise
-            proximal = lambda s: self.proximal(s, level)  # noqa: E731
-        prox = set_proximal(proximal, op)
+        level = set_levels(noise, op) if isinstance(op, SoftSenseOp) else noise
         x = x0
-        for _ in range(self.iterations if iterations is None else iterations):
+        for t in range(iterations):
             if self.data_consistency == "cg":
                 s = self.implicit_step(x, step, op)
             else:
                 s = step if x is None else step + x - alpha * op.normal(x)
-            x = prox(s)
+            own = proximal or (lambda s, t=t: self.proximal(s, level, t))
+            x = set_proximal(own, op)(s)
             yield s, x
 
     def implicit_step(self, x: torch.Tensor | None, step: torch.Tensor, op: Operator,
@@ -466,7 +502,7 @@ def architecture(model: NeuralPGD) -> dict:
 
     A ResNet proximal writes no ``proximal`` key (files from before it existed mean ResNet);
     ``cg_iterations`` is written only when a step uses it, ``final_dc``, ``final_noise`` and
-    ``noise_input`` only when on, ``unshuffle`` only when above 1.
+    ``noise_input`` and ``untied`` only when on, ``unshuffle`` only when above 1.
     """
     extra = {"cg_iterations": model.cg_iterations} if (
         model.data_consistency == "cg" or model.final_dc) else {}
@@ -474,15 +510,18 @@ def architecture(model: NeuralPGD) -> dict:
         extra["final_dc"] = True
     if model.final_noise:
         extra["final_noise"] = True
-    if isinstance(model.prox, ProximalResNet):
-        if model.prox.unshuffle > 1:
-            extra["unshuffle"] = model.prox.unshuffle
-        if model.prox.noise_input:
+    prox = model.prox.steps[0] if isinstance(model.prox, UntiedProximal) else model.prox
+    if isinstance(prox, ProximalResNet):
+        if prox.unshuffle > 1:
+            extra["unshuffle"] = prox.unshuffle
+        if prox.noise_input:
             extra["noise_input"] = True
-        return {"iterations": model.iterations, "blocks": len(model.prox.blocks),
-                "features": model.prox.head.out_channels,
+        if model.untied:
+            extra["untied"] = True
+        return {"iterations": model.iterations, "blocks": len(prox.blocks),
+                "features": prox.head.out_channels,
                 "data_consistency": model.data_consistency,
-                "global_skip": model.prox.global_skip, **extra}
+                "global_skip": prox.global_skip, **extra}
     if isinstance(model.prox, ProximalUNet):
         return {"iterations": model.iterations, "blocks": model.prox.levels,
                 "features": model.prox.head[0].out_channels,

@@ -137,6 +137,7 @@ class ModelConfig(_Section):
     sigma_init: float = 0.01  # its initial sigma_0 (normalised noise std per k-space sample)
     unshuffle: int = 1  # the resnet proximal on r x r pixel blocks (r > 1), at 1/r resolution
     noise_input: bool = False  # the resnet proximal also sees the noise level (a third channel)
+    untied: bool = False  # one resnet proximal per iteration (not the paper's shared one)
 
     def _check(self) -> None:
         for key, low in (("iterations", 1), ("blocks", 0), ("features", 1), ("layers", 1),
@@ -150,6 +151,8 @@ class ModelConfig(_Section):
         self._require(self.unshuffle == 1 or self.proximal == "resnet", "unshuffle",
                       "1 unless the proximal is resnet")
         self._require(not self.noise_input or self.proximal == "resnet", "noise_input",
+                      "false unless the proximal is resnet")
+        self._require(not self.untied or self.proximal == "resnet", "untied",
                       "false unless the proximal is resnet")
         self._require(self.alpha_init > 0, "alpha_init", "> 0")
         self._require(self.sigma_init > 0, "sigma_init", "> 0")

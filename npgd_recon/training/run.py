@@ -105,13 +105,21 @@ def initialise(model: NeuralPGD, init: str, alpha_init: float, device: torch.dev
     the config's
     ``alpha_init`` (the loaded step means something else), other missing step sizes from the
     model's own initial values. A ``noise_input`` model may start from the same network without
-    it: its noise channel's weights start at zero, so it starts as ``init``.
+    it: its noise channel's weights start at zero, so it starts as ``init``. An ``untied`` model
+    may start from the same network shared: every iteration's proximal starts as its proximal
+    (untied from untied needs the same number of iterations).
     """
     loaded, meta = load_checkpoint(resolve_weights(init), device)
     adds_noise = model.noise_input and not loaded.noise_input
+    unties = model.untied and not loaded.untied
     theirs, ours = _network(meta["architecture"]), _network(architecture(model))
     if adds_noise:
         ours.pop("noise_input")
+    if unties:
+        ours.pop("untied")
+    elif model.untied and loaded.iterations != model.iterations:
+        raise NpgdError(f"train.init {init}: {loaded.iterations} untied proximals, the config "
+                        f"has {model.iterations} iterations")
     if theirs != ours:
         raise NpgdError(f"train.init {init}: architecture {meta['architecture']} differs from "
                         f"the config's {architecture(model)}")
@@ -120,6 +128,9 @@ def initialise(model: NeuralPGD, init: str, alpha_init: float, device: torch.dev
         head = state["prox.head.weight"]
         state["prox.head.weight"] = torch.cat([head, head.new_zeros(head.shape[0], 1,
                                                                     *head.shape[2:])], dim=1)
+    if unties:
+        state = {(f"prox.steps.{t}.{key[5:]}" if key.startswith("prox.") else key): value
+                 for key, value in state.items() for t in range(model.iterations)}
     keys = model.load_state_dict(state, strict=False)
     if set(keys.missing_keys + keys.unexpected_keys) - set(STEP_PARAMETERS):
         raise NpgdError(f"train.init {init}: weights do not match the network")

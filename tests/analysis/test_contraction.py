@@ -57,3 +57,14 @@ def test_identity_proximal_is_gradient_descent_with_eta2_zero():
     np.testing.assert_allclose(curves["eta1"][0, 0], curves["nrmse"][0, 1], rtol=1e-5)
     np.testing.assert_allclose(curves["eta1"][0, 1:], 1.0, rtol=1e-5)
     np.testing.assert_allclose(curves["eps"], 0.0, atol=1e-5)
+
+
+def test_an_untied_model_is_refused_in_one_line():
+    """The analysis needs one shared proximal (one fixed point): an untied model is refused."""
+    from npgd_recon.core.errors import NpgdError
+
+    model = NeuralPGD(iterations=2, blocks=1, features=4, untied=True).eval()
+    op = CartesianOp(MASK)
+    x_star = randc(1, 16, 12)
+    with pytest.raises(NpgdError, match="untied"):
+        contraction_curves(model, op, op.forward(x_star), x_star)

@@ -106,3 +106,21 @@ def test_the_inference_model_with_in_place_relus_linearises_as_the_trained_one(n
         got = LinearisedProximal(fast, s).linear(v)
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
     assert all(m.inplace for m in fast.prox.modules() if isinstance(m, torch.nn.ReLU))
+
+
+def test_an_untied_model_linearises_the_proximal_of_the_iteration_asked_for():
+    """LinearisedProximal of an untied model: the frozen network of iteration ``step`` (default
+    the last) equals that iteration's proximal at its point, and not another's."""
+    torch.manual_seed(3)
+    model = NeuralPGD(iterations=3, blocks=1, features=6, untied=True, noise_input=True)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    model.eval()
+    at, noise = randc(2, 12, 10), torch.tensor([0.01, 0.03])
+    for step in (0, 2):
+        frozen = LinearisedProximal(model, at, noise, step=step)
+        torch.testing.assert_close(frozen.affine(at), model.proximal(at, noise, step))
+    last = LinearisedProximal(model, at, noise).affine(at)
+    torch.testing.assert_close(last, model.proximal(at, noise, 2))
+    assert not torch.allclose(last, model.proximal(at, noise, 0))

@@ -583,3 +583,62 @@ def test_soft_sense_second_set_takes_what_the_first_cannot_explain():
                 for op, x in ((soft, both), (SenseOp(MASK, maps[:, 0]), first))]
     assert residual[0] < 0.5 * residual[1], residual
     assert bool(both[:, 1].abs().sum() > 0)
+
+
+def _perturbed(model):
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return model.eval()
+
+
+def test_untied_model_has_one_proximal_per_iteration_and_round_trips(tmp_path):
+    """untied: T proximals, each iteration its own (changing one changes only what follows
+    it), written in the architecture and reloaded as it was; unrolling past T is refused."""
+    model = _perturbed(small(features=4, iterations=3, untied=True, noise_input=True))
+    assert architecture(model)["untied"] is True and len(model.prox.steps) == 3
+    assert "untied" not in architecture(small())
+    op = CartesianOp(MASK)
+    y, noise = op.forward(randc(2, 24, 16)), torch.tensor([0.01, 0.02])
+    with torch.no_grad():
+        before = model(y, op, return_iterates=True, noise=noise)
+        model.prox.steps[2].tail[-1].bias.add_(0.1)
+        after = model(y, op, return_iterates=True, noise=noise)
+    for t in (0, 1):
+        torch.testing.assert_close(after[t], before[t])
+    assert not torch.allclose(after[2], before[2])
+    save_checkpoint(model, tmp_path / "untied.safetensors", {"normalisation": {}})
+    loaded, meta = load_checkpoint(tmp_path / "untied.safetensors")
+    assert meta["architecture"]["untied"] is True
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(y, op, noise=noise), model(y, op, noise=noise))
+        folded = prepare_for_inference(loaded)
+        torch.testing.assert_close(folded(y, op, noise=noise), model(y, op, noise=noise))
+    with pytest.raises(ValueError, match="3 proximals"):
+        list(model.iterate(y, op, iterations=4))
+    with pytest.raises(ValueError, match="untied is an option of the resnet"):
+        small(proximal="unet", untied=True)
+
+
+def test_fine_tuning_a_shared_model_untied_starts_as_it(tmp_path):
+    """train.init from the shared network into an untied one: every iteration's proximal starts
+    as the shared one, so the model computes what it did; the reverse, and an untied start with
+    another iteration count, are refused in one line."""
+    from npgd_recon.core.errors import NpgdError
+    from npgd_recon.training.run import initialise
+
+    start = _perturbed(small(features=4, iterations=3))
+    save_checkpoint(start, tmp_path / "start.safetensors", {"normalisation": {}})
+    model = small(features=4, iterations=3, untied=True)
+    initialise(model, str(tmp_path / "start.safetensors"), 1.0, torch.device("cpu"))
+    op = CartesianOp(MASK)
+    y = op.forward(randc(2, 24, 16))
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(y, op), start(y, op))
+    save_checkpoint(model, tmp_path / "untied.safetensors", {"normalisation": {}})
+    with pytest.raises(NpgdError, match="differs from the config"):
+        initialise(small(features=4), str(tmp_path / "untied.safetensors"), 1.0,
+                   torch.device("cpu"))
+    with pytest.raises(NpgdError, match="3 untied proximals"):
+        initialise(small(features=4, iterations=4, untied=True),
+                   str(tmp_path / "untied.safetensors"), 1.0, torch.device("cpu"))
