@@ -17,7 +17,7 @@ from pathlib import Path
 
 from npgd_recon.cli._common import DEVICES, Parser, run
 from npgd_recon.core.errors import NpgdError
-from npgd_recon.models.registry import CPU_DEFAULT, RESNET_CPU, SR_DEFAULT
+from npgd_recon.models.registry import CPU_DEFAULT, RESNET_CPU, SHARED_DEFAULT, SR_DEFAULT
 from sampling import GENERATORS
 
 PROG = "npgd-analyze"
@@ -34,7 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="retrospective acceleration R")
     c.add_argument("--seeds", type=int, nargs="+", default=[0], help="mask seeds")
     c.add_argument("--problems", type=int, default=8, help="2-D problems per volume")
-    c.add_argument("--weights", default=CPU_DEFAULT, help="shipped model name or file")
+    c.add_argument("--weights", default=SHARED_DEFAULT,
+                   help=f"shipped model name or file with one shared proximal (default "
+                        f"{SHARED_DEFAULT}: the analysis needs one fixed point)")
     c.add_argument("--group", default="dataset", help="HDF5 group (default: dataset)")
 
     s = commands.add_parser("superres", help="the super-resolution experiment (Fig. 4, 5)")

@@ -9,7 +9,8 @@ from npgd_recon.core.errors import NpgdError
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 GPU_DEFAULT = "npgd-t10k1"
-CPU_DEFAULT = "npgd-t20k1-f32-ni"  # the CPU default; its arms below serve parts (MODEL_CARD.md)
+CPU_DEFAULT = "npgd-t20k1-f32-untied"  # the CPU default; its arms below serve parts (MODEL_CARD.md)
+SHARED_DEFAULT = "npgd-t20k1-f32-ni"  # the CPU default with the paper's one shared proximal
 SMALL_DEFAULT = "npgd-t25k1-f32-small"  # the CPU default's arm for small matrices
 SMALL_MATRIX = 64  # SMALL_DEFAULT serves planes whose larger side is at most this
 MULTI_DEFAULT = "npgd-t20k1-f32-multi-large"  # the CPU default's arm for multi-coil larger planes

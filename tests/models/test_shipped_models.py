@@ -16,6 +16,7 @@ from npgd_recon.models.registry import (
     CPU_DEFAULT,
     MULTI_DEFAULT,
     RESNET_CPU,
+    SHARED_DEFAULT,
     SMALL_DEFAULT,
     SMALL_MATRIX,
     SMALL_MULTI,
@@ -53,6 +54,17 @@ def test_cpu_default_is_shipped_and_chosen_without_gpu():
     assert default_weights("npgd", "cpu") == CPU_DEFAULT
 
 
+def test_cpu_default_is_the_shared_network_untied_and_starts_from_it():
+    """The CPU default is SHARED_DEFAULT with one proximal per iteration, fine-tuned from it on
+    the same data and selected at one coil (with a known coil count the routing gives it only
+    single-coil planes above the small matrix)."""
+    default, shared = (read_metadata(resolve_weights(n)) for n in (CPU_DEFAULT, SHARED_DEFAULT))
+    assert default["architecture"] == {**shared["architecture"], "untied": True}
+    assert default["config"]["train"]["init"] == SHARED_DEFAULT
+    assert default["data"]["train"] == shared["data"]["train"]
+    assert default["config"]["data"]["validation_coils"] == [1]
+
+
 def test_small_planes_get_the_small_matrix_arm_and_only_npgd_does():
     assert SMALL_DEFAULT in shipped_models()
     for plane in [(SMALL_MATRIX, SMALL_MATRIX), (32, 64), (48, 40)]:
@@ -61,10 +73,11 @@ def test_small_planes_get_the_small_matrix_arm_and_only_npgd_does():
         assert default_weights("npgd", "cpu", plane) == CPU_DEFAULT
     assert default_weights("resnet", "cpu", (48, 40)) == RESNET_CPU
     assert default_weights("npgd", "cpu", (48, 40), coils=8) == SMALL_MULTI
-    # the arm is the default's architecture unrolled longer, trained on the same data
-    small, default = (read_metadata(resolve_weights(n)) for n in (SMALL_DEFAULT, CPU_DEFAULT))
-    assert small["architecture"] == {**default["architecture"], "iterations": 25}
-    assert small["data"]["train"] == default["data"]["train"]
+    # the arm is the shared network the default was untied from, unrolled longer, trained on the
+    # same data
+    small, shared = (read_metadata(resolve_weights(n)) for n in (SMALL_DEFAULT, SHARED_DEFAULT))
+    assert small["architecture"] == {**shared["architecture"], "iterations": 25}
+    assert small["data"]["train"] == shared["data"]["train"]
 
 
 def test_multi_coil_planes_above_the_small_matrix_get_the_multi_coil_arm():
@@ -78,9 +91,9 @@ def test_multi_coil_planes_above_the_small_matrix_get_the_multi_coil_arm():
     for coils in (1, None):
         assert default_weights("npgd", "cpu", (192, 160), coils) == CPU_DEFAULT
     assert default_weights("resnet", "cpu", (192, 160), 8) == RESNET_CPU
-    multi, default = (read_metadata(resolve_weights(n)) for n in (MULTI_DEFAULT, CPU_DEFAULT))
-    assert multi["architecture"] == default["architecture"]
-    assert multi["data"]["train"] == default["data"]["train"]
+    multi, shared = (read_metadata(resolve_weights(n)) for n in (MULTI_DEFAULT, SHARED_DEFAULT))
+    assert multi["architecture"] == shared["architecture"]
+    assert multi["data"]["train"] == shared["data"]["train"]
     assert multi["config"]["data"]["coils"] == [2, 16]
 
 
