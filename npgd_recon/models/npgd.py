@@ -51,8 +51,8 @@ channel start at zero, so a model fine-tuned from one without it starts as that 
 ``untied=True`` (ours, issue 24; ``"resnet"`` only) gives every iteration its own copy of the
 proximal (:class:`UntiedProximal`): the same operations per iteration, T times the parameters.
 It departs from the paper's shared ``P`` (whose fixed-point analysis needs one map), so it is an
-option of the CPU arms, not the paper's model; fine-tuned from a shared model, every copy starts
-as that model's proximal, so the untied model starts as the shared one.
+option of the CPU default and its arms, not the paper's model; fine-tuned from a shared model,
+every copy starts as that model's proximal, so the untied model starts as the shared one.
 
 With ``global_skip=True`` (our default, a deviation the paper does not mention)
 ``P(s) = s + net(s)``, so an untrained network is plain gradient descent and training converges
@@ -417,7 +417,8 @@ class NeuralPGD(nn.Module):
                 s = self.implicit_step(x, step, op)
             else:
                 s = step if x is None else step + x - alpha * op.normal(x)
-            own = proximal or (lambda s, t=t: self.proximal(s, level, t))
+            own = proximal if proximal is not None else (
+                lambda s, t=t: self.proximal(s, level, t))
             x = set_proximal(own, op)(s)
             yield s, x
 

@@ -128,9 +128,10 @@ def initialise(model: NeuralPGD, init: str, alpha_init: float, device: torch.dev
         head = state["prox.head.weight"]
         state["prox.head.weight"] = torch.cat([head, head.new_zeros(head.shape[0], 1,
                                                                     *head.shape[2:])], dim=1)
-    if unties:
-        state = {(f"prox.steps.{t}.{key[5:]}" if key.startswith("prox.") else key): value
-                 for key, value in state.items() for t in range(model.iterations)}
+    if unties:  # prox.X -> prox.steps.t.X for every iteration t
+        state = {new: value for key, value in state.items() for new in (
+            [f"prox.steps.{t}.{key[5:]}" for t in range(model.iterations)]
+            if key.startswith("prox.") else [key])}
     keys = model.load_state_dict(state, strict=False)
     if set(keys.missing_keys + keys.unexpected_keys) - set(STEP_PARAMETERS):
         raise NpgdError(f"train.init {init}: weights do not match the network")
