@@ -260,14 +260,14 @@ class UntiedProximal(nn.Module):
     """One proximal per iteration (``untied``): ``forward(x, *args, step=t)`` runs the copy of
     iteration ``t`` (0-based) on ``x``."""
 
-    def __init__(self, steps: list[nn.Module]) -> None:
+    def __init__(self, steps: list[ProximalResNet]) -> None:
         super().__init__()
         self.steps = nn.ModuleList(steps)
 
     @property
     def noise_input(self) -> bool:
         """Whether the proximals take the noise level."""
-        return getattr(self.steps[0], "noise_input", False)
+        return self.steps[0].noise_input
 
     def forward(self, x: torch.Tensor, *args, step: int = 0) -> torch.Tensor:
         return self.steps[step](x, *args)
