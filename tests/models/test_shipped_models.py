@@ -133,8 +133,8 @@ def test_two_map_sets_on_small_multi_coil_planes_get_the_soft_sense_arm():
 
 
 def test_small_multi_coil_planes_get_the_arm_trained_on_the_maps_error():
-    """Multi-coil planes up to the small matrix with one set of maps get the small arm
-    fine-tuned on 2-16 coil problems whose noise input counts the maps' error as
+    """Multi-coil planes up to the small matrix with one set of maps get the small arm (its
+    proximals untied) fine-tuned on 2-16 coil problems whose noise input counts the maps' error as
     ``npgd-recon`` does (``data.map_error`` = :data:`MAP_ERROR_WEIGHT`); one coil or an unknown
     count keep their small arms, larger planes the multi-coil arm."""
     assert SMALL_MULTI in shipped_models()
@@ -145,7 +145,11 @@ def test_small_multi_coil_planes_get_the_arm_trained_on_the_maps_error():
         assert default_weights("npgd", "cpu", plane, None) == SMALL_DEFAULT
     assert default_weights("npgd", "cpu", (192, 160), 8) == MULTI_DEFAULT
     arm, small = (read_metadata(resolve_weights(n)) for n in (SMALL_MULTI, SMALL_DEFAULT))
-    assert arm["architecture"] == small["architecture"]
+    assert arm["architecture"] == {**small["architecture"], "untied": True}
+    # untied from the shared arm fine-tuned the same way, which stays shipped by name
+    shared = read_metadata(resolve_weights(arm["config"]["train"]["init"]))
+    assert shared["architecture"] == small["architecture"]
+    assert shared["config"]["data"]["map_error"] == MAP_ERROR_WEIGHT
     data = arm["config"]["data"]
     assert data["map_error"] == MAP_ERROR_WEIGHT and data["maps"] == "espirit"
     assert data["coils"] == [2, 16]
@@ -220,7 +224,8 @@ def test_small_multi_coil_arm_snr_floor_on_held_out_small_planes():
     ``npgd-recon`` poses them), against the full scan seen through those maps: the small
     multi-coil arm stays far above zero filling and, on this brain inside the field of view
     (where the maps' error it was fine-tuned on is small), close to the small arm (measured at
-    shipping: 20.52 dB against the small arm's 20.71 and zero filling's 13.16)."""
+    shipping: 20.52 dB against the small arm's 20.71 and zero filling's 13.16; its proximals
+    untied, 20.58)."""
     images = volume_test_slices(str(COLIN27), 4, axis=2, seed=3, max_size=SMALL_MATRIX)
     shape = images.shape[1:]
     coils = synthetic_coil_maps(8, shape)[None] * images[:, None]
