@@ -22,8 +22,8 @@ import pytest
 from npgd_recon.models.registry import (
     CPU_DEFAULT,
     MULTI_DEFAULT,
-    SMALL_DEFAULT,
     SMALL_MULTI,
+    SMALL_SINGLE,
     SOFT_SMALL,
 )
 from npgd_recon.sim.phantoms import shepp_logan
@@ -69,12 +69,12 @@ def test_2d_multicoil_retrospective_series_is_dciodvfy_clean(files, tmp_path, me
 
 
 @pytest.mark.parametrize("matrix, coils, model", [((48, 40), 2, SMALL_MULTI),
-                                                  ((48, 40), 1, SMALL_DEFAULT),
+                                                  ((48, 40), 1, SMALL_SINGLE),
                                                   ((96, 80), 2, MULTI_DEFAULT),
                                                   ((96, 80), 1, CPU_DEFAULT)])
 def test_the_default_model_follows_the_plane_matrix_and_says_so(tmp_path, matrix, coils, model):
     """Without --weights, planes of at most 64 pixels a side (oversampling removed) get the
-    CPU default's small-matrix arm (multi-coil ones its multi-coil small arm), larger
+    CPU default's single-coil small arm (multi-coil ones its multi-coil small arm), larger
     multi-coil ones its multi-coil arm, larger single-coil ones the default; stderr says which
     and why."""
     write_scan(tmp_path / "scan.h5", shepp_logan((1, *matrix)),

@@ -19,6 +19,7 @@ from npgd_recon.models.registry import (
     MULTI_DEFAULT,
     SMALL_DEFAULT,
     SMALL_MULTI,
+    SMALL_SINGLE,
     SOFT_SMALL,
 )
 from npgd_recon.recon.base import ReconOptions
@@ -181,12 +182,14 @@ def test_pool_gives_streams_the_default_model_and_cs_its_lambda():
 
 def test_a_stream_of_small_planes_gets_the_small_arm_of_the_default(start_server, raw):
     """The header fixes the problems' matrix and coil count before the first acquisition:
-    48x40 slices get the CPU default's small-matrix arm (its multi-coil small arm when the
-    header says more than one receiver channel), said in the first log text; larger planes
-    share the one default reconstructor (loaded once), or its multi-coil arm with more than one
-    receiver channel; with two sets of maps small multi-coil planes get its soft-SENSE arm."""
+    48x40 slices get the CPU default's small-matrix arm (its single-coil small arm when the
+    header says one receiver channel, its multi-coil small arm when more), said in the first
+    log text; larger planes share the one default reconstructor (loaded once), or its
+    multi-coil arm with more than one receiver channel; with two sets of maps small multi-coil
+    planes get its soft-SENSE arm."""
     pool = ReconstructorPool("npgd", ReconOptions(device="cpu"))
     assert pool.get(pool.default, (48, 40)).model_name == SMALL_DEFAULT
+    assert pool.get(pool.default, (48, 40), 1).model_name == SMALL_SINGLE
     assert pool.get(pool.default, (65, 40)) is pool.get(pool.default)
     assert pool.get(pool.default, (65, 40), 8).model_name == MULTI_DEFAULT
     assert pool.get(pool.default, (48, 40), 8).model_name == SMALL_MULTI
