@@ -106,8 +106,9 @@ def initialise(model: NeuralPGD, init: str, alpha_init: float, device: torch.dev
     ``alpha_init`` (the loaded step means something else), other missing step sizes from the
     model's own initial values. A ``noise_input`` model may start from the same network without
     it: its noise channel's weights start at zero, so it starts as ``init``. An ``untied`` model
-    may start from the same network shared: every iteration's proximal starts as its proximal
-    (untied from untied needs the same number of iterations).
+    may start from the same network shared: every iteration's proximal starts as its proximal;
+    from an untied one with at least as many iterations it keeps evenly spaced proximals (the
+    first and the last among them), so a shorter unrolling starts from a longer one.
     """
     loaded, meta = load_checkpoint(resolve_weights(init), device)
     adds_noise = model.noise_input and not loaded.noise_input
@@ -117,7 +118,7 @@ def initialise(model: NeuralPGD, init: str, alpha_init: float, device: torch.dev
         ours.pop("noise_input")
     if unties:
         ours.pop("untied")
-    elif model.untied and loaded.iterations != model.iterations:
+    elif model.untied and loaded.iterations < model.iterations:
         raise NpgdError(f"train.init {init}: {loaded.iterations} untied proximals, the config "
                         f"has {model.iterations} iterations")
     if theirs != ours:
@@ -132,12 +133,24 @@ def initialise(model: NeuralPGD, init: str, alpha_init: float, device: torch.dev
         state = {new: value for key, value in state.items() for new in (
             [f"prox.steps.{t}.{key[5:]}" for t in range(model.iterations)]
             if key.startswith("prox.") else [key])}
+    elif model.untied and loaded.iterations > model.iterations:  # keep evenly spaced ones
+        kept = torch.linspace(0, loaded.iterations - 1, model.iterations).round().long()
+        state = {_renumber(key, kept): value for key, value in state.items()
+                 if not key.startswith("prox.steps.") or int(key.split(".")[2]) in kept}
     keys = model.load_state_dict(state, strict=False)
     if set(keys.missing_keys + keys.unexpected_keys) - set(STEP_PARAMETERS):
         raise NpgdError(f"train.init {init}: weights do not match the network")
     if meta["architecture"]["data_consistency"] != model.data_consistency:
         with torch.no_grad():
             model.alpha_raw.fill_(float(torch.tensor(float(alpha_init)).expm1().log()))
+
+
+def _renumber(key: str, kept: torch.Tensor) -> str:
+    """``prox.steps.s.X`` -> ``prox.steps.t.X`` where ``kept[t] == s``; other keys unchanged."""
+    if not key.startswith("prox.steps."):
+        return key
+    _, _, step, rest = key.split(".", 3)
+    return f"prox.steps.{kept.tolist().index(int(step))}.{rest}"
 
 
 def save(out: Path, config: Config, model: NeuralPGD, optimiser: torch.optim.Optimizer,

@@ -642,3 +642,26 @@ def test_fine_tuning_a_shared_model_untied_starts_as_it(tmp_path):
     with pytest.raises(NpgdError, match="3 untied proximals"):
         initialise(small(features=4, iterations=4, untied=True),
                    str(tmp_path / "untied.safetensors"), 1.0, torch.device("cpu"))
+
+
+def test_a_shorter_untied_unrolling_starts_from_evenly_spaced_proximals(tmp_path):
+    """train.init from an untied model with more iterations: iteration t gets the proximal of
+    iteration round(t (L-1) / (T-1)) of L (the first and last kept), the step sizes as they
+    were, so it starts as the longer model's first iteration."""
+    from npgd_recon.training.run import initialise
+
+    longer = _perturbed(small(features=4, iterations=5, untied=True))
+    save_checkpoint(longer, tmp_path / "longer.safetensors", {"normalisation": {}})
+    model = small(features=4, iterations=3, untied=True)
+    initialise(model, str(tmp_path / "longer.safetensors"), 1.0, torch.device("cpu"))
+    for t, kept in enumerate((0, 2, 4)):
+        for ours, theirs in zip(model.prox.steps[t].parameters(),
+                                longer.prox.steps[kept].parameters(), strict=True):
+            torch.testing.assert_close(ours, theirs)
+    torch.testing.assert_close(model.alpha_raw, longer.alpha_raw)
+    op = CartesianOp(MASK)
+    y = op.forward(randc(2, 24, 16))
+    with torch.no_grad():  # the first iteration is the longer model's own first one
+        (_, ours), = model.eval().iterate(y, op, iterations=1)
+        (_, theirs), = longer.iterate(y, op, iterations=1)
+    torch.testing.assert_close(ours, theirs)
