@@ -9,10 +9,12 @@ from npgd_recon.core.errors import NpgdError
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 GPU_DEFAULT = "npgd-t10k1"
-CPU_DEFAULT = "npgd-t20k1-f32-untied"  # the CPU default; its arms below serve parts (MODEL_CARD.md)
+CPU_DEFAULT = "npgd-t16k1-f32-untied"  # the CPU default; its arms below serve parts (MODEL_CARD.md)
+UNTIED_T20 = "npgd-t20k1-f32-untied"  # the CPU default at 20 iterations, its starting point
 SHARED_DEFAULT = "npgd-t20k1-f32-ni"  # the CPU default with the paper's one shared proximal
 SMALL_DEFAULT = "npgd-t25k1-f32-small"  # the CPU default's arm for small matrices
-SMALL_SINGLE = "npgd-t20k1-f32-small-untied"  # the small-matrix arm for one coil (untied)
+SMALL_SINGLE = "npgd-t16k1-f32-small-untied"  # the small-matrix arm for one coil (untied)
+SMALL_SINGLE_T20 = "npgd-t20k1-f32-small-untied"  # that arm at 20 iterations, its starting point
 SMALL_MATRIX = 64  # the small-matrix arms serve planes whose larger side is at most this
 MULTI_DEFAULT = "npgd-t20k1-f32-multi-large"  # the CPU default's arm for multi-coil larger planes
 SOFT_SMALL = "npgd-t25k1-f32-soft"  # the small-matrix arm for soft SENSE (two sets of maps)
@@ -46,8 +48,8 @@ def default_weights(method: str, device_type: str, plane: tuple[int, int] | None
     for problems of ``plane`` pixels (when known) whose larger side is at most
     :data:`SMALL_MATRIX` the CPU-fast one is its small-matrix arm :data:`SMALL_DEFAULT`,
     fine-tuned on such matrices with coil maps estimated as at inference; with ``coils == 1``
-    its single-coil small arm :data:`SMALL_SINGLE` (20 untied proximals:
-    20 % fewer operations, better on its selection set); with ``coils > 1``
+    its single-coil small arm :data:`SMALL_SINGLE` (16 untied proximals:
+    36 % fewer operations, better on its selection set); with ``coils > 1``
     its multi-coil small arm :data:`SMALL_MULTI`, fine-tuned on such problems told the maps'
     error as noise as ``npgd-recon`` tells it, or with ``map_sets = 2`` its soft-SENSE arm
     :data:`SOFT_SMALL`, fine-tuned on such problems with two sets of maps; for larger ones

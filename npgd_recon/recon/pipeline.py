@@ -257,7 +257,7 @@ def _log_stage(name: str, count: int, unit: str, seconds: float, note: str = "")
 
 def series_description(recon: Reconstructor, accel: float | None = None) -> str:
     """DICOM SeriesDescription: method, model (a shipped name or the file's stem), precision and
-    the retrospective acceleration, e.g. ``NPGD npgd-t20k1-f32-untied bf16 R=5`` or ``CSWV R=3``.
+    the retrospective acceleration, e.g. ``NPGD npgd-t16k1-f32-untied bf16 R=5`` or ``CSWV R=3``.
     At most 64 characters: a model name too long for the rest to fit is cut, ending in ``~``."""
     model = Path(recon.model_name).name.removesuffix(".safetensors")
     tail = [recon.precision] if model else []
