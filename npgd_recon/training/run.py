@@ -135,8 +135,7 @@ def initialise(model: NeuralPGD, init: str, alpha_init: float, device: torch.dev
             if key.startswith("prox.") else [key])}
     elif model.untied and loaded.iterations > model.iterations:  # keep evenly spaced ones
         kept = torch.linspace(0, loaded.iterations - 1, model.iterations).round().long()
-        state = {_renumber(key, kept): value for key, value in state.items()
-                 if not key.startswith("prox.steps.") or int(key.split(".")[2]) in kept}
+        state = _keep_steps(state, kept.tolist())
     keys = model.load_state_dict(state, strict=False)
     if set(keys.missing_keys + keys.unexpected_keys) - set(STEP_PARAMETERS):
         raise NpgdError(f"train.init {init}: weights do not match the network")
@@ -145,12 +144,19 @@ def initialise(model: NeuralPGD, init: str, alpha_init: float, device: torch.dev
             model.alpha_raw.fill_(float(torch.tensor(float(alpha_init)).expm1().log()))
 
 
-def _renumber(key: str, kept: torch.Tensor) -> str:
-    """``prox.steps.s.X`` -> ``prox.steps.t.X`` where ``kept[t] == s``; other keys unchanged."""
-    if not key.startswith("prox.steps."):
-        return key
-    _, _, step, rest = key.split(".", 3)
-    return f"prox.steps.{kept.tolist().index(int(step))}.{rest}"
+def _keep_steps(state: dict, kept: list[int]) -> dict:
+    """``state`` with the proximal of iteration ``kept[t]`` as iteration ``t``
+    (``prox.steps.s.X`` -> ``prox.steps.t.X``), the other iterations' dropped."""
+    new = {s: t for t, s in enumerate(kept)}
+    out = {}
+    for key, value in state.items():
+        if not key.startswith("prox.steps."):
+            out[key] = value
+            continue
+        _, _, step, rest = key.split(".", 3)
+        if int(step) in new:
+            out[f"prox.steps.{new[int(step)]}.{rest}"] = value
+    return out
 
 
 def save(out: Path, config: Config, model: NeuralPGD, optimiser: torch.optim.Optimizer,
