@@ -225,5 +225,5 @@ RAW_DATA: tuple[Package, ...] = (
         Entry("twixtools-epi", "twix", "MR raw data (Siemens twix VE, 2-D EPI, 2 channels)",
               "phantom", "twixtools example epi", {"twixtools-0.24/example_data/epi.dat":
                   "5311aa6eb58e76ffea5ca5c314299f85a838c7ac35ad5b273cd48863356f3954"}),
-    )),
+    ), build_isolation=True),  # its version comes from setuptools-scm, not in the venv
 )

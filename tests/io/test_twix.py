@@ -12,8 +12,6 @@ from __future__ import annotations
 import contextlib
 import io
 import struct
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -136,24 +134,11 @@ def synthetic(tmp_path_factory) -> Path:
     return path
 
 
-def _sdist(package, into: Path) -> Path:
-    """``pip download`` of the sdist with build isolation: twixtools' metadata needs
-    setuptools-scm, which the project's fetch (``--no-build-isolation``) does not have."""
-    done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary",
-                           ":all:", "--disable-pip-version-check", "-q",
-                           f"{package.name}=={package.version}", "-d", str(into)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        lines = (done.stderr + done.stdout).strip().splitlines() or ["no output"]
-        raise FetchError(f"pip could not fetch {package.label}: {lines[-1]}")
-    return next(into.iterdir())
-
-
 @pytest.fixture(scope="session")
 def twix_examples() -> dict[str, Path]:
     """twixtools' example scans from the data cache, fetched there once (sha256-checked)."""
     try:
-        fetch(catalogue=RAW_DATA, downloader=_sdist)
+        fetch(catalogue=RAW_DATA)
         return {name: find_entry(f"twixtools-{name}")[1][0] for name in ("gre", "epi")}
     except (FetchError, OSError) as error:
         pytest.skip(f"twixtools example scans not available (needs pip and PyPI): {error}")
