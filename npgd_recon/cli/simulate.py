@@ -17,6 +17,7 @@ import numpy as np
 
 from npgd_recon.cli._common import Parser, run
 from npgd_recon.core.errors import NpgdError
+from npgd_recon.sim.coils import COIL_GEOMETRIES
 from npgd_recon.sim.phantoms import shepp_logan
 from npgd_recon.sim.volumes import Voxel, load_nifti, load_npy, peak_normalised, resample
 from sampling import GENERATORS, make_mask, multicoil_calib
@@ -63,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="slice count N (phantom; central N of a file) or range A:B "
                              "(default: 1 for the phantom, every slice of a file)")
     parser.add_argument("--coils", type=int, default=1, help="receive coils")
+    parser.add_argument("--coil-geometry", choices=COIL_GEOMETRIES, default="birdcage",
+                        help="simulated array: a birdcage-like ring (default) or surface loops "
+                             "on a cylinder (Biot-Savart)")
     parser.add_argument("--undersample", type=float, default=1.0, metavar="R",
                         help="acceleration R (default 1: fully sampled)")
     parser.add_argument("--mask", choices=sorted(GENERATORS), default=None,
@@ -156,7 +160,8 @@ def _simulate(args: argparse.Namespace) -> int:
 
     image, voxel = _source(args)
     in_plane, thickness = _voxels(args, voxel)
-    settings = ScanSettings(coils=args.coils, noise=args.noise,
+    settings = ScanSettings(coils=args.coils, coil_geometry=args.coil_geometry,
+                            noise=args.noise,
                             noise_readouts=args.noise_readouts, oversampling=args.oversampling,
                             echo_fraction=args.echo_fraction,
                             voxel_mm=in_plane,

@@ -22,7 +22,7 @@ from npgd_recon.core.errors import NpgdError
 from npgd_recon.core.fft import fft2c
 from npgd_recon.core.map_error import effective_noise_std
 from npgd_recon.data.samples import CartesianSample, SenseSample
-from npgd_recon.sim.coils import synthetic_coil_maps
+from npgd_recon.sim.coils import COIL_GEOMETRIES, synthetic_coil_maps
 from npgd_recon.sim.noise import complex_noise
 from npgd_recon.sim.phase import smooth_phase
 from sampling import make_mask, multicoil_calib
@@ -186,7 +186,9 @@ class UndersampledSet(torch.utils.data.Dataset):
     :class:`~npgd_recon.data.samples.SenseSample`: multi-coil k-space ``[coil, y, x]`` through
     smooth birdcage-like sensitivities (:func:`~npgd_recon.sim.coils.synthetic_coil_maps`,
     ``sum_c |S_c|^2 = 1`` like ESPIRiT's, flipped and phase-shifted at random per sample), those
-    ``maps`` ``[coil, y, x]`` too.
+    ``maps`` ``[coil, y, x]`` too. ``coil_geometry``: the simulated array
+    (:data:`~npgd_recon.sim.coils.COIL_GEOMETRIES`: the birdcage-like ring, or surface loops),
+    or ``"mixed"``: each item draws one of them.
 
     ``coils = (low, high)`` draws the coil count uniformly in that range (1 is single coil, still
     a :class:`~npgd_recon.data.samples.SenseSample`: maps all ones), the same for the
@@ -225,7 +227,8 @@ class UndersampledSet(torch.utils.data.Dataset):
                  augment: Augment | tuple[Augment, ...] | None = None, seed: int = 0,
                  coils: int | tuple[int, int] = 1, coil_group: int = 1, phase: bool = False,
                  noise_scale: str = "linear", maps: str = "exact", maps_up_to: int = 0,
-                 map_sets: int = 1, map_error: float = 0.0) -> None:
+                 map_sets: int = 1, map_error: float = 0.0,
+                 coil_geometry: str = "birdcage") -> None:
         if not sources or not sum(len(s) for s in sources):
             raise NpgdError("no training images: every data source is empty")
         if coil_group < 1:
@@ -242,10 +245,13 @@ class UndersampledSet(torch.utils.data.Dataset):
         if not map_error >= 0 or map_error > 0 and maps != "espirit":
             raise NpgdError(f"map_error must be 0, or > 0 with ESPIRiT maps, got {map_error} "
                             f"with {maps!r} maps")
+        if coil_geometry not in (*COIL_GEOMETRIES, "mixed"):
+            raise NpgdError(f"coil_geometry must be one of {', '.join(COIL_GEOMETRIES)} or "
+                            f"mixed, got {coil_geometry!r}")
         augments = (augment,) if isinstance(augment, Augment) else tuple(augment or ())
         self.sources, self.length, self.augments, self.seed = sources, length, augments, seed
         self.noise_scale, self.maps, self.maps_up_to = noise_scale, maps, maps_up_to
-        self.map_sets, self.map_error = map_sets, map_error
+        self.map_sets, self.map_error, self.coil_geometry = map_sets, map_error, coil_geometry
         self.mask, self.accel, self.noise, self.phase = mask, accel, noise, phase
         self.coil_range, self.coil_group = coil_range(coils), coil_group
         self.offsets = np.cumsum([0] + [len(s) for s in sources])
@@ -290,8 +296,10 @@ class UndersampledSet(torch.utils.data.Dataset):
                          **calib).mask
         maps = None
         if self.coil_range != (1, 1):  # the coil ring flipped at random, each coil a random phase
-            maps = synthetic_coil_maps(count, image.shape)[:, :: rng.choice([-1, 1]),
-                                                   :: rng.choice([-1, 1])]
+            geometry = (self.coil_geometry if self.coil_geometry != "mixed"
+                        else COIL_GEOMETRIES[int(rng.integers(len(COIL_GEOMETRIES)))])
+            maps = synthetic_coil_maps(count, image.shape, geometry=geometry)[
+                :, :: rng.choice([-1, 1]), :: rng.choice([-1, 1])]
             maps = maps * np.exp(2j * np.pi * rng.uniform(size=(count, 1, 1)))
         coils = image[None] if maps is None else maps * image
         level = (np.exp(rng.uniform(*np.log(self.noise))) if self.noise_scale == "log"

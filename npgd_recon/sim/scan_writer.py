@@ -24,7 +24,7 @@ from ismrmrd.hdf5 import acquisition_dtype
 from npgd_recon.core.errors import NpgdError
 from npgd_recon.core.fft import fft1c, fft2c
 from npgd_recon.io.atomic import Outputs
-from npgd_recon.sim.coils import coil_noise_covariance, synthetic_coil_maps
+from npgd_recon.sim.coils import COIL_GEOMETRIES, coil_noise_covariance, synthetic_coil_maps
 from npgd_recon.sim.noise import complex_noise
 from sampling import SamplingPattern
 
@@ -42,6 +42,7 @@ class ScanSettings:
 
     Attributes:
         coils: receive channels.
+        coil_geometry: the simulated array (:data:`~npgd_recon.sim.coils.COIL_GEOMETRIES`).
         noise: std of the complex k-space noise per sample (0: noiseless imaging data).
         noise_readouts: number of noise-calibration readouts written first (0: none).
         calibration_noise: std in the noise readouts; default ``noise``, or 1 when that is 0.
@@ -54,6 +55,7 @@ class ScanSettings:
     """
 
     coils: int = 1
+    coil_geometry: str = "birdcage"
     noise: float = 0.0
     noise_readouts: int = 32
     calibration_noise: float | None = None
@@ -68,6 +70,9 @@ class ScanSettings:
         """Raise ValueError on settings a scanner could not use."""
         if self.coils < 1 or self.coils > 1024:
             raise NpgdError(f"coils must be between 1 and 1024, got {self.coils}")
+        if self.coil_geometry not in COIL_GEOMETRIES:
+            raise NpgdError(f"coil geometry must be one of {', '.join(COIL_GEOMETRIES)}, "
+                            f"got {self.coil_geometry!r}")
         if not (np.isfinite(self.noise) and self.noise >= 0):
             raise NpgdError(f"noise must be a finite number >= 0, got {self.noise}")
         if self.oversampling < 1 or self.noise_readouts < 0:
@@ -180,7 +185,8 @@ def _encode(image, settings: ScanSettings, volumetric: bool, order: np.ndarray,
     maps = np.empty((settings.coils,) + image.shape, dtype=np.complex64) if keep_maps else None
     for first in range(0, settings.coils, COIL_GROUP):
         group = range(first, min(first + COIL_GROUP, settings.coils))
-        sensitivities = synthetic_coil_maps(settings.coils, plane, settings.oversampling, group)
+        sensitivities = synthetic_coil_maps(settings.coils, plane, settings.oversampling, group,
+                                            settings.coil_geometry)
         if not volumetric:
             sensitivities = sensitivities[:, None]
         kspace = fft2c(sensitivities * padded[None])

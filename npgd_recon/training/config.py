@@ -30,6 +30,7 @@ from pathlib import Path
 from npgd_recon.core.errors import NpgdError
 from npgd_recon.data.undersampled import MAPS, Augment, coil_range
 from npgd_recon.models.npgd import DATA_CONSISTENCY, PROXIMALS
+from npgd_recon.sim.coils import COIL_GEOMETRIES
 from sampling import GENERATORS
 
 __all__ = ["OPERATORS", "Config", "ConfigError", "DataConfig", "ModelConfig", "TrainConfig",
@@ -181,6 +182,8 @@ class DataConfig(_Section):
     maps_up_to: int = 0  # > 0: "espirit" only for items whose larger side is at most this
     map_sets: int = 1  # 2: soft SENSE, two sets of ESPIRiT maps (maps = "espirit")
     map_error: float = 0.0  # > 0: the noise level told counts the maps' error (maps = "espirit")
+    coil_geometry: str = "birdcage"  # training's simulated array: or "loops", "mixed" (per item)
+    validation_coil_geometry: str = "birdcage"  # the validation problems' array
     validation_noise: float = 0.01
     validation_phase: bool = False  # real validation images get a fixed smooth phase
     validation_coils: tuple[int, ...] = ()  # every validation problem at each of these counts
@@ -219,6 +222,9 @@ class DataConfig(_Section):
                       '1, or 2 with maps = "espirit" and multi-coil problems')
         self._require(self.map_error == 0 or self.map_error > 0 and self.maps == "espirit",
                       "map_error", '0, or > 0 with maps = "espirit"')
+        for key in ("coil_geometry", "validation_coil_geometry"):
+            self._require(getattr(self, key) in (*COIL_GEOMETRIES, "mixed"), key,
+                          f"one of {', '.join(COIL_GEOMETRIES)}, mixed")
         self._require(self.validation_noise >= 0, "validation_noise", ">= 0")
         self._require(all(c >= 1 for c in self.validation_coils), "validation_coils",
                       "a list of coil counts >= 1 (empty: drawn from data.coils)")

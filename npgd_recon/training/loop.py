@@ -82,13 +82,14 @@ def datasets(data: DataConfig, length: int, seed: int, batch_size: int = 1,
                                 seed=seed, coils=data.coil_range, coil_group=batch_size,
                                 noise_scale=data.noise_scale, maps=data.maps,
                                 maps_up_to=data.maps_up_to, map_sets=data.map_sets,
-                                map_error=data.map_error)
+                                map_error=data.map_error, coil_geometry=data.coil_geometry)
     sources = [build_source(s) for s in data.validation]
     val_sets = [UndersampledSet(sources, data.validation_slices, mask=data.mask, accel=data.accel,
                                 noise=(data.validation_noise,) * 2, seed=99, coils=coils,
                                 phase=data.validation_phase, maps=data.maps,
                                 maps_up_to=data.maps_up_to, map_sets=data.map_sets,
-                                map_error=data.map_error)
+                                map_error=data.map_error,
+                                coil_geometry=data.validation_coil_geometry)
                 for coils in data.validation_coils or (data.coil_range,)]
     return train_set, torch.utils.data.ConcatDataset(val_sets)
 

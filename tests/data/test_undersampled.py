@@ -143,6 +143,30 @@ def test_multicoil_items_carry_maps_that_explain_their_kspace():
         UndersampledSet([PhantomSource(2)], 1, coils=0)
 
 
+def test_loop_array_items_carry_loop_maps_and_mixed_draws_both_arrays():
+    from npgd_recon.sim.coils import synthetic_coil_maps
+
+    def array_of(item) -> str:
+        """Which simulated array the item's maps are, whatever their flips and phases."""
+        joint = (item.maps[0] * item.maps[1].conj()).abs().numpy()
+        for geometry in ("birdcage", "loops"):
+            maps = synthetic_coil_maps(4, (32, 24), geometry=geometry)
+            candidate = np.abs(maps[0] * maps[1].conj())
+            if any(np.allclose(joint, candidate[::fy, ::fx], atol=1e-4)
+                   for fy in (1, -1) for fx in (1, -1)):
+                return geometry
+        return "neither"
+
+    loops = UndersampledSet([PhantomSource(6, size=40)], 4, noise=(0.0, 0.0),
+                            augment=Augment((32, 24)), coils=4, coil_geometry="loops")
+    assert {array_of(loops[i]) for i in range(4)} == {"loops"}
+    mixed = UndersampledSet([PhantomSource(6, size=40)], 16, noise=(0.0, 0.0),
+                            augment=Augment((32, 24)), coils=4, coil_geometry="mixed")
+    assert {array_of(mixed[i]) for i in range(16)} == {"birdcage", "loops"}
+    with pytest.raises(NpgdError, match="coil_geometry"):
+        UndersampledSet([PhantomSource(2)], 1, coils=4, coil_geometry="helmet")
+
+
 def test_a_coil_range_draws_one_count_per_batch_and_the_loader_stacks_them():
     from npgd_recon.training.loop import make_loader
 

@@ -37,6 +37,64 @@ def test_coil_maps_of_a_few_coils_are_those_of_the_whole_set():
     np.testing.assert_array_equal(synthetic_coil_maps(6, (6, 10, 8), 2, range(2, 5)), whole[2:5])
 
 
+@pytest.mark.parametrize("coils", [2, 8, 32])
+def test_loop_array_maps_are_normalised_localised_and_selectable(coils):
+    maps = synthetic_coil_maps(coils, (48, 40), geometry="loops")
+    assert maps.shape == (coils, 48, 40) and maps.dtype == np.complex64
+    np.testing.assert_allclose((np.abs(maps) ** 2).sum(0), 1.0, rtol=1e-5)
+    y, x = np.meshgrid(np.arange(48) - 24, np.arange(40) - 20, indexing="ij")
+    for c in range(coils):  # each loop sees most on its own side of the ring
+        peak = np.unravel_index(np.abs(maps[c]).argmax(), maps[c].shape)
+        angle = np.arctan2(y[peak], x[peak] * 48 / 40)
+        assert abs(np.angle(np.exp(1j * (angle - 2 * np.pi * c / coils)))) < np.pi / 3
+    birdcage = synthetic_coil_maps(coils, (48, 40))
+    # another array, not a relabelling: the coils' joint sensitivity S_0 conj(S_1) differs
+    assert np.abs(maps[0] * np.conj(maps[1]) - birdcage[0] * np.conj(birdcage[1])).max() > 0.1
+    np.testing.assert_array_equal(
+        synthetic_coil_maps(coils, (48, 40), 1, range(1, 2), "loops"), maps[1:2])
+    volume = synthetic_coil_maps(coils, (6, 10, 8), 2, geometry="loops")
+    np.testing.assert_allclose((np.abs(volume) ** 2).sum(0), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(synthetic_coil_maps(coils, (6, 10, 8), 2, range(1, 2), "loops"),
+                                  volume[1:2])
+
+
+def test_loop_field_on_its_axis_is_biot_savarts():
+    """On a loop's axis the field is along the axis, ``2 pi a^2 / (a^2 + d^2)^1.5`` for a unit
+    current (the sum leaves out mu_0 / 4 pi; the distance is softened by a / 20)."""
+    from npgd_recon.sim.coils import LOOP_RING, _loop
+
+    coils = 8
+    radius = min(1.0, 1.1 * np.pi * LOOP_RING / coils)
+    x = np.linspace(-1.0, 1.2, 12)[None, :]  # coil 0 sits at x = LOOP_RING, facing -x
+    field = _loop(0, coils, [np.zeros((1, 1)), x], 2)
+    d = LOOP_RING - x
+    expected = 2 * np.pi * radius**2 / (radius**2 + d**2 + (radius / 20) ** 2) ** 1.5
+    np.testing.assert_allclose(np.abs(field), expected, rtol=1e-6)
+    np.testing.assert_allclose(field.imag, 0.0, atol=1e-9)  # along x: no B_y on the axis
+
+
+def test_an_unknown_coil_geometry_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="coil geometry"):
+        synthetic_coil_maps(4, (8, 8), geometry="helmet")
+    with pytest.raises(ValueError, match="coil geometry"):
+        write_scan(tmp_path / "x.h5", np.ones((1, 8, 8)),
+                   settings=ScanSettings(coils=4, coil_geometry="helmet"))
+    assert not list(tmp_path.iterdir())
+
+
+def test_cli_writes_a_loop_array_scan_whose_coil_images_are_its_maps(tmp_path):
+    out = tmp_path / "loops.h5"
+    assert main(["--phantom", "shepp-logan", "--matrix", "32x24", "--coils", "4",
+                 "--coil-geometry", "loops", "--noise-readouts", "0", "--out", str(out)]) == 0
+    volume = read_raw(out).volumes[0]
+    coil_images = ifft2c(np.asarray(volume.kspace))[0]  # [coil, y, x]
+    maps = synthetic_coil_maps(4, (32, 24), geometry="loops")
+    combined = (np.conj(maps) * coil_images).sum(0)  # the image, through its own maps
+    np.testing.assert_allclose(coil_images, maps * combined[None], atol=1e-5)
+    birdcage = synthetic_coil_maps(4, (32, 24))
+    assert np.abs(coil_images - birdcage * (np.conj(birdcage) * coil_images).sum(0)).max() > 1e-2
+
+
 @pytest.mark.parametrize("volumetric", [False, True])
 def test_coils_encoded_in_groups_read_back_as_the_whole_set(tmp_path, volumetric):
     """More coils than COIL_GROUP: every group's readouts land at their coils and lines."""

@@ -62,6 +62,8 @@ def test_values_are_converted_to_their_fields_types():
     ("[data]\nmap_sets = 3\nmaps = 'espirit'\ncoils = 8", "config data.map_sets must be 1"),
     ("[data]\nmap_error = 0.1\ncoils = 8", "config data.map_error must be 0, or > 0 with"),
     ("[data]\nmap_error = -0.1\nmaps = 'espirit'", "config data.map_error must be 0, or > 0"),
+    ("[data]\ncoil_geometry = 'helmet'", "config data.coil_geometry must be one of birdcage"),
+    ("[data]\nvalidation_coil_geometry = 1", "config data.validation_coil_geometry must be a"),
     ("[model]\nproximal = 'transformer'", "config model.proximal must be one of resnet"),
     ("[model]\nproximal = 'unet'\nblocks = 0", "config model.blocks must be >= 1 with the unet"),
     ("[model]\nproximal = 'unet'\nunshuffle = 2", "config model.unshuffle must be 1 unless"),
