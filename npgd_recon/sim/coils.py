@@ -62,7 +62,7 @@ def synthetic_coil_maps(coils: int, shape: tuple[int, ...], oversampling: int = 
     return maps
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=16)  # training draws a few (count, crop) pairs; bounds memory
 def _loop_maps_2d(coils: int, shape: tuple[int, int], oversampling: int) -> np.ndarray:
     """All ``coils`` loop maps of a 2-D plane (read-only: shared by every caller)."""
     nx = shape[-1] * oversampling
