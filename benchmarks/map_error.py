@@ -78,8 +78,8 @@ def gre_row(weights: list[float], built: dict, model: str | None = None) -> dict
         image = np.abs(reconstruct_study(study, recon, accel=ACCEL, progress=False).images[0])
         image = image * (reference * image).sum() / (image * image).sum()
         row[f"npgd@{weight:g}"] = float(snr_db_magnitude(reference[None], image[None])[0])
-        row[f"object@{weight:g}"] = float(10 * np.log10(
-            (reference[inside] ** 2).sum() / ((image - reference)[inside] ** 2).sum()))
+        row[f"object@{weight:g}"] = float(snr_db_magnitude((reference * inside)[None],
+                                                           (image * inside)[None])[0])
     return row
 
 
