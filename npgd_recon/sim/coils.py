@@ -42,35 +42,38 @@ def synthetic_coil_maps(coils: int, shape: tuple[int, ...], oversampling: int = 
     if geometry not in COIL_GEOMETRIES:
         raise NpgdError(f"coil geometry must be one of {', '.join(COIL_GEOMETRIES)}, "
                         f"got {geometry!r}")
+    picked = range(coils) if select is None else select
+    if coils == 1:
+        return np.ones((len(picked), *shape[:-1], shape[-1] * oversampling), dtype=np.complex64)
+    if geometry == "loops" and len(shape) == 2:  # training draws these per item: cached
+        return _loop_maps_2d(coils, tuple(shape), oversampling)[list(picked)]
+    raw = _birdcage if geometry == "birdcage" else _loop
+    return _normalised(raw, coils, shape, oversampling, picked)
+
+
+@lru_cache(maxsize=16)  # training draws a few (count, crop) pairs; bounds memory
+def _loop_maps_2d(coils: int, shape: tuple[int, int], oversampling: int) -> np.ndarray:
+    """All ``coils`` loop maps of a 2-D plane (read-only: shared by every caller)."""
+    maps = _normalised(_loop, coils, shape, oversampling, range(coils))
+    maps.flags.writeable = False
+    return maps
+
+
+def _normalised(raw, coils: int, shape: tuple[int, ...], oversampling: int,
+                picked: range) -> np.ndarray:
+    """Coils ``picked`` of ``raw(c, coils, grid, ndim)`` divided by the root of the whole
+    array's ``sum_c |S_c|^2`` (each coil computed twice: a large volume never holds them all)."""
     nx = shape[-1] * oversampling
     axes = [(np.arange(n) - n // 2) / (n / 2) for n in shape[:-1]]
     axes.append((np.arange(nx) - nx // 2) / (shape[-1] / 2))
     grid = np.meshgrid(*axes, indexing="ij", sparse=True)  # broadcast, never full-size copies
     full = tuple(len(a) for a in axes)
-    picked = range(coils) if select is None else select
-    if coils == 1:
-        return np.ones((len(picked),) + full, dtype=np.complex64)
-    if geometry == "loops" and len(shape) == 2:  # training draws these per item: cached
-        return _loop_maps_2d(coils, tuple(shape), oversampling)[list(picked)]
-    raw = _birdcage if geometry == "birdcage" else _loop
     power = np.zeros(full)
     for c in range(coils):
         power += np.abs(raw(c, coils, grid, len(shape))) ** 2
     maps = np.empty((len(picked),) + full, dtype=np.complex64)
     for i, c in enumerate(picked):
         maps[i] = raw(c, coils, grid, len(shape)) / np.sqrt(power)
-    return maps
-
-
-@lru_cache(maxsize=16)  # training draws a few (count, crop) pairs; bounds memory
-def _loop_maps_2d(coils: int, shape: tuple[int, int], oversampling: int) -> np.ndarray:
-    """All ``coils`` loop maps of a 2-D plane (read-only: shared by every caller)."""
-    nx = shape[-1] * oversampling
-    grid = np.meshgrid((np.arange(shape[0]) - shape[0] // 2) / (shape[0] / 2),
-                       (np.arange(nx) - nx // 2) / (shape[-1] / 2), indexing="ij", sparse=True)
-    raw = np.stack([_loop(c, coils, grid, 2) for c in range(coils)])
-    maps = (raw / np.sqrt((np.abs(raw) ** 2).sum(0))).astype(np.complex64)
-    maps.flags.writeable = False
     return maps
 
 
