@@ -2,7 +2,8 @@
 (``ReconOptions.map_error``, :mod:`npgd_recon.core.map_error`) on the selection volumes.
 
     python benchmarks/map_error.py [--planes 4] [--exclude 0] [--coils 4 8] [--model NAME]
-        [--weights 0 0.02 0.05 0.1 0.2] [--out docs/model_card/map-error/selection.json]
+        [--weights 0 0.02 0.05 0.1 0.2] [--unroll T] [--cs [--reuse EARLIER.json]]
+        [--out docs/model_card/map-error/selection.json]
 
 The problems are those of ``benchmarks/soft_sense.py`` (planes of the calf MESE / Dixon and
 ankle GRE selection volumes, never the model card's scans; posed whole, as a crop whose object
@@ -11,8 +12,11 @@ ISMRMRD, birdcage coils, 0.3 % noise, 5x VDRad, one set of ESPIRiT maps of the u
 scan), at each of ``--coils``. ``--exclude M`` leaves out the planes ``--planes M`` would pose
 (fresh problems: ``--planes 9 --exclude 4``). Each problem is reconstructed by the routed
 default (the model ``npgd-recon`` picks for its matrix and coils; ``--model``: that shipped name
-or ``.safetensors`` file for every problem, e.g. a candidate) once per weight and, with
-``--cs``, by CS with lambda tuned on the truth (CS-WV, CS-TV: the margin; 30 s a problem);
+or ``.safetensors`` file for every problem, e.g. a candidate; ``--unroll T``: unrolled ``T``
+times instead of its own count) once per weight and, with
+``--cs``, by CS with lambda tuned on the truth (CS-WV, CS-TV: the margin; 1-2 minutes a
+full-matrix problem; ``--reuse`` an earlier ``--out`` to take its tuned-CS scores for the same
+problems instead of rerunning them: the problems are seeded, so they are the same);
 ``rho`` (the maps' error fraction) is recorded. Also the real 2-coil Siemens ``gre.dat`` at 5x
 VDRad (its zero-filled full scan as the reference, as ``tests/recon/test_twix_recon.py``), if
 the data cache has it: its SNR over the whole image, and on the object alone
@@ -46,17 +50,21 @@ ACCEL = 5.0
 
 
 def reconstructor(plane: tuple[int, int], coils: int, weight: float, built: dict,
-                  model: str | None = None):
-    """NPGD with ``weight``: ``model``, or the routed default; cached by model and weight."""
+                  model: str | None = None, unroll: int | None = None):
+    """NPGD with ``weight``: ``model``, or the routed default, unrolled ``unroll`` times
+    instead of its own count (shared proximals only); cached by model and weight."""
     name = model or default_weights("npgd", "cpu", plane, coils, 1)
     if (name, weight) not in built:
         built[name, weight] = make_reconstructor("npgd", ReconOptions(
             weights=model, device="cpu", precision="fp32", plane=plane, coils=coils,
             map_error=weight))
+        if unroll:
+            built[name, weight].model.iterations = unroll
     return built[name, weight]
 
 
-def gre_row(weights: list[float], built: dict, model: str | None = None) -> dict | None:
+def gre_row(weights: list[float], built: dict, model: str | None = None,
+            unroll: int | None = None) -> dict | None:
     """NPGD on twixtools' ``gre.dat`` per weight (None without the data cache's copy)."""
     from npgd_recon.data.fetch import FetchError, find_entry
     from npgd_recon.io.ismrmrd_file import read_raw
@@ -74,7 +82,7 @@ def gre_row(weights: list[float], built: dict, model: str | None = None) -> dict
            "object_fraction": float(inside.mean())}
     for weight in weights:
         recon = reconstructor(study.volumes[0].kspace.shape[-2:], study.n_coils, weight, built,
-                              model)
+                              model, unroll)
         image = np.abs(reconstruct_study(study, recon, accel=ACCEL, progress=False).images[0])
         image = image * (reference * image).sum() / (image * image).sum()
         row[f"npgd@{weight:g}"] = float(snr_db_magnitude(reference[None], image[None])[0])
@@ -102,13 +110,23 @@ def main() -> None:
     parser.add_argument("--forms", nargs="+", default=list(DEFAULT_FORMS), choices=FORMS)
     parser.add_argument("--weights", type=float, nargs="+", default=[0, 0.02, 0.05, 0.1, 0.2])
     parser.add_argument("--model", help="weights for every problem (default: the routed default)")
+    parser.add_argument("--unroll", type=int, help="unroll every model this many times instead "
+                        "of its own count (its proximal shared across iterations)")
     parser.add_argument("--cs", action="store_true", help="also CS tuned on the truth")
+    parser.add_argument("--reuse", type=Path, help="with --cs: an earlier --out whose tuned-CS "
+                        "scores are taken for the problems it holds")
     parser.add_argument("--out", type=Path,
                         default=Path("docs/model_card/map-error/selection.json"))
     args = parser.parse_args()
     if min(args.coils) < 2:
         parser.error("--coils: the maps' error needs at least 2 coils (one coil has no maps)")
+    if args.unroll is not None and args.unroll < 1:
+        parser.error(f"--unroll must be at least 1, got {args.unroll}")
+    if args.reuse and not args.cs:
+        parser.error("--reuse takes tuned-CS scores: it needs --cs")
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    earlier = {(r["plane"], r["form"], r["coils"]): r
+               for r in json.loads(args.reuse.read_text())["rows"]} if args.reuse else {}
     left_out = {name for name, _ in planes(args.exclude)} if args.exclude else set()
     cases = [(name, form, posed(image, form), coils) for name, image in planes(args.planes)
              if name not in left_out for form in args.forms for coils in args.coils]
@@ -121,17 +139,22 @@ def main() -> None:
             row = {"plane": name, "form": form, "coils": coils, "shape": list(images.shape[1:]),
                    "rho": float(map_error_fraction(kspace, mask, maps, 1.0)[0])}
             for weight in args.weights:
-                recon = reconstructor(images.shape[1:], coils, weight, built, args.model)
+                recon = reconstructor(images.shape[1:], coils, weight, built, args.model,
+                                      args.unroll)
                 row["model"] = recon.model_name
                 row[f"npgd@{weight:g}"] = score(reference, recon(kspace, mask, maps,
                                                                  noise_std=1.0))
-            for label, (_, cs) in (tuned_cs(kspace, mask, maps, reference).items()
-                                   if args.cs else ()):
-                row[label] = score(reference, cs(kspace, mask, maps, noise_std=1.0))
+            known = earlier.get((name, form, coils), {})
+            if args.cs and all(label in known for label in TUNED):
+                row.update({label: known[label] for label in TUNED})
+            elif args.cs:
+                for label, (_, cs) in tuned_cs(kspace, mask, maps, reference).items():
+                    row[label] = score(reference, cs(kspace, mask, maps, noise_std=1.0))
             rows.append(row)
             tqdm.write(json.dumps(row))
-    real = gre_row(args.weights, built, args.model)
+    real = gre_row(args.weights, built, args.model, args.unroll)
     args.out.write_text(json.dumps({"planes": args.planes, "exclude": args.exclude,
+                                    "unroll": args.unroll,
                                     "weights": args.weights, "rows": rows, "real": real},
                                    indent=1) + "\n")
     print(summary(rows, args.weights, real))
