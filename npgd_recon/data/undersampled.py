@@ -174,6 +174,16 @@ def _with_sets(maps: np.ndarray, sets: int) -> np.ndarray:
     return np.concatenate([maps[None], np.zeros((sets - 1, *maps.shape), maps.dtype)])
 
 
+def with_texture(image: np.ndarray, level: float, rng: np.random.Generator) -> np.ndarray:
+    """``image`` plus circular complex Gaussian noise whose std is ``level`` times the mean
+    magnitude of its object (the pixels above a tenth of its peak); an empty image unchanged."""
+    magnitude = np.abs(image)
+    if not magnitude.max() > 0:
+        return image
+    return image + complex_noise(rng, image.shape,
+                                 level * magnitude[magnitude > 0.1 * magnitude.max()].mean())
+
+
 class UndersampledSet(torch.utils.data.Dataset):
     """Training/validation triples from a mixture of sources.
 
@@ -220,6 +230,12 @@ class UndersampledSet(torch.utils.data.Dataset):
     ``map_error`` (> 0, with ``maps = "espirit"``): an item with estimated maps carries as its
     ``noise`` the level ``npgd-recon`` tells the network, the thermal noise and this weight of
     the maps' model error (:func:`~npgd_recon.core.map_error.effective_noise_std`).
+
+    ``texture = (low, high)`` (training items, ``high > 0``): the image gets noise of its own
+    before it is acquired (:func:`with_texture`, a level drawn uniformly in the range), which
+    the target keeps, as a real reference image keeps the noise of its own acquisition; the
+    k-space noise ``noise`` comes on top and is what the network is told. Off by default
+    (no extra draw: items are those of a set without it).
     """
 
     def __init__(self, sources: list, length: int, *, mask: str = "vdrad", accel: float = 5.0,
@@ -228,7 +244,8 @@ class UndersampledSet(torch.utils.data.Dataset):
                  coils: int | tuple[int, int] = 1, coil_group: int = 1, phase: bool = False,
                  noise_scale: str = "linear", maps: str = "exact", maps_up_to: int = 0,
                  map_sets: int = 1, map_error: float = 0.0,
-                 coil_geometry: str = "birdcage") -> None:
+                 coil_geometry: str = "birdcage",
+                 texture: tuple[float, float] = (0.0, 0.0)) -> None:
         if not sources or not sum(len(s) for s in sources):
             raise NpgdError("no training images: every data source is empty")
         if coil_group < 1:
@@ -248,11 +265,15 @@ class UndersampledSet(torch.utils.data.Dataset):
         if coil_geometry not in (*COIL_GEOMETRIES, "mixed"):
             raise NpgdError(f"coil_geometry must be one of {', '.join(COIL_GEOMETRIES)} or "
                             f"mixed, got {coil_geometry!r}")
+        if not 0 <= texture[0] <= texture[1]:
+            raise NpgdError(f"texture must be [low, high] with 0 <= low <= high, got "
+                            f"{list(texture)}")
         augments = (augment,) if isinstance(augment, Augment) else tuple(augment or ())
         self.sources, self.length, self.augments, self.seed = sources, length, augments, seed
         self.noise_scale, self.maps, self.maps_up_to = noise_scale, maps, maps_up_to
         self.map_sets, self.map_error, self.coil_geometry = map_sets, map_error, coil_geometry
         self.mask, self.accel, self.noise, self.phase = mask, accel, noise, phase
+        self.texture = texture
         self.coil_range, self.coil_group = coil_range(coils), coil_group
         self.offsets = np.cumsum([0] + [len(s) for s in sources])
 
@@ -283,6 +304,8 @@ class UndersampledSet(torch.utils.data.Dataset):
         image = self.sources[which].image(int(pick - self.offsets[which]), rng)
         if augment is not None:
             image = augment(image, rng)
+            if self.texture[1] > 0:
+                image = with_texture(image, rng.uniform(*self.texture), rng)
         else:
             image = image[: image.shape[0] // 2 * 2, : image.shape[1] // 2 * 2]
             if self.phase and not np.iscomplexobj(image):

@@ -184,6 +184,7 @@ class DataConfig(_Section):
     map_error: float = 0.0  # > 0: the noise level told counts the maps' error (maps = "espirit")
     coil_geometry: str = "birdcage"  # training's simulated array: or "loops", "mixed" (per item)
     validation_coil_geometry: str = "birdcage"  # the validation problems' array
+    texture: tuple[float, float] = (0.0, 0.0)  # training images' own noise (UndersampledSet)
     validation_noise: float = 0.01
     validation_phase: bool = False  # real validation images get a fixed smooth phase
     validation_coils: tuple[int, ...] = ()  # every validation problem at each of these counts
@@ -225,6 +226,8 @@ class DataConfig(_Section):
         for key in ("coil_geometry", "validation_coil_geometry"):
             self._require(getattr(self, key) in (*COIL_GEOMETRIES, "mixed"), key,
                           f"one of {', '.join(COIL_GEOMETRIES)}, mixed")
+        self._require(0 <= self.texture[0] <= self.texture[1], "texture",
+                      "[low, high], 0 <= low <= high (fractions of the object's mean)")
         self._require(self.validation_noise >= 0, "validation_noise", ">= 0")
         self._require(all(c >= 1 for c in self.validation_coils), "validation_coils",
                       "a list of coil counts >= 1 (empty: drawn from data.coils)")

@@ -82,7 +82,8 @@ def datasets(data: DataConfig, length: int, seed: int, batch_size: int = 1,
                                 seed=seed, coils=data.coil_range, coil_group=batch_size,
                                 noise_scale=data.noise_scale, maps=data.maps,
                                 maps_up_to=data.maps_up_to, map_sets=data.map_sets,
-                                map_error=data.map_error, coil_geometry=data.coil_geometry)
+                                map_error=data.map_error, coil_geometry=data.coil_geometry,
+                                texture=data.texture)
     sources = [build_source(s) for s in data.validation]
     val_sets = [UndersampledSet(sources, data.validation_slices, mask=data.mask, accel=data.accel,
                                 noise=(data.validation_noise,) * 2, seed=99, coils=coils,

@@ -167,6 +167,30 @@ def test_loop_array_items_carry_loop_maps_and_mixed_draws_both_arrays():
         UndersampledSet([PhantomSource(2)], 1, coils=4, coil_geometry="helmet")
 
 
+def test_texture_gives_training_targets_noise_of_their_own_and_is_off_by_default():
+    from npgd_recon.data.undersampled import with_texture
+
+    source = PhantomSource(8, size=40)
+    plain = UndersampledSet([source], 4, noise=(0.0, 0.0), augment=Augment((32, 32)))
+    off = UndersampledSet([source], 4, noise=(0.0, 0.0), augment=Augment((32, 32)),
+                          texture=(0.0, 0.0))
+    textured = UndersampledSet([source], 4, noise=(0.0, 0.0), augment=Augment((32, 32)),
+                               texture=(0.05, 0.05))
+    for i in range(4):
+        np.testing.assert_array_equal(plain[i].target, off[i].target)  # the same draws
+        item = textured[i]  # noiseless k-space: the measured samples are the textured target's
+        np.testing.assert_allclose(item.kspace, fft2c(item.target.numpy()) * item.mask.numpy(),
+                                   atol=1e-5)
+    rng = np.random.default_rng(0)
+    image = np.zeros((200, 200), np.complex128)
+    image[50:150, 50:150] = 2.0
+    noisy = with_texture(image, 0.05, rng)
+    assert np.std(noisy - image) == pytest.approx(0.05 * 2.0, rel=0.02)  # std of the object's 5 %
+    np.testing.assert_array_equal(with_texture(np.zeros((4, 4)), 0.05, rng), 0)
+    with pytest.raises(NpgdError, match="texture must be"):
+        UndersampledSet([source], 1, texture=(0.1, 0.0))
+
+
 def test_a_coil_range_draws_one_count_per_batch_and_the_loader_stacks_them():
     from npgd_recon.training.loop import make_loader
 
