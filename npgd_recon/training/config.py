@@ -228,6 +228,8 @@ class DataConfig(_Section):
                           f"one of {', '.join(COIL_GEOMETRIES)}, mixed")
         self._require(0 <= self.texture[0] <= self.texture[1], "texture",
                       "[low, high], 0 <= low <= high (fractions of the object's mean)")
+        self._require(self.texture == (0.0, 0.0) or self.operator != "block-average",
+                      "texture", "[0, 0] with the block-average operator (MRI problems only)")
         self._require(self.validation_noise >= 0, "validation_noise", ">= 0")
         self._require(all(c >= 1 for c in self.validation_coils), "validation_coils",
                       "a list of coil counts >= 1 (empty: drawn from data.coils)")

@@ -66,6 +66,8 @@ def test_values_are_converted_to_their_fields_types():
     ("[data]\nvalidation_coil_geometry = 1", "config data.validation_coil_geometry must be a"),
     ("[data]\ntexture = [0.1, 0.05]", "config data.texture must be [low, high], 0 <= low"),
     ("[data]\ntexture = 0.1", "config data.texture must be"),
+    ("[data]\noperator = 'block-average'\nshape = [24, 24]\ntexture = [0.0, 0.1]",
+     "config data.texture must be [0, 0] with the block-average operator"),
     ("[model]\nproximal = 'transformer'", "config model.proximal must be one of resnet"),
     ("[model]\nproximal = 'unet'\nblocks = 0", "config model.blocks must be >= 1 with the unet"),
     ("[model]\nproximal = 'unet'\nunshuffle = 2", "config model.unshuffle must be 1 unless"),
