@@ -58,6 +58,9 @@ def reconstructor(plane: tuple[int, int], coils: int, weight: float, built: dict
         built[name, weight] = make_reconstructor("npgd", ReconOptions(
             weights=model, device="cpu", precision="fp32", plane=plane, coils=coils,
             map_error=weight))
+        if unroll and built[name, weight].model.untied:  # one proximal per iteration
+            raise SystemExit(f"map_error.py: --unroll needs a shared proximal; {name} has one "
+                             "per iteration")
         if unroll:
             built[name, weight].model.iterations = unroll
     return built[name, weight]
@@ -124,6 +127,8 @@ def main() -> None:
         parser.error(f"--unroll must be at least 1, got {args.unroll}")
     if args.reuse and not args.cs:
         parser.error("--reuse takes tuned-CS scores: it needs --cs")
+    if args.reuse and not args.reuse.is_file():
+        parser.error(f"--reuse: no such file {args.reuse}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     earlier = {(r["plane"], r["form"], r["coils"]): r
                for r in json.loads(args.reuse.read_text())["rows"]} if args.reuse else {}
